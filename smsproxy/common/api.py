@@ -1,0 +1,44 @@
+"""API error bodies: every error is `{"code", "detail"}`, validation errors add `fields`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from smsproxy.common.errors import ApplicationError
+
+# DRF's own exception codes are kept, with two made clearer for API clients.
+_CODE_OVERRIDES = {
+    "parse_error": "malformed_request",
+    "invalid": "validation_error",
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, ApplicationError):
+        body: dict[str, Any] = {"code": exc.code, "detail": exc.detail}
+        if exc.fields:
+            body["fields"] = exc.fields
+        return Response(body, status=int(exc.status))
+
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+
+    if isinstance(exc, exceptions.ValidationError):
+        fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        response.data = {
+            "code": "validation_error",
+            "detail": "The request body is not valid.",
+            "fields": fields,
+        }
+        response.status_code = status.HTTP_400_BAD_REQUEST
+        return response
+
+    codes = exc.get_codes()
+    code = codes if isinstance(codes, str) else exc.default_code
+    response.data = {"code": _CODE_OVERRIDES.get(code, code), "detail": str(exc.detail)}
+    return response

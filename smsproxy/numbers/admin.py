@@ -1,0 +1,1 @@
+"""Admin for the number pool and provisioning jobs."""

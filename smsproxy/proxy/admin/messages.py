@@ -1,0 +1,1 @@
+"""Admin for messages (read-only) with the retry action."""

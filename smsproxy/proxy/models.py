@@ -1,0 +1,243 @@
+"""Conversations between two real numbers, their participants, and every SMS in or out."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class Conversation(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        CLOSED = "closed", "Closed"
+
+    class CloseReason(models.TextChoices):
+        API = "api", "Closed through the API"
+        EXPIRED = "expired", "Expired"
+        STAFF = "staff", "Closed by staff"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    reference = models.CharField(
+        max_length=200, blank=True, db_index=True, help_text="The marketplace's own reference."
+    )
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.ACTIVE, db_index=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                name="conversation_closed_consistent",
+                condition=(
+                    Q(status="active", closed_at__isnull=True, close_reason="")
+                    | (Q(status="closed", closed_at__isnull=False) & ~Q(close_reason=""))
+                ),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.reference or str(self.public_id)
+
+
+class Participant(models.Model):
+    """One of the two people in a conversation, and the proxy number they text and hear from."""
+
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="participants"
+    )
+    name = models.CharField(max_length=100, blank=True)
+    real_number = models.CharField("real number (E.164)", max_length=16)
+    country = models.CharField(max_length=2, blank=True)
+    proxy_number = models.ForeignKey(
+        "numbers.VirtualNumber", on_delete=models.PROTECT, related_name="participants"
+    )
+    # Mirrors "the conversation is active": a unique constraint cannot look across a join, so
+    # the participant row carries the flag that the live-use constraint is conditioned on.
+    # Closing a conversation clears it in the same transaction.
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation_id", "id"]
+        constraints = [
+            # Rule 3: one real number never uses one proxy number in two live conversations,
+            # or an inbound SMS could not be routed unambiguously. Also the index of rule 2's
+            # routing lookup.
+            models.UniqueConstraint(
+                fields=["real_number", "proxy_number"],
+                condition=Q(active=True),
+                name="participant_live_route_unique",
+            ),
+            models.CheckConstraint(
+                name="participant_real_number_e164",
+                condition=Q(real_number__regex=r"^\+[1-9][0-9]{6,14}$"),
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["real_number", "created_at"], name="participant_history_idx"),
+            models.Index(fields=["proxy_number", "active"], name="participant_number_load_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.real_number} via {self.proxy_number_id}"
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "inbound", "Inbound"
+        OUTBOUND = "outbound", "Outbound"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        UNROUTED = "unrouted", "Unrouted"
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+
+    class Purpose(models.TextChoices):
+        CONVERSATION = "conversation", "Conversation"  # an inbound text, or its forward
+        INTRO = "intro", "Introduction"
+        OUT_OF_SESSION = "out_of_session", "Out-of-session reply"
+
+    INBOUND_STATUSES = (Status.RECEIVED, Status.UNROUTED)
+    FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.REJECTED, Status.EXPIRED)
+
+    direction = models.CharField(max_length=8, choices=Direction.choices)
+    purpose = models.CharField(
+        max_length=16, choices=Purpose.choices, default=Purpose.CONVERSATION
+    )
+    conversation = models.ForeignKey(
+        Conversation,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="messages",
+    )
+    sender = models.CharField(max_length=16)
+    recipient = models.CharField(max_length=16)
+    text = models.TextField(blank=True)
+    # Inbound: Vonage's messageId (unique: a redelivered webhook is stored once). For a
+    # concatenated SMS the parts carry their own ids (InboundPart) and this stays empty.
+    # Outbound: the ids of the sent parts live in MessagePart.
+    vonage_message_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
+    error_code = models.CharField(max_length=32, blank=True)
+    error_text = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    max_attempts = models.PositiveIntegerField(default=8)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # When the current send attempt claimed the row (status "sending").
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    forwarded_from = models.ForeignKey(
+        "self",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="forwards",
+        help_text="The inbound message this outbound message forwards.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                name="message_status_matches_direction",
+                condition=(
+                    Q(direction="inbound", status__in=["received", "unrouted"])
+                    | (Q(direction="outbound") & ~Q(status__in=["received", "unrouted"]))
+                ),
+            ),
+            models.CheckConstraint(
+                name="message_forward_is_outbound",
+                condition=Q(forwarded_from__isnull=True) | Q(direction="outbound"),
+            ),
+        ]
+        indexes = [
+            # The outbox poll: due queued rows, and rows stuck in "sending".
+            models.Index(fields=["status", "next_attempt_at"], name="message_outbox_idx"),
+            # Out-of-session reply rate limit: last reply to this sender from this number.
+            models.Index(
+                fields=["purpose", "recipient", "sender", "created_at"],
+                name="message_reply_limit_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.direction} #{self.pk} {self.sender} → {self.recipient} ({self.status})"
+
+
+class MessagePart(models.Model):
+    """One part of a sent outbound SMS, as Vonage numbered it; each gets its own receipt."""
+
+    class Status(models.TextChoices):
+        SENT = "sent", "Sent"
+        ACCEPTED = "accepted", "Accepted"
+        BUFFERED = "buffered", "Buffered"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired"
+        UNKNOWN = "unknown", "Unknown"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="parts")
+    vonage_message_id = models.CharField(max_length=64, unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.SENT)
+    error_code = models.CharField(max_length=32, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    network = models.CharField(max_length=16, blank=True)
+    receipt_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["message_id", "id"]
+
+    def __str__(self) -> str:
+        return self.vonage_message_id
+
+
+class InboundPart(models.Model):
+    """A part of a concatenated inbound SMS, kept until every part has arrived (rule 8)."""
+
+    vonage_message_id = models.CharField(max_length=64, unique=True)
+    sender = models.CharField(max_length=16)
+    recipient = models.CharField(max_length=16)
+    concat_ref = models.CharField(max_length=32)
+    concat_total = models.PositiveSmallIntegerField()
+    concat_part = models.PositiveSmallIntegerField()
+    text = models.TextField(blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+    # Set when the parts were joined into one inbound Message.
+    message = models.ForeignKey(
+        Message, on_delete=models.CASCADE, null=True, blank=True, related_name="inbound_parts"
+    )
+
+    class Meta:
+        ordering = ["sender", "concat_ref", "concat_part"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["sender", "recipient", "concat_ref", "concat_part"],
+                name="inbound_part_unique",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["sender", "recipient", "concat_ref"], name="inbound_part_group_idx"),
+            models.Index(fields=["message", "received_at"], name="inbound_part_pending_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sender} ref {self.concat_ref} part {self.concat_part}/{self.concat_total}"

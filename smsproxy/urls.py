@@ -1,0 +1,18 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from smsproxy.common.views import healthz
+
+admin.site.site_header = "smsproxy administration"
+admin.site.site_title = "smsproxy"
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/", include("smsproxy.numbers.api_urls")),
+    path("api/", include("smsproxy.proxy.api_urls")),
+    path("webhooks/vonage/", include("smsproxy.proxy.webhook_urls")),
+]

@@ -1,0 +1,144 @@
+"""Settings are read from the environment; run the settings module in a subprocess per case."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+_PRINT = (
+    "import json, django; from django.conf import settings as s; "
+    "print(json.dumps({'db': s.DATABASES['default'], 'provider': s.SMS_PROVIDER, "
+    "'debug': s.DEBUG, 'ssl': s.SECURE_SSL_REDIRECT, 'hosts': s.ALLOWED_HOSTS}, default=str))"
+)
+
+
+def _settings(**environment: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "VONAGE_", "SMS_", "DATABASE_URL", "CELERY_"))
+    }
+    env.update({"DJANGO_SETTINGS_MODULE": "smsproxy.settings", "DJANGO_READ_DOT_ENV": "0"})
+    env.update(environment)
+    return subprocess.run(
+        [sys.executable, "-c", _PRINT], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+def _ok(**environment: str) -> dict:
+    result = _settings(**environment)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_postgres_database_url_is_parsed():
+    conf = _ok(
+        DJANGO_SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://smsproxy:s3cret@db.internal:6543/smsproxy_prod",
+    )["db"]
+    assert conf["ENGINE"] == "django.db.backends.postgresql"
+    assert (conf["HOST"], conf["PORT"], conf["NAME"]) == ("db.internal", 6543, "smsproxy_prod")
+    assert (conf["USER"], conf["PASSWORD"]) == ("smsproxy", "s3cret")
+    assert conf["CONN_HEALTH_CHECKS"] is True
+
+
+def test_sqlite_default_is_tuned_for_web_and_worker():
+    conf = _ok(DJANGO_DEBUG="1")["db"]
+    assert conf["ENGINE"] == "django.db.backends.sqlite3"
+    assert conf["NAME"].endswith("db.sqlite3")
+    assert conf["OPTIONS"]["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in conf["OPTIONS"]["init_command"]
+
+
+def test_production_requires_a_secret_key():
+    result = _settings()
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+
+
+def test_debug_gets_a_dev_key_and_no_ssl_redirect():
+    conf = _ok(DJANGO_DEBUG="true")
+    assert conf["debug"] is True
+    assert conf["ssl"] is False
+
+
+def test_provider_defaults_to_vonage_when_a_key_is_set():
+    assert _ok(DJANGO_DEBUG="1")["provider"] == "sandbox"
+    assert (
+        _ok(DJANGO_DEBUG="1", VONAGE_API_KEY="abcd1234", VONAGE_API_SECRET="s")["provider"]
+        == "vonage"
+    )
+
+
+@pytest.mark.parametrize(
+    ("environment", "message"),
+    [
+        ({"SMS_PROVIDER": "twilio"}, "SMS_PROVIDER must be"),
+        ({"SMS_PROVIDER": "vonage"}, "needs VONAGE_API_KEY"),
+        ({"VONAGE_SIGNATURE_METHOD": "crc32"}, "VONAGE_SIGNATURE_METHOD must be"),
+    ],
+)
+def test_bad_settings_are_refused(environment, message):
+    result = _settings(DJANGO_DEBUG="1", **environment)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_allowed_hosts_is_a_comma_list():
+    assert _ok(DJANGO_DEBUG="1", DJANGO_ALLOWED_HOSTS="a.example,b.example")["hosts"] == [
+        "a.example",
+        "b.example",
+    ]
+
+
+def test_check_deploy_passes_with_production_env():
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("DJANGO_", "VONAGE_", "SMS_", "DATABASE_URL", "CELERY_"))
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "smsproxy.settings",
+            "DJANGO_READ_DOT_ENV": "0",
+            "DJANGO_SECRET_KEY": "k3y-" + "q8Zr!" * 12,
+            "DJANGO_ALLOWED_HOSTS": "proxy.example.com",
+            "PUBLIC_BASE_URL": "https://proxy.example.com",
+            "VONAGE_API_KEY": "abcd1234",
+            "VONAGE_API_SECRET": "secret",
+            "VONAGE_SIGNATURE_SECRET": "sigsecret",
+        }
+    )
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    env.pop("VONAGE_SIGNATURE_SECRET")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert "smsproxy.W001" in result.stdout + result.stderr
+
+
+def test_stdlib_numbers_module_is_not_shadowed():
+    import numbers
+
+    assert numbers.__file__ is not None
+    assert "smsproxy" not in numbers.__file__
+    assert hasattr(numbers, "Integral")

@@ -1,0 +1,58 @@
+"""factory-boy factories for the models every test area uses."""
+
+from __future__ import annotations
+
+import factory
+from django.utils import timezone
+
+from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.proxy.models import Conversation, Message, Participant
+
+
+class VirtualNumberFactory(factory.django.DjangoModelFactory[VirtualNumber]):
+    class Meta:
+        model = VirtualNumber
+
+    msisdn = factory.Sequence(lambda n: f"+447700900{n % 1000:03d}")
+    country = "GB"
+    number_type = "mobile-lvn"
+    features = "SMS,VOICE"
+    inbound_webhook_url = "https://proxy.example.com/webhooks/vonage/inbound-sms/"
+    configured_at = factory.LazyFunction(timezone.now)
+
+
+class ProvisioningJobFactory(factory.django.DjangoModelFactory[ProvisioningJob]):
+    class Meta:
+        model = ProvisioningJob
+
+    country = "GB"
+    quantity = 1
+
+
+class ConversationFactory(factory.django.DjangoModelFactory[Conversation]):
+    class Meta:
+        model = Conversation
+
+    reference = factory.Sequence(lambda n: f"booking-{n}")
+
+
+class ParticipantFactory(factory.django.DjangoModelFactory[Participant]):
+    class Meta:
+        model = Participant
+
+    conversation = factory.SubFactory(ConversationFactory)
+    name = factory.Sequence(lambda n: f"Person {n}")
+    real_number = factory.Sequence(lambda n: f"+447700901{n % 1000:03d}")
+    country = "GB"
+    proxy_number = factory.SubFactory(VirtualNumberFactory)
+
+
+class MessageFactory(factory.django.DjangoModelFactory[Message]):
+    class Meta:
+        model = Message
+
+    direction = Message.Direction.OUTBOUND
+    status = Message.Status.QUEUED
+    sender = "+447700900001"
+    recipient = "+447700901001"
+    text = "Hello"
