@@ -180,7 +180,7 @@ PROXY_OUT_OF_SESSION_REPLY = env.str(
 )
 PROXY_REDACT_NUMBERS = env.bool("PROXY_REDACT_NUMBERS", default=True)
 
-# --- Celery (used only when CELERY_BROKER_URL is set) ----------------------------------------------
+# --- Celery (used only when CELERY_BROKER_URL is set) ---------------------------------------
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

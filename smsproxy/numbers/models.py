@@ -111,11 +111,13 @@ class ProvisioningJob(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(name="job_quantity_positive", condition=models.Q(quantity__gt=0)),
+            models.CheckConstraint(
+                name="job_quantity_positive", condition=models.Q(quantity__gt=0)
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"Job #{self.pk}: {self.quantity} × {self.country} {self.number_type}"
+        return f"Job #{self.pk}: {self.quantity} x {self.country} {self.number_type}"
 
     def log_entry(self, message: str, *, level: str = "info") -> dict[str, Any]:
         entry = {"at": timezone.now().isoformat(), "level": level, "message": message}

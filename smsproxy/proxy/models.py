@@ -114,9 +114,7 @@ class Message(models.Model):
     FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.REJECTED, Status.EXPIRED)
 
     direction = models.CharField(max_length=8, choices=Direction.choices)
-    purpose = models.CharField(
-        max_length=16, choices=Purpose.choices, default=Purpose.CONVERSATION
-    )
+    purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.CONVERSATION)
     conversation = models.ForeignKey(
         Conversation,
         on_delete=models.PROTECT,
@@ -235,7 +233,9 @@ class InboundPart(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["sender", "recipient", "concat_ref"], name="inbound_part_group_idx"),
+            models.Index(
+                fields=["sender", "recipient", "concat_ref"], name="inbound_part_group_idx"
+            ),
             models.Index(fields=["message", "received_at"], name="inbound_part_pending_idx"),
         ]
 
