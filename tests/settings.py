@@ -9,7 +9,9 @@ import os
 
 TEST_CELERY_BROKER_URL = os.environ.pop("CELERY_BROKER_URL", "")
 for _name in list(os.environ):
-    if _name.startswith(("DJANGO_", "VONAGE_", "PROXY_", "SMS_", "API_", "PUBLIC_BASE_URL")):
+    if _name.startswith(
+        ("DJANGO_", "VONAGE_", "PROXY_", "SMS_", "SANDBOX_", "API_", "PUBLIC_BASE_URL")
+    ):
         del os.environ[_name]
 
 os.environ.update(

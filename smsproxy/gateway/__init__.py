@@ -1,0 +1,97 @@
+"""The SMS provider boundary: `get_provider()` returns the configured provider.
+
+Nothing outside this package imports the Vonage SDK. Callers use the interface and the typed
+results and errors re-exported here.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+from .base import (
+    DEFAULT_NUMBER_TYPE,
+    NUMBER_FEATURES,
+    NUMBER_TYPES,
+    AvailableNumber,
+    InvalidNumberError,
+    NumberInsight,
+    NumberNotOwnedError,
+    NumberUnavailableError,
+    OwnedNumber,
+    PermanentProviderError,
+    ProviderError,
+    SendResult,
+    SentPart,
+    SmsProvider,
+    TransientProviderError,
+)
+
+__all__ = [
+    "DEFAULT_NUMBER_TYPE",
+    "NUMBER_FEATURES",
+    "NUMBER_TYPES",
+    "AvailableNumber",
+    "InvalidNumberError",
+    "NumberInsight",
+    "NumberNotOwnedError",
+    "NumberUnavailableError",
+    "OwnedNumber",
+    "PermanentProviderError",
+    "ProviderError",
+    "SendResult",
+    "SentPart",
+    "SmsProvider",
+    "TransientProviderError",
+    "get_provider",
+]
+
+# Settings the provider instance is built from: changing one (override_settings) rebuilds it.
+PROVIDER_SETTINGS = frozenset(
+    {
+        "SMS_PROVIDER",
+        "VONAGE_API_KEY",
+        "VONAGE_API_SECRET",
+        "VONAGE_REST_HOST",
+        "VONAGE_API_HOST",
+        "VONAGE_TIMEOUT",
+    }
+)
+
+
+def get_provider() -> SmsProvider:
+    """The provider chosen by `settings.SMS_PROVIDER`, built once per configuration."""
+    return _build_provider()
+
+
+@lru_cache(maxsize=1)
+def _build_provider() -> SmsProvider:
+    # Imported here: the sandbox needs the app registry (models), the Vonage module the SDK.
+    if settings.SMS_PROVIDER == "vonage":
+        from .vonage import VonageProvider
+
+        return VonageProvider(
+            api_key=settings.VONAGE_API_KEY,
+            api_secret=settings.VONAGE_API_SECRET,
+            rest_host=settings.VONAGE_REST_HOST,
+            api_host=settings.VONAGE_API_HOST,
+            timeout=settings.VONAGE_TIMEOUT,
+        )
+    if settings.SMS_PROVIDER == "sandbox":
+        from .sandbox import SandboxProvider
+
+        return SandboxProvider()
+    raise ImproperlyConfigured(
+        f"SMS_PROVIDER must be 'vonage' or 'sandbox', not {settings.SMS_PROVIDER!r}."
+    )
+
+
+@receiver(setting_changed)
+def _reset_provider(*, setting: str, **kwargs: Any) -> None:
+    if setting in PROVIDER_SETTINGS:
+        _build_provider.cache_clear()

@@ -1,0 +1,46 @@
+"""Read-only admin pages of the sandbox account: what it rents and every SMS it "sent"."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from .models import SandboxMessage, SandboxNumber
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """The sandbox state is written by the provider only; staff look, they do not edit."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(SandboxNumber)
+class SandboxNumberAdmin(ReadOnlyAdmin):
+    list_display = (
+        "msisdn",
+        "country",
+        "type",
+        "features",
+        "inbound_url",
+        "rented_at",
+        "cancelled_at",
+    )
+    list_filter = ("country", ("cancelled_at", admin.EmptyFieldListFilter))
+    search_fields = ("msisdn",)
+
+
+@admin.register(SandboxMessage)
+class SandboxMessageAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "sender", "recipient", "text", "encoding", "client_ref")
+    list_filter = ("encoding",)
+    search_fields = ("sender", "recipient", "text", "client_ref", "message_ids")
+    date_hierarchy = "created_at"

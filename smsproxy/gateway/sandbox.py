@@ -1,0 +1,386 @@
+"""The sandbox provider (DESIGN §10): a fictitious Vonage account where nothing leaves the machine.
+
+It behaves like Vonage wherever a caller can tell: it offers numbers from the ranges reserved
+for drama (GB +447700900000-999, US +15550100000-999), a number cannot be bought twice, an
+update or cancel of a number the account does not rent fails, Number Insight rejects invalid
+numbers, and every sent SMS gets message ids (one per part) and, later, a `delivered` receipt
+through the real delivery-receipt webhook view — signed when `VONAGE_SIGNATURE_SECRET` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+import threading
+from dataclasses import dataclass
+from decimal import Decimal
+from urllib.parse import urlsplit
+
+import phonenumbers
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.test import RequestFactory
+from django.urls import Resolver404, resolve
+from django.utils import timezone
+from phonenumbers import PhoneNumberFormat, geocoder
+
+from .base import (
+    DEFAULT_NUMBER_TYPE,
+    AvailableNumber,
+    InvalidNumberError,
+    NumberInsight,
+    NumberNotOwnedError,
+    NumberUnavailableError,
+    OwnedNumber,
+    PermanentProviderError,
+    SendResult,
+    SentPart,
+)
+from .encoding import is_gsm7, split_parts
+from .models import SandboxMessage, SandboxNumber
+from .signatures import sign_params
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DramaRange:
+    """A block of numbers reserved for fiction: never assigned to a real subscriber."""
+
+    country: str
+    country_name: str
+    first: int  # international digits, no '+'
+    last: int
+    monthly_cost: Decimal
+
+    def __contains__(self, digits: object) -> bool:
+        return (
+            isinstance(digits, str) and digits.isdigit() and self.first <= int(digits) <= self.last
+        )
+
+    def all_digits(self) -> list[str]:
+        return [str(value) for value in range(self.first, self.last + 1)]
+
+
+DRAMA_RANGES = (
+    # Ofcom's drama range for mobiles: 07700 900000-900999.
+    DramaRange("GB", "United Kingdom", 447700900000, 447700900999, Decimal("1.00")),
+    # Area code 555 is not assigned to any US region; 555-010-xxxx is used in fiction and demos.
+    DramaRange("US", "United States", 15550100000, 15550100999, Decimal("0.90")),
+)
+SANDBOX_NUMBER_TYPE = DEFAULT_NUMBER_TYPE
+SANDBOX_FEATURES = ("SMS", "VOICE")
+SANDBOX_NETWORK_CODE = "00101"  # MCC 001 / MNC 01: the ITU test network
+SANDBOX_PRICE = Decimal("0.0000")
+SANDBOX_BALANCE = Decimal("100.00000000")
+# Delivery receipts of a send made outside any transaction are fed back this much later, as
+# Vonage's arrive a moment after the send (after the caller has stored the message ids).
+RECEIPT_DELAY_SECONDS = 1.0
+CLIENT_REF_MAX_LENGTH = 40
+
+
+def drama_range_for(digits: str) -> DramaRange | None:
+    return next((block for block in DRAMA_RANGES if digits in block), None)
+
+
+def _digits(msisdn: str) -> str:
+    return msisdn.strip().removeprefix("+")
+
+
+class SandboxProvider:
+    """SmsProvider that records everything in the database and prints sent SMS."""
+
+    name = "sandbox"
+
+    # --- numbers ------------------------------------------------------------------------------
+
+    def search_numbers(
+        self,
+        *,
+        country: str,
+        type: str = DEFAULT_NUMBER_TYPE,
+        features: tuple[str, ...] = ("SMS",),
+        pattern: str = "",
+        size: int = 10,
+    ) -> list[AvailableNumber]:
+        country = country.upper()
+        wanted = {feature.strip().upper() for feature in features if feature.strip()}
+        if type != SANDBOX_NUMBER_TYPE or not wanted <= set(SANDBOX_FEATURES):
+            return []
+        rented = set(
+            SandboxNumber.objects.filter(cancelled_at__isnull=True).values_list("msisdn", flat=True)
+        )
+        offers: list[AvailableNumber] = []
+        for block in DRAMA_RANGES:
+            if block.country != country:
+                continue
+            for digits in block.all_digits():
+                if len(offers) >= min(size, 100):
+                    return offers
+                # Vonage's search_pattern=1: the number *contains* the pattern.
+                if pattern and pattern not in digits:
+                    continue
+                if f"+{digits}" in rented:
+                    continue
+                offers.append(
+                    AvailableNumber(
+                        msisdn=f"+{digits}",
+                        country=block.country,
+                        type=SANDBOX_NUMBER_TYPE,
+                        features=SANDBOX_FEATURES,
+                        monthly_cost=block.monthly_cost,
+                    )
+                )
+        return offers
+
+    def buy_number(self, *, country: str, msisdn: str) -> None:
+        digits = _digits(msisdn)
+        block = drama_range_for(digits)
+        if block is None or block.country != country.upper():
+            raise NumberUnavailableError(
+                f"method failed: {msisdn} is not offered in {country.upper()}",
+                "420",
+                http_status=420,
+            )
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                number = SandboxNumber.objects.select_for_update().filter(msisdn=f"+{digits}")
+                existing = number.first()
+                if existing is not None and existing.is_rented:
+                    raise NumberUnavailableError(
+                        f"method failed: {existing.msisdn} is already rented",
+                        "420",
+                        http_status=420,
+                    )
+                if existing is not None:
+                    existing.rented_at, existing.cancelled_at, existing.inbound_url = now, None, ""
+                    existing.save()
+                else:
+                    SandboxNumber.objects.create(
+                        msisdn=f"+{digits}",
+                        country=block.country,
+                        type=SANDBOX_NUMBER_TYPE,
+                        features=",".join(SANDBOX_FEATURES),
+                        rented_at=now,
+                    )
+        except IntegrityError as exc:  # bought by a concurrent request a moment ago
+            raise NumberUnavailableError(
+                f"method failed: +{digits} is already rented", "420", http_status=420
+            ) from exc
+        logger.info("[sandbox] bought %s (%s)", f"+{digits}", block.country)
+
+    def configure_number(self, *, country: str, msisdn: str, inbound_url: str) -> None:
+        with transaction.atomic():
+            number = self._rented(country=country, msisdn=msisdn, operation="update")
+            number.inbound_url = inbound_url
+            number.save(update_fields=["inbound_url", "updated_at"])
+        logger.info("[sandbox] %s now sends inbound SMS to %s", number.msisdn, inbound_url or "-")
+
+    def cancel_number(self, *, country: str, msisdn: str) -> None:
+        with transaction.atomic():
+            number = self._rented(country=country, msisdn=msisdn, operation="cancel")
+            number.cancelled_at = timezone.now()
+            number.inbound_url = ""
+            number.save(update_fields=["cancelled_at", "inbound_url", "updated_at"])
+        logger.info("[sandbox] cancelled %s", number.msisdn)
+
+    @staticmethod
+    def _rented(*, country: str, msisdn: str, operation: str) -> SandboxNumber:
+        number = (
+            SandboxNumber.objects.select_for_update()
+            .filter(msisdn=f"+{_digits(msisdn)}", country=country.upper(), cancelled_at=None)
+            .first()
+        )
+        if number is None:
+            raise NumberNotOwnedError(
+                f"method failed: cannot {operation} {msisdn}, the account does not rent it",
+                "420",
+                http_status=420,
+            )
+        return number
+
+    def list_owned_numbers(self, *, country: str = "") -> list[OwnedNumber]:
+        numbers = SandboxNumber.objects.filter(cancelled_at__isnull=True)
+        if country:
+            numbers = numbers.filter(country=country.upper())
+        return [
+            OwnedNumber(
+                msisdn=number.msisdn,
+                country=number.country,
+                type=number.type,
+                features=tuple(filter(None, number.features.split(","))),
+                inbound_url=number.inbound_url,
+            )
+            for number in numbers
+        ]
+
+    # --- Number Insight -----------------------------------------------------------------------
+
+    def insight_basic(self, *, number: str, country: str = "") -> NumberInsight:
+        country = country.upper()
+        raw = number.strip()
+        try:
+            if raw.startswith("+") or not country:
+                # Like Vonage: without a country the number is in international format.
+                parsed = phonenumbers.parse(raw if raw.startswith("+") else f"+{raw}", None)
+            else:
+                parsed = phonenumbers.parse(raw, country)
+        except phonenumbers.NumberParseException as exc:
+            raise InvalidNumberError(f"Invalid number {number!r}: {exc}", "3") from exc
+        e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
+        block = drama_range_for(e164.removeprefix("+"))
+        if block is not None:
+            region, country_name = block.country, block.country_name
+        elif phonenumbers.is_valid_number(parsed):
+            region = phonenumbers.region_code_for_number(parsed) or ""
+            country_name = geocoder.country_name_for_number(parsed, "en")
+        else:
+            raise InvalidNumberError(f"Invalid number {number!r}: not a valid phone number", "3")
+        if country and raw.startswith("+") and country != region:
+            raise InvalidNumberError(
+                f"Invalid number {number!r}: it is not a number of {country}", "3"
+            )
+        return NumberInsight(
+            e164=e164,
+            national_format=phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL),
+            country=region,
+            country_prefix=str(parsed.country_code),
+            country_name=country_name,
+        )
+
+    # --- SMS ----------------------------------------------------------------------------------
+
+    def send_sms(
+        self,
+        *,
+        sender: str,
+        recipient: str,
+        text: str,
+        client_ref: str,
+        callback_url: str,
+    ) -> SendResult:
+        to_digits = _digits(recipient)
+        if not text:
+            raise PermanentProviderError("Missing text param", "2")
+        if not (to_digits.isdigit() and 7 <= len(to_digits) <= 15):
+            raise PermanentProviderError(f"Invalid to param: {recipient!r}", "3")
+        if len(client_ref) > CLIENT_REF_MAX_LENGTH:
+            raise PermanentProviderError(
+                f"client-ref {client_ref!r} is longer than {CLIENT_REF_MAX_LENGTH} characters.",
+                "client-ref",
+            )
+        parts = tuple(
+            SentPart(
+                message_id=f"SANDBOX-{secrets.token_hex(8).upper()}",
+                price=SANDBOX_PRICE,
+                remaining_balance=SANDBOX_BALANCE,
+                network=SANDBOX_NETWORK_CODE,
+            )
+            for _ in split_parts(text)
+        )
+        message = SandboxMessage.objects.create(
+            sender=sender,
+            recipient=recipient,
+            text=text,
+            encoding="text" if is_gsm7(text) else "unicode",
+            client_ref=client_ref,
+            callback_url=callback_url,
+            message_ids=[part.message_id for part in parts],
+        )
+        line = f"[sandbox SMS] {sender} → {recipient}: {text}"
+        if len(parts) > 1:
+            line += f"  ({len(parts)} parts)"
+        logger.info("%s", line)
+        # Printed as well as logged: following a conversation in the terminal is the point.
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+        if callback_url and settings.SANDBOX_DELIVERY_RECEIPTS:
+            self._schedule_receipts(message)
+        return SendResult(parts=parts)
+
+    def _schedule_receipts(self, message: SandboxMessage) -> None:
+        message_pk = message.pk
+        if connection.in_atomic_block:
+            # The caller's transaction stores the message ids; the receipt comes after it.
+            transaction.on_commit(lambda: deliver_receipts(message_pk))
+            return
+        # No transaction to wait for: like Vonage, answer a moment later, after the caller has
+        # stored what send_sms returned. Not a daemon thread: a worker that exits right after
+        # sending (`run_outbox --once`) still delivers its receipts before the process ends.
+        timer = threading.Timer(RECEIPT_DELAY_SECONDS, _deliver_in_thread, args=(message_pk,))
+        timer.daemon = False
+        timer.start()
+
+
+def _deliver_in_thread(message_pk: int) -> None:
+    close_old_connections()
+    try:
+        deliver_receipts(message_pk)
+    finally:
+        connection.close()
+
+
+def receipt_params(message: SandboxMessage, message_id: str) -> dict[str, str]:
+    """A `delivered` receipt for one part, with the fields (and names) Vonage sends."""
+    now = timezone.now()
+    params = {
+        "msisdn": _digits(message.recipient),
+        "to": _digits(message.sender),
+        "network-code": SANDBOX_NETWORK_CODE,
+        "messageId": message_id,
+        "price": f"{SANDBOX_PRICE:.8f}",
+        "status": "delivered",
+        "scts": now.strftime("%y%m%d%H%M"),
+        "err-code": "0",
+        "api-key": settings.VONAGE_API_KEY or "sandbox",
+        "client-ref": message.client_ref,
+        "message-timestamp": now.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    if settings.VONAGE_SIGNATURE_SECRET:
+        params["nonce"] = secrets.token_hex(16)
+        params = sign_params(
+            params,
+            secret=settings.VONAGE_SIGNATURE_SECRET,
+            method=settings.VONAGE_SIGNATURE_METHOD,
+        )
+    return params
+
+
+def deliver_receipts(message_pk: int) -> None:
+    """Feed a `delivered` receipt for every part of a sandbox SMS to the receipt webhook view.
+
+    The request goes through the real view (resolved from the callback URL's path) as the GET
+    query Vonage sends by default. Failures are logged, never raised: a receipt is a separate
+    event, and the send it belongs to has already succeeded.
+    """
+    message = SandboxMessage.objects.filter(pk=message_pk).first()
+    if message is None or not message.callback_url:
+        return
+    url = urlsplit(message.callback_url)
+    try:
+        match = resolve(url.path)
+    except Resolver404:
+        logger.warning(
+            "[sandbox] no view answers the delivery-receipt URL %s; receipts dropped",
+            message.callback_url,
+        )
+        return
+    factory = RequestFactory()
+    for message_id in message.message_ids:
+        request = factory.get(
+            url.path,
+            data=receipt_params(message, message_id),
+            secure=url.scheme == "https",
+            HTTP_HOST=url.netloc or "localhost",
+        )
+        try:
+            response = match.func(request, *match.args, **match.kwargs)
+        except Exception:
+            logger.exception("[sandbox] the receipt view failed for %s", message_id)
+            continue
+        if not 200 <= response.status_code < 300:
+            logger.warning(
+                "[sandbox] the receipt view answered %s for %s", response.status_code, message_id
+            )

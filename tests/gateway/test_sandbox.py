@@ -1,0 +1,448 @@
+"""The sandbox provider: behaves like Vonage where callers can tell, state in the database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from django.db import transaction
+
+from smsproxy.gateway import (
+    InvalidNumberError,
+    NumberInsight,
+    NumberNotOwnedError,
+    NumberUnavailableError,
+    OwnedNumber,
+    PermanentProviderError,
+    SmsProvider,
+    get_provider,
+)
+from smsproxy.gateway import sandbox as sandbox_module
+from smsproxy.gateway.models import SandboxMessage, SandboxNumber
+from smsproxy.gateway.sandbox import SandboxProvider
+from smsproxy.gateway.signatures import verify_signature
+from tests.gateway import receipt_urls
+
+pytestmark = pytest.mark.django_db
+
+CALLBACK = "https://proxy.example.com/webhooks/vonage/delivery-receipt/"
+
+
+@pytest.fixture
+def sandbox(settings: Any) -> SandboxProvider:
+    settings.SMS_PROVIDER = "sandbox"
+    provider = get_provider()
+    assert isinstance(provider, SandboxProvider)
+    assert isinstance(provider, SmsProvider)
+    return provider
+
+
+@pytest.fixture
+def receipts(settings: Any) -> Iterator[list[dict[str, str]]]:
+    settings.ROOT_URLCONF = "tests.gateway.receipt_urls"
+    settings.SANDBOX_DELIVERY_RECEIPTS = True
+    receipt_urls.RECEIVED.clear()
+    yield receipt_urls.RECEIVED
+    receipt_urls.RECEIVED.clear()
+
+
+# --- numbers ------------------------------------------------------------------------------------
+
+
+def test_search_offers_drama_range_numbers(sandbox: SandboxProvider) -> None:
+    gb = sandbox.search_numbers(country="gb", size=3)
+    us = sandbox.search_numbers(country="US", features=("SMS", "VOICE"), size=2)
+
+    assert [number.msisdn for number in gb] == ["+447700900000", "+447700900001", "+447700900002"]
+    assert {(n.country, n.type, n.features) for n in gb} == {("GB", "mobile-lvn", ("SMS", "VOICE"))}
+    assert gb[0].monthly_cost == Decimal("1.00")
+    assert [number.msisdn for number in us] == ["+15550100000", "+15550100001"]
+
+
+def test_search_honours_the_pattern_anywhere_in_the_number(sandbox: SandboxProvider) -> None:
+    found = sandbox.search_numbers(country="GB", pattern="99", size=100)
+
+    assert [n.msisdn for n in found][:3] == ["+447700900099", "+447700900199", "+447700900299"]
+    assert all("99" in n.msisdn for n in found)
+    assert len(found) == 19  # x99 (10) and 99x (10), 999 counted once
+
+
+@pytest.mark.parametrize(
+    "criteria",
+    [
+        {"country": "FR"},
+        {"country": "GB", "type": "landline"},
+        {"country": "GB", "features": ("MMS",)},
+        {"country": "GB", "pattern": "1234567"},
+    ],
+)
+def test_search_without_matches_is_empty(sandbox: SandboxProvider, criteria: Any) -> None:
+    assert sandbox.search_numbers(**criteria) == []
+
+
+def test_buy_configure_list_and_cancel(sandbox: SandboxProvider) -> None:
+    sandbox.buy_number(country="GB", msisdn="+447700900005")
+    sandbox.buy_number(country="US", msisdn="+15550100042")
+    sandbox.configure_number(
+        country="GB", msisdn="+447700900005", inbound_url="https://proxy.example.com/in/"
+    )
+
+    assert sandbox.list_owned_numbers() == [
+        OwnedNumber("+15550100042", "US", "mobile-lvn", ("SMS", "VOICE"), ""),
+        OwnedNumber(
+            "+447700900005", "GB", "mobile-lvn", ("SMS", "VOICE"), "https://proxy.example.com/in/"
+        ),
+    ]
+    assert [n.msisdn for n in sandbox.list_owned_numbers(country="gb")] == ["+447700900005"]
+
+    sandbox.cancel_number(country="GB", msisdn="+447700900005")
+
+    assert [n.msisdn for n in sandbox.list_owned_numbers()] == ["+15550100042"]
+    number = SandboxNumber.objects.get(msisdn="+447700900005")
+    assert number.cancelled_at is not None
+    assert number.inbound_url == ""
+
+
+def test_a_rented_number_is_no_longer_offered(sandbox: SandboxProvider) -> None:
+    sandbox.buy_number(country="GB", msisdn="+447700900000")
+
+    offered = [n.msisdn for n in sandbox.search_numbers(country="GB", size=2)]
+
+    assert offered == ["+447700900001", "+447700900002"]
+
+
+def test_buying_a_number_twice_fails_like_vonage(sandbox: SandboxProvider) -> None:
+    sandbox.buy_number(country="GB", msisdn="+447700900007")
+
+    with pytest.raises(NumberUnavailableError) as caught:
+        sandbox.buy_number(country="GB", msisdn="+447700900007")
+
+    assert (caught.value.code, caught.value.http_status) == ("420", 420)
+    assert not caught.value.transient
+    assert SandboxNumber.objects.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("country", "msisdn"),
+    [("GB", "+447911123456"), ("US", "+447700900001"), ("GB", "+447700901000")],
+    ids=["real-number", "wrong-country", "outside-range"],
+)
+def test_buying_a_number_not_offered_fails(
+    sandbox: SandboxProvider, country: str, msisdn: str
+) -> None:
+    with pytest.raises(NumberUnavailableError):
+        sandbox.buy_number(country=country, msisdn=msisdn)
+    assert not SandboxNumber.objects.exists()
+
+
+def test_a_cancelled_number_can_be_bought_again(sandbox: SandboxProvider) -> None:
+    sandbox.buy_number(country="GB", msisdn="+447700900003")
+    sandbox.configure_number(country="GB", msisdn="+447700900003", inbound_url="https://a.example/")
+    sandbox.cancel_number(country="GB", msisdn="+447700900003")
+
+    sandbox.buy_number(country="GB", msisdn="+447700900003")
+
+    assert sandbox.list_owned_numbers() == [
+        OwnedNumber("+447700900003", "GB", "mobile-lvn", ("SMS", "VOICE"), "")
+    ]
+
+
+@pytest.mark.parametrize("action", ["configure", "cancel"])
+def test_update_or_cancel_of_a_number_not_rented_fails(
+    sandbox: SandboxProvider, action: str
+) -> None:
+    sandbox.buy_number(country="GB", msisdn="+447700900001")
+    sandbox.cancel_number(country="GB", msisdn="+447700900001")
+
+    for msisdn in ("+447700900001", "+447700900002"):  # cancelled, never rented
+        with pytest.raises(NumberNotOwnedError):
+            if action == "configure":
+                sandbox.configure_number(
+                    country="GB", msisdn=msisdn, inbound_url="https://proxy.example.com/in/"
+                )
+            else:
+                sandbox.cancel_number(country="GB", msisdn=msisdn)
+
+
+# --- Number Insight -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("number", "country", "expected"),
+    [
+        (
+            "+447700900123",
+            "",
+            NumberInsight("+447700900123", "07700 900123", "GB", "44", "United Kingdom"),
+        ),
+        (
+            "447700900123",
+            "",
+            NumberInsight("+447700900123", "07700 900123", "GB", "44", "United Kingdom"),
+        ),
+        (
+            "07700 900123",
+            "gb",
+            NumberInsight("+447700900123", "07700 900123", "GB", "44", "United Kingdom"),
+        ),
+        (
+            "+15550100123",
+            "",
+            NumberInsight("+15550100123", "(555) 010-0123", "US", "1", "United States"),
+        ),
+        (
+            "+14155552671",
+            "",
+            NumberInsight("+14155552671", "(415) 555-2671", "US", "1", "United States"),
+        ),
+        (
+            "(415) 555-2671",
+            "US",
+            NumberInsight("+14155552671", "(415) 555-2671", "US", "1", "United States"),
+        ),
+        (
+            "+33612345678",
+            "",
+            NumberInsight("+33612345678", "06 12 34 56 78", "FR", "33", "France"),
+        ),
+    ],
+)
+def test_insight_of_valid_numbers(
+    sandbox: SandboxProvider, number: str, country: str, expected: NumberInsight
+) -> None:
+    assert sandbox.insight_basic(number=number, country=country) == expected
+
+
+@pytest.mark.parametrize(
+    ("number", "country"),
+    [
+        ("+441234", ""),  # too short
+        ("+15550199999", ""),  # 555 outside the drama block: not a valid number
+        ("07700 900123", ""),  # national format without a country
+        ("not a number", "GB"),
+        ("+447700900123", "US"),  # the country contradicts the prefix
+    ],
+)
+def test_insight_of_invalid_numbers(sandbox: SandboxProvider, number: str, country: str) -> None:
+    with pytest.raises(InvalidNumberError) as caught:
+        sandbox.insight_basic(number=number, country=country)
+    assert caught.value.code == "3"
+
+
+# --- SMS ----------------------------------------------------------------------------------------
+
+
+def send(sandbox: SandboxProvider, text: str, **kwargs: Any) -> Any:
+    arguments = {
+        "sender": "+447700900001",
+        "recipient": "+447700901234",
+        "text": text,
+        "client_ref": "17",
+        "callback_url": CALLBACK,
+        **kwargs,
+    }
+    return sandbox.send_sms(**arguments)
+
+
+def test_send_stores_and_prints_the_sms(
+    sandbox: SandboxProvider, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="smsproxy.gateway.sandbox")
+
+    result = send(sandbox, "Hi Bob, I'm outside")
+
+    assert len(result.parts) == 1
+    assert result.message_ids[0].startswith("SANDBOX-")
+    message = SandboxMessage.objects.get()
+    assert (message.sender, message.recipient, message.text) == (
+        "+447700900001",
+        "+447700901234",
+        "Hi Bob, I'm outside",
+    )
+    assert (message.client_ref, message.callback_url, message.encoding) == ("17", CALLBACK, "text")
+    assert message.message_ids == result.message_ids
+    line = "[sandbox SMS] +447700900001 → +447700901234: Hi Bob, I'm outside"
+    assert line in capsys.readouterr().out
+    assert line in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("text", "parts", "encoding"),
+    [
+        ("x" * 160, 1, "text"),
+        ("x" * 161, 2, "text"),
+        ("x" * 306, 2, "text"),
+        ("x" * 307, 3, "text"),
+        ("€" * 80, 1, "text"),  # extension characters cost two septets
+        ("€" * 81, 2, "text"),
+        ("я" * 70, 1, "unicode"),
+        ("я" * 71, 2, "unicode"),
+        ("я" * 134, 2, "unicode"),
+        ("я" * 135, 3, "unicode"),
+    ],
+)
+def test_send_splits_like_vonage(
+    sandbox: SandboxProvider, text: str, parts: int, encoding: str
+) -> None:
+    result = send(sandbox, text)
+
+    assert len(result.parts) == parts
+    assert len(set(result.message_ids)) == parts
+    message = SandboxMessage.objects.get()
+    assert message.encoding == encoding
+    assert message.message_ids == result.message_ids
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code"),
+    [
+        ({"text": ""}, "2"),
+        ({"text": "hi", "recipient": "+12"}, "3"),
+        ({"text": "hi", "client_ref": "x" * 41}, "client-ref"),
+    ],
+)
+def test_send_refuses_what_vonage_refuses(
+    sandbox: SandboxProvider, arguments: dict[str, str], code: str
+) -> None:
+    with pytest.raises(PermanentProviderError) as caught:
+        send(sandbox, **arguments)
+    assert caught.value.code == code
+    assert not SandboxMessage.objects.exists()
+
+
+# --- delivery receipts --------------------------------------------------------------------------
+
+
+def test_a_delivered_receipt_per_part_reaches_the_webhook_view_after_commit(
+    sandbox: SandboxProvider,
+    receipts: list[dict[str, str]],
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        result = send(sandbox, "x" * 200)
+        assert receipts == []  # nothing before the caller's transaction commits
+
+    assert len(receipts) == 2
+    assert [receipt["messageId"] for receipt in receipts] == result.message_ids
+    first = receipts[0]
+    assert first["method"] == "GET"
+    assert {key: first[key] for key in ("msisdn", "to", "status", "err-code", "client-ref")} == {
+        "msisdn": "447700901234",
+        "to": "447700900001",
+        "status": "delivered",
+        "err-code": "0",
+        "client-ref": "17",
+    }
+    assert {"network-code", "price", "scts", "message-timestamp"} <= set(first)
+    assert "sig" not in first  # no secret, no signature
+
+
+def test_receipts_are_signed_when_a_secret_is_set(
+    sandbox: SandboxProvider,
+    receipts: list[dict[str, str]],
+    settings: Any,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    settings.VONAGE_SIGNATURE_SECRET = "sandbox-secret"
+    settings.VONAGE_SIGNATURE_METHOD = "sha256"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        send(sandbox, "Hello")
+
+    assert len(receipts) == 1
+    params = {key: value for key, value in receipts[0].items() if key != "method"}
+    assert {"sig", "timestamp", "nonce"} <= set(params)
+    verify_signature(params, secret="sandbox-secret", method="sha256", max_age=60)
+
+
+def test_receipts_can_be_switched_off(
+    sandbox: SandboxProvider,
+    receipts: list[dict[str, str]],
+    settings: Any,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    settings.SANDBOX_DELIVERY_RECEIPTS = False
+
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        send(sandbox, "Hello")
+
+    assert callbacks == []
+    assert receipts == []
+
+
+def test_receipts_are_dropped_with_a_warning_when_no_view_answers(
+    sandbox: SandboxProvider,
+    receipts: list[dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        result = send(sandbox, "Hello", callback_url="https://proxy.example.com/nowhere/")
+
+    assert len(result.parts) == 1  # the send itself succeeded
+    assert receipts == []
+    assert "no view answers the delivery-receipt URL" in caplog.text
+
+
+def test_a_failing_receipt_view_does_not_break_the_sender(
+    sandbox: SandboxProvider,
+    receipts: list[dict[str, str]],
+    caplog: pytest.LogCaptureFixture,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    with django_capture_on_commit_callbacks(execute=True):
+        send(sandbox, "Hello", callback_url="https://proxy.example.com/broken-receipts/")
+
+    assert "the receipt view failed" in caplog.text
+    assert SandboxMessage.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_send_outside_any_transaction_delivers_its_receipts_a_moment_later(
+    sandbox: SandboxProvider, receipts: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scheduled: list[tuple[float, Callable[..., None], tuple[Any, ...]]] = []
+
+    class FakeTimer:
+        daemon = True
+
+        def __init__(self, interval: float, function: Callable[..., None], args: Any) -> None:
+            scheduled.append((interval, function, tuple(args)))
+
+        def start(self) -> None:
+            # The process waits for it: receipts survive a worker that exits right after.
+            assert not self.daemon
+
+    monkeypatch.setattr(sandbox_module.threading, "Timer", FakeTimer)
+
+    result = send(sandbox, "Hello")
+
+    # Not during send_sms: the caller has not stored the message ids yet.
+    assert receipts == []
+    [(interval, function, args)] = scheduled
+    assert interval == sandbox_module.RECEIPT_DELAY_SECONDS
+    assert function is sandbox_module._deliver_in_thread
+    sandbox_module.deliver_receipts(*args)
+    assert [receipt["messageId"] for receipt in receipts] == result.message_ids
+
+
+# --- admin ------------------------------------------------------------------------------------
+
+
+def test_admin_pages_show_the_sandbox_state(sandbox: SandboxProvider, admin_client: Any) -> None:
+    sandbox.buy_number(country="GB", msisdn="+447700900009")
+    send(sandbox, "Seen in the admin", callback_url="")
+
+    numbers = admin_client.get("/admin/gateway/sandboxnumber/")
+    messages = admin_client.get("/admin/gateway/sandboxmessage/?q=admin")
+    added = admin_client.get("/admin/gateway/sandboxmessage/add/")
+
+    assert numbers.status_code == HTTPStatus.OK
+    assert "+447700900009" in numbers.content.decode()
+    assert messages.status_code == HTTPStatus.OK
+    assert "Seen in the admin" in messages.content.decode()
+    assert added.status_code == HTTPStatus.FORBIDDEN
