@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import uuid
+from datetime import datetime, timedelta
 
-from django.db.models import Q, QuerySet
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Prefetch,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from smsproxy.proxy.models import Participant
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import Conversation, Message, Participant
+
+# A number this real number used within this window counts as "used recently" (rule 3): a late
+# reply to an old thread would otherwise reach a new partner on the same proxy number.
+RECENT_USE_WINDOW = timedelta(days=30)
 
 
 def live_conversation_q(*, prefix: str = "", now: datetime | None = None) -> Q:
@@ -27,3 +49,146 @@ def participant_live_list(*, now: datetime | None = None) -> QuerySet[Participan
     return Participant.objects.filter(active=True).filter(
         live_conversation_q(prefix="conversation__", now=now)
     )
+
+
+def conversation_is_live(*, conversation: Conversation, now: datetime | None = None) -> bool:
+    now = now or timezone.now()
+    return conversation.status == Conversation.Status.ACTIVE and (
+        conversation.expires_at is None or conversation.expires_at > now
+    )
+
+
+def sms_capable_q() -> Q:
+    """`features` is a comma-joined list: match the whole "SMS" item, not a substring of one."""
+    return (
+        Q(features="SMS")
+        | Q(features__startswith="SMS,")
+        | Q(features__endswith=",SMS")
+        | Q(features__contains=",SMS,")
+    )
+
+
+def proxy_number_candidate_list(
+    *,
+    real_number: str,
+    country: str,
+    exclude_ids: set[int] | frozenset[int] = frozenset(),
+    now: datetime | None = None,
+) -> list[VirtualNumber]:
+    """Numbers `real_number` may be given in a new conversation, best first (rule 3).
+
+    Eligible: active, unreserved, SMS-capable, and not used by this real number in a live
+    conversation. Preferred in order: the participant's country; not used by this real number
+    within `RECENT_USE_WINDOW` (else the least recently used); the fewest live participants.
+
+    A number whose only use by this real number is in an expired conversation that the sweep
+    has not closed yet is eligible: the caller closes that conversation before assigning.
+    """
+    now = now or timezone.now()
+    live_for_this_number = participant_live_list(now=now).filter(real_number=real_number)
+    recent_use = (
+        Participant.objects.filter(
+            real_number=real_number,
+            proxy_number=OuterRef("pk"),
+        )
+        .annotate(
+            used_until=Coalesce(
+                "conversation__closed_at",
+                "conversation__expires_at",
+                "created_at",
+                output_field=DateTimeField(),
+            )
+        )
+        .filter(used_until__gte=now - RECENT_USE_WINDOW)
+        .values("proxy_number")
+        .annotate(last_used=Max("used_until"))
+        .values("last_used")
+    )
+    live_load = (
+        participant_live_list(now=now)
+        .filter(proxy_number=OuterRef("pk"))
+        .values("proxy_number")
+        .annotate(load=Count("pk"))
+        .values("load")
+    )
+    queryset = (
+        VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE, reserved=False)
+        .filter(sms_capable_q())
+        .exclude(pk__in=exclude_ids)
+        .exclude(Exists(live_for_this_number.filter(proxy_number=OuterRef("pk"))))
+        .annotate(
+            other_country=Case(
+                When(country=country, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            ),
+            recently_used_at=Subquery(recent_use, output_field=DateTimeField()),
+            live_load=Coalesce(Subquery(live_load, output_field=IntegerField()), Value(0)),
+        )
+        .order_by(
+            "other_country",
+            # NULL (not used recently) first, then the least recently used.
+            F("recently_used_at").asc(nulls_first=True),
+            "live_load",
+            "pk",
+        )
+    )
+    return list(queryset)
+
+
+def participant_expired_route_list(
+    *, real_number: str, proxy_number: VirtualNumber, now: datetime | None = None
+) -> QuerySet[Participant]:
+    """Participants still flagged active on this route although their conversation expired.
+
+    They hold the (real number, proxy number) unique slot until the expiry sweep runs.
+    """
+    return (
+        Participant.objects.filter(active=True, real_number=real_number, proxy_number=proxy_number)
+        .exclude(live_conversation_q(prefix="conversation__", now=now))
+        .select_related("conversation")
+    )
+
+
+def conversation_list(
+    *, status: str = "", reference: str = "", number: str = "", now: datetime | None = None
+) -> QuerySet[Conversation]:
+    """Conversations for the API, newest first, with participants and proxy numbers prefetched.
+
+    `status` "active" means live (an expired conversation the sweep has not closed yet counts as
+    closed); `number` is an E.164 real number matching either participant.
+    """
+    queryset = Conversation.objects.prefetch_related(
+        Prefetch(
+            "participants",
+            queryset=Participant.objects.select_related("proxy_number").order_by("id"),
+        )
+    ).order_by("-created_at", "-id")
+    if status == Conversation.Status.ACTIVE:
+        queryset = queryset.filter(live_conversation_q(now=now))
+    elif status == Conversation.Status.CLOSED:
+        queryset = queryset.exclude(live_conversation_q(now=now))
+    if reference:
+        queryset = queryset.filter(reference=reference)
+    if number:
+        queryset = queryset.filter(
+            Exists(Participant.objects.filter(conversation=OuterRef("pk"), real_number=number))
+        )
+    return queryset
+
+
+def conversation_get(
+    *, public_id: str | uuid.UUID, with_participants: bool = True
+) -> Conversation | None:
+    """The conversation with this public id, or None (also for a malformed id)."""
+    try:
+        key = public_id if isinstance(public_id, uuid.UUID) else uuid.UUID(str(public_id))
+    except ValueError:
+        return None
+    queryset = conversation_list() if with_participants else Conversation.objects.all()
+    return queryset.filter(public_id=key).first()
+
+
+def conversation_message_list(*, conversation: Conversation) -> QuerySet[Message]:
+    """Every message of a conversation, oldest first."""
+    return Message.objects.filter(conversation=conversation).order_by("created_at", "id")

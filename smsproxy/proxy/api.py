@@ -1,0 +1,176 @@
+"""The marketplace's conversations API (DESIGN.md §7): one view per operation, thin."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import exceptions
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import Serializer
+from rest_framework.views import APIView
+
+from smsproxy.proxy.models import Conversation
+from smsproxy.proxy.selectors import conversation_get, conversation_list, conversation_message_list
+from smsproxy.proxy.serializers import (
+    ConversationCreateInputSerializer,
+    ConversationFilterSerializer,
+    ConversationOutputSerializer,
+    ErrorSerializer,
+    MessageOutputSerializer,
+)
+from smsproxy.proxy.services.conversations import conversation_close, conversation_create
+
+TAG = "conversations"
+PUBLIC_ID_PARAMETER = OpenApiParameter(
+    "public_id",
+    OpenApiTypes.UUID,
+    OpenApiParameter.PATH,
+    description="The conversation's `id`.",
+)
+_AUTH_ERRORS = {
+    HTTPStatus.UNAUTHORIZED: ErrorSerializer,
+    HTTPStatus.TOO_MANY_REQUESTS: ErrorSerializer,
+}
+
+
+def _conversation_or_404(public_id: str, *, with_participants: bool = True) -> Conversation:
+    conversation = conversation_get(public_id=public_id, with_participants=with_participants)
+    if conversation is None:
+        raise exceptions.NotFound("No conversation has this id.")
+    return conversation
+
+
+def _paginated_response(
+    *,
+    view: APIView,
+    request: Request,
+    queryset: QuerySet[Any] | Sequence[Any],
+    serializer_class: type[Serializer[Any]],
+    context: dict[str, Any],
+) -> Response:
+    paginator = PageNumberPagination()
+    page = paginator.paginate_queryset(queryset, request, view=view)
+    data = serializer_class(page, many=True, context=context).data
+    return paginator.get_paginated_response(data)
+
+
+class ConversationListCreateApi(APIView):
+    """The collection: list (GET) and open (POST) share the path of DESIGN.md §7."""
+
+    # Read by drf-spectacular to describe the paginated list response.
+    pagination_class = PageNumberPagination
+
+    @extend_schema(
+        operation_id="conversations_list",
+        tags=[TAG],
+        parameters=[ConversationFilterSerializer],
+        responses={
+            HTTPStatus.OK: ConversationOutputSerializer(many=True),
+            HTTPStatus.BAD_REQUEST: ErrorSerializer,
+            **_AUTH_ERRORS,
+        },
+        description="The conversations, newest first, optionally filtered.",
+    )
+    def get(self, request: Request) -> Response:
+        filters = ConversationFilterSerializer(data=request.query_params)
+        filters.is_valid(raise_exception=True)
+        now = timezone.now()
+        return _paginated_response(
+            view=self,
+            request=request,
+            queryset=conversation_list(**filters.validated_data, now=now),
+            serializer_class=ConversationOutputSerializer,
+            context={"now": now},
+        )
+
+    @extend_schema(
+        operation_id="conversations_create",
+        tags=[TAG],
+        request=ConversationCreateInputSerializer,
+        responses={
+            HTTPStatus.CREATED: ConversationOutputSerializer,
+            HTTPStatus.BAD_REQUEST: ErrorSerializer,
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE: ErrorSerializer,
+            HTTPStatus.SERVICE_UNAVAILABLE: ErrorSerializer,
+            **_AUTH_ERRORS,
+        },
+        description=(
+            "Validates both numbers (format, then Vonage Number Insight basic), assigns each "
+            "participant a proxy number and queues the intro SMS. 400 `invalid_number` or "
+            "`invalid_participants`; 503 `pool_exhausted` when no proxy number is free."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        payload = ConversationCreateInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        conversation = conversation_create(**payload.validated_data)
+        conversation = _conversation_or_404(str(conversation.public_id))
+        return Response(ConversationOutputSerializer(conversation).data, status=HTTPStatus.CREATED)
+
+
+class ConversationDetailApi(APIView):
+    @extend_schema(
+        operation_id="conversations_retrieve",
+        tags=[TAG],
+        parameters=[PUBLIC_ID_PARAMETER],
+        responses={
+            HTTPStatus.OK: ConversationOutputSerializer,
+            HTTPStatus.NOT_FOUND: ErrorSerializer,
+            **_AUTH_ERRORS,
+        },
+    )
+    def get(self, request: Request, public_id: str) -> Response:
+        conversation = _conversation_or_404(public_id)
+        return Response(ConversationOutputSerializer(conversation).data)
+
+
+class ConversationCloseApi(APIView):
+    @extend_schema(
+        operation_id="conversations_close",
+        tags=[TAG],
+        parameters=[PUBLIC_ID_PARAMETER],
+        request=None,
+        responses={
+            HTTPStatus.OK: ConversationOutputSerializer,
+            HTTPStatus.NOT_FOUND: ErrorSerializer,
+            **_AUTH_ERRORS,
+        },
+        description="Closes the conversation and frees its proxy numbers. Idempotent.",
+    )
+    def post(self, request: Request, public_id: str) -> Response:
+        conversation = _conversation_or_404(public_id, with_participants=False)
+        conversation_close(conversation=conversation, reason=Conversation.CloseReason.API)
+        return Response(ConversationOutputSerializer(_conversation_or_404(public_id)).data)
+
+
+class ConversationMessageListApi(APIView):
+    pagination_class = PageNumberPagination
+
+    @extend_schema(
+        operation_id="conversations_messages_list",
+        tags=[TAG],
+        parameters=[PUBLIC_ID_PARAMETER],
+        responses={
+            HTTPStatus.OK: MessageOutputSerializer(many=True),
+            HTTPStatus.NOT_FOUND: ErrorSerializer,
+            **_AUTH_ERRORS,
+        },
+        description="Every SMS of the conversation, in and out, oldest first.",
+    )
+    def get(self, request: Request, public_id: str) -> Response:
+        conversation = _conversation_or_404(public_id, with_participants=False)
+        return _paginated_response(
+            view=self,
+            request=request,
+            queryset=conversation_message_list(conversation=conversation),
+            serializer_class=MessageOutputSerializer,
+            context={},
+        )

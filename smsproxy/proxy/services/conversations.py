@@ -1,0 +1,562 @@
+"""Opening, closing and expiring conversations, and assigning proxy numbers (DESIGN.md §5)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from http import HTTPStatus
+from typing import Any
+
+import phonenumbers
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from smsproxy import gateway
+from smsproxy.common.errors import ApplicationError
+from smsproxy.gateway.base import InvalidNumberError, ProviderError, TransientProviderError
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import Conversation, Message, Participant
+from smsproxy.proxy.selectors import (
+    conversation_is_live,
+    participant_expired_route_list,
+    participant_live_list,
+    proxy_number_candidate_list,
+    sms_capable_q,
+)
+from smsproxy.proxy.services.outbox import message_queue_outbound
+
+logger = logging.getLogger(__name__)
+
+NAME_MAX_LENGTH = Participant._meta.get_field("name").max_length or 100
+REFERENCE_MAX_LENGTH = Conversation._meta.get_field("reference").max_length or 200
+# Ten years: beyond any marketplace booking, and far from datetime's overflow.
+TTL_MAX_SECONDS = 10 * 366 * 24 * 3600
+# How many numbers one participant's assignment tries when concurrent requests keep taking the
+# chosen one first (the unique constraint decides who wins; the loser moves to the next number).
+ASSIGN_ATTEMPTS = 5
+# One rented number can serve both participants; a second rental covers a concurrent request
+# taking the first one for the same real number.
+AUTO_PROVISION_MAX_RENTALS = 2
+EXPIRE_BATCH_SIZE = 500
+
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+
+
+@dataclass(frozen=True)
+class RealNumber:
+    """A participant's real number: canonical E.164 (with '+') and ISO country ("" if unknown)."""
+
+    e164: str
+    country: str
+
+
+@dataclass(frozen=True)
+class _ParticipantSpec:
+    position: int  # 0-based, as in the request
+    name: str
+    number: RealNumber
+
+
+class _PoolExhausted(Exception):
+    """No eligible number for a participant; carries what an auto-provisioned number should be."""
+
+    def __init__(self, *, country: str) -> None:
+        super().__init__(country)
+        self.country = country
+
+
+# --- Real numbers ------------------------------------------------------------------------------
+
+
+def real_number_parse(*, number: str, default_country: str | None = None) -> RealNumber | None:
+    """The local check of rule 10: E.164 with or without '+', or national format.
+
+    Returns None when `phonenumbers` cannot read the text as a possible number. Validity is left
+    to Number Insight: `is_valid_number` would reject the fictitious ranges demos use.
+    """
+    text = number.strip()
+    region = (default_country or settings.PROXY_DEFAULT_COUNTRY).upper()
+    if not text or re.search(r"[A-Za-z]", text):
+        return None
+    attempts: list[tuple[str, str | None]] = []
+    if text.startswith("+"):
+        attempts.append((text, None))
+    else:
+        attempts.append((text, region))
+        # International format written without the '+'.
+        attempts.append(("+" + re.sub(r"\D", "", text), None))
+    for candidate, candidate_region in attempts:
+        try:
+            parsed = phonenumbers.parse(candidate, candidate_region)
+        except phonenumbers.NumberParseException:
+            continue
+        if not phonenumbers.is_possible_number(parsed):
+            continue
+        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        if not _E164.match(e164):
+            continue
+        country = phonenumbers.region_code_for_number(
+            parsed
+        ) or phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+        return RealNumber(e164=e164, country=_country(country))
+    return None
+
+
+def real_number_confirm(*, number: RealNumber) -> RealNumber:
+    """Number Insight basic: validity, canonical format and country (rule 10).
+
+    Raises InvalidNumberError when the provider says the number is not valid. When insight is
+    unavailable the local parse stands: opening a conversation should not depend on it.
+    """
+    try:
+        # Asked in international format, so without `country`: Vonage refuses a country that
+        # contradicts the prefix, and +44 also covers GG, JE and IM.
+        insight = gateway.get_provider().insight_basic(number=number.e164)
+    except InvalidNumberError:
+        raise
+    except TransientProviderError as exc:
+        logger.warning(
+            "Number Insight unavailable for %s (%s); using the local parse",
+            _masked(number.e164),
+            exc,
+        )
+        return number
+    except ProviderError as exc:
+        logger.error(
+            "Number Insight failed for %s (%s); using the local parse", _masked(number.e164), exc
+        )
+        return number
+    if not _E164.match(insight.e164):
+        logger.error(
+            "Number Insight answered %r for %s; using the local parse",
+            insight.e164,
+            _masked(number.e164),
+        )
+        return number
+    return RealNumber(e164=insight.e164, country=_country(insight.country) or number.country)
+
+
+def _country(code: str | None) -> str:
+    code = (code or "").strip().upper()
+    # phonenumbers says "ZZ" for an unknown region and "001" for non-geographic numbers.
+    return code if len(code) == 2 and code.isalpha() and code != "ZZ" else ""
+
+
+def _masked(e164: str) -> str:
+    """Real numbers stay out of logs but for their country prefix and last digits."""
+    return e164[:3] + "*" * max(len(e164) - 7, 0) + e164[-4:]
+
+
+# --- Opening a conversation ----------------------------------------------------------------------
+
+
+def conversation_create(
+    *,
+    participants: Sequence[Mapping[str, Any]],
+    reference: str = "",
+    ttl: int | None = None,
+) -> Conversation:
+    """Open a conversation between two real numbers, each given a proxy number, and introduce them.
+
+    `participants` is two mappings with "number" and an optional "name". Numbers are checked
+    locally, then with Number Insight (outside the write transaction: no row lock waits on
+    Vonage). Proxy numbers are assigned by rule 3; the intro SMS are queued in the same
+    transaction. `ttl` (seconds) or PROXY_CONVERSATION_TTL sets the expiry.
+    """
+    specs = _participants_validate(participants)
+    reference = _reference_validate(reference)
+    ttl_seconds = _ttl_validate(ttl)
+
+    confirmed = [_participant_confirm(spec) for spec in specs]
+    if confirmed[0].number.e164 == confirmed[1].number.e164:
+        raise _same_number_error()
+
+    rentals = 0
+    while True:
+        try:
+            return _conversation_write(specs=confirmed, reference=reference, ttl=ttl_seconds)
+        except _PoolExhausted as exhausted:
+            if not settings.PROXY_AUTO_PROVISION:
+                raise ApplicationError(
+                    "No proxy number is free for this conversation: every number in the pool "
+                    "is already used by one of these participants. Add numbers to the pool.",
+                    code="pool_exhausted",
+                    status=HTTPStatus.SERVICE_UNAVAILABLE,
+                ) from None
+            if rentals >= AUTO_PROVISION_MAX_RENTALS:
+                raise ApplicationError(
+                    "No proxy number is free for this conversation, even after renting "
+                    f"{rentals} more. Try again.",
+                    code="pool_exhausted",
+                    status=HTTPStatus.SERVICE_UNAVAILABLE,
+                ) from None
+            # Renting calls the provider: done between transactions, so a rented number is
+            # committed to the pool even if this conversation then fails.
+            _proxy_number_rent(country=exhausted.country)
+            rentals += 1
+
+
+def _participants_validate(participants: Sequence[Mapping[str, Any]]) -> list[_ParticipantSpec]:
+    if not isinstance(participants, Sequence) or len(participants) != 2:
+        count = len(participants) if isinstance(participants, Sequence) else 0
+        raise ApplicationError(
+            f"A conversation has exactly two participants; {count} given.",
+            code="invalid_participants",
+            fields={"participants": ["Give exactly two participants."]},
+        )
+    specs = []
+    for position, entry in enumerate(participants):
+        raw_number = entry.get("number") if isinstance(entry, Mapping) else None
+        raw_name = entry.get("name", "") if isinstance(entry, Mapping) else ""
+        name = " ".join(str(raw_name or "").split())
+        label = _participant_label(position, name)
+        if len(name) > NAME_MAX_LENGTH:
+            raise ApplicationError(
+                f"The name of {label} is longer than {NAME_MAX_LENGTH} characters.",
+                code="invalid_participants",
+                fields=_participant_fields(
+                    position, "name", f"At most {NAME_MAX_LENGTH} characters."
+                ),
+            )
+        parsed = real_number_parse(number=raw_number) if isinstance(raw_number, str) else None
+        if parsed is None:
+            raise _invalid_number_error(position, name, raw_number)
+        specs.append(_ParticipantSpec(position=position, name=name, number=parsed))
+    if specs[0].number.e164 == specs[1].number.e164:
+        raise _same_number_error()
+    return specs
+
+
+def _participant_confirm(spec: _ParticipantSpec) -> _ParticipantSpec:
+    try:
+        number = real_number_confirm(number=spec.number)
+    except InvalidNumberError as exc:
+        raise _invalid_number_error(spec.position, spec.name, spec.number.e164) from exc
+    return _ParticipantSpec(position=spec.position, name=spec.name, number=number)
+
+
+def _participant_label(position: int, name: str) -> str:
+    return f"participant {position + 1}" + (f" ({name})" if name else "")
+
+
+def _participant_fields(position: int, field: str, message: str) -> dict[str, Any]:
+    entries: list[dict[str, list[str]]] = [{}, {}]
+    entries[position] = {field: [message]}
+    return {"participants": entries}
+
+
+def _invalid_number_error(position: int, name: str, raw_number: object) -> ApplicationError:
+    shown = raw_number if isinstance(raw_number, str) and raw_number.strip() else "(empty)"
+    return ApplicationError(
+        f"The number of {_participant_label(position, name)}, {shown!s}, is not a valid phone "
+        "number.",
+        code="invalid_number",
+        fields=_participant_fields(position, "number", "Not a valid phone number."),
+    )
+
+
+def _same_number_error() -> ApplicationError:
+    return ApplicationError(
+        "The two participants have the same number; a conversation needs two different people.",
+        code="invalid_participants",
+        fields={"participants": ["The two numbers must differ."]},
+    )
+
+
+def _reference_validate(reference: str | None) -> str:
+    reference = (reference or "").strip()
+    if len(reference) > REFERENCE_MAX_LENGTH:
+        raise ApplicationError(
+            f"The reference is longer than {REFERENCE_MAX_LENGTH} characters.",
+            code="validation_error",
+            fields={"reference": [f"At most {REFERENCE_MAX_LENGTH} characters."]},
+        )
+    return reference
+
+
+def _ttl_validate(ttl: int | None) -> int:
+    """Seconds until expiry; 0 means none."""
+    if ttl is None:
+        return max(int(settings.PROXY_CONVERSATION_TTL), 0)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= TTL_MAX_SECONDS:
+        raise ApplicationError(
+            f"ttl must be a whole number of seconds between 1 and {TTL_MAX_SECONDS}.",
+            code="validation_error",
+            fields={"ttl": [f"A whole number of seconds between 1 and {TTL_MAX_SECONDS}."]},
+        )
+    return ttl
+
+
+def _conversation_write(*, specs: list[_ParticipantSpec], reference: str, ttl: int) -> Conversation:
+    with transaction.atomic():
+        now = timezone.now()
+        conversation = Conversation.objects.create(
+            reference=reference,
+            expires_at=now + timedelta(seconds=ttl) if ttl else None,
+        )
+        created = [
+            _participant_assign(conversation=conversation, spec=spec, now=now) for spec in specs
+        ]
+        for participant, other in ((created[0], created[1]), (created[1], created[0])):
+            message_queue_outbound(
+                sender=participant.proxy_number.msisdn,
+                recipient=participant.real_number,
+                text=intro_text(other_name=other.name),
+                purpose=Message.Purpose.INTRO,
+                conversation=conversation,
+            )
+    logger.info(
+        "Opened conversation %s (reference %r) on %s and %s",
+        conversation.public_id,
+        reference,
+        created[0].proxy_number.msisdn,
+        created[1].proxy_number.msisdn,
+    )
+    return conversation
+
+
+def _participant_assign(
+    *, conversation: Conversation, spec: _ParticipantSpec, now: datetime
+) -> Participant:
+    """Insert the participant on the best free number; the unique constraint settles races."""
+    tried: set[int] = set()
+    for _attempt in range(ASSIGN_ATTEMPTS):
+        candidates = proxy_number_candidate_list(
+            real_number=spec.number.e164, country=spec.number.country, exclude_ids=tried, now=now
+        )
+        if not candidates:
+            raise _PoolExhausted(country=spec.number.country)
+        proxy_number = candidates[0]
+        tried.add(proxy_number.pk)
+        _expired_routes_close(real_number=spec.number.e164, proxy_number=proxy_number, now=now)
+        try:
+            with transaction.atomic():
+                return Participant.objects.create(
+                    conversation=conversation,
+                    name=spec.name,
+                    real_number=spec.number.e164,
+                    country=spec.number.country,
+                    proxy_number=proxy_number,
+                )
+        except IntegrityError:
+            # A concurrent request gave this real number the same proxy number first.
+            logger.info(
+                "Proxy number %s was taken for %s concurrently; trying the next one",
+                proxy_number.msisdn,
+                _masked(spec.number.e164),
+            )
+    raise ApplicationError(
+        "Too many concurrent requests for the same participant; try again.",
+        code="assignment_conflict",
+        status=HTTPStatus.CONFLICT,
+    )
+
+
+def _expired_routes_close(*, real_number: str, proxy_number: VirtualNumber, now: datetime) -> None:
+    """Close expired (not yet swept) conversations holding this route's unique slot.
+
+    The unique constraint only sees the `active` flag, so an expired conversation keeps the
+    slot until it is closed; it is dead already (rule 7), so it is closed here.
+    """
+    for participant in participant_expired_route_list(
+        real_number=real_number, proxy_number=proxy_number, now=now
+    ):
+        conversation_close(
+            conversation=participant.conversation,
+            reason=Conversation.CloseReason.EXPIRED,
+            now=now,
+        )
+
+
+def intro_text(*, other_name: str) -> str:
+    """Rule 5: tells a participant that this number reaches the other one."""
+    return (
+        f"You can now text {other_name or 'your contact'} at this number. "
+        "Your own number stays private."
+    )
+
+
+def _proxy_number_rent(*, country: str) -> VirtualNumber:
+    """Rent one number for the pool (rule 4): in the participant's country, else the default."""
+    from smsproxy.numbers.services import number_rent_one
+
+    countries = list(dict.fromkeys(c for c in (country, settings.PROXY_DEFAULT_COUNTRY) if c))
+    failure: Exception | None = None
+    for rent_country in countries:
+        try:
+            number = number_rent_one(country=rent_country)
+        except (ApplicationError, ProviderError) as exc:
+            logger.warning("Could not rent a %s number for the pool: %s", rent_country, exc)
+            failure = exc
+            continue
+        logger.info("Rented %s for the pool (PROXY_AUTO_PROVISION)", number.msisdn)
+        return number
+    raise ApplicationError(
+        "No proxy number is free for this conversation and none could be rented"
+        + (f": {failure}" if failure else "."),
+        code="pool_exhausted",
+        status=HTTPStatus.SERVICE_UNAVAILABLE,
+    ) from failure
+
+
+# --- Closing and expiry ------------------------------------------------------------------------
+
+
+def conversation_close(
+    *, conversation: Conversation, reason: str, now: datetime | None = None
+) -> Conversation:
+    """Close a conversation and free its participants' numbers at once (idempotent).
+
+    A conversation already past `expires_at` is recorded as expired at its expiry time,
+    whoever closes it: that is when it stopped routing.
+    """
+    if reason not in Conversation.CloseReason.values:
+        raise ValueError(f"Unknown close reason {reason!r}")
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        if locked.status == Conversation.Status.CLOSED:
+            return locked
+        now = now or timezone.now()
+        if locked.expires_at is not None and locked.expires_at <= now:
+            reason, closed_at = Conversation.CloseReason.EXPIRED, locked.expires_at
+        else:
+            closed_at = now
+        locked.status = Conversation.Status.CLOSED
+        locked.closed_at = closed_at
+        locked.close_reason = reason
+        locked.save(update_fields=["status", "closed_at", "close_reason"])
+        Participant.objects.filter(conversation=locked, active=True).update(active=False)
+    logger.info("Closed conversation %s (%s)", locked.public_id, reason)
+    return locked
+
+
+def conversations_expire(
+    *,
+    now: datetime | None = None,
+    batch_size: int = EXPIRE_BATCH_SIZE,
+    on_batch: Callable[[int], None] | None = None,
+) -> int:
+    """Close every conversation past `expires_at` (reason expired); returns how many.
+
+    Safe to run from several cron hosts at once: each batch locks its rows with SKIP LOCKED
+    (PostgreSQL; SQLite serialises writers) and the update re-checks the status, so a
+    conversation is closed once and counted once.
+    """
+    now = now or timezone.now()
+    total = 0
+    while True:
+        with transaction.atomic():
+            ids = list(
+                Conversation.objects.select_for_update(skip_locked=True)
+                .filter(status=Conversation.Status.ACTIVE, expires_at__lte=now)
+                .order_by("expires_at", "pk")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if not ids:
+                return total
+            closed = Conversation.objects.filter(
+                pk__in=ids, status=Conversation.Status.ACTIVE
+            ).update(
+                status=Conversation.Status.CLOSED,
+                closed_at=F("expires_at"),
+                close_reason=Conversation.CloseReason.EXPIRED,
+            )
+            Participant.objects.filter(conversation_id__in=ids, active=True).update(active=False)
+        total += closed
+        if on_batch is not None:
+            on_batch(closed)
+
+
+# --- Staff: reassigning a participant's proxy number ----------------------------------------------
+
+
+def participant_reassign_validate(
+    *, participant: Participant, proxy_number: VirtualNumber, now: datetime | None = None
+) -> None:
+    """Raise ApplicationError when `proxy_number` may not be given to this participant."""
+    now = now or timezone.now()
+    if not conversation_is_live(conversation=participant.conversation, now=now):
+        raise ApplicationError(
+            "This conversation is closed or expired; its numbers cannot be changed.",
+            code="conversation_closed",
+        )
+    if proxy_number.status != VirtualNumber.Status.ACTIVE:
+        raise ApplicationError(
+            f"{proxy_number.msisdn} has been released and cannot be assigned.",
+            code="number_not_active",
+        )
+    if not VirtualNumber.objects.filter(pk=proxy_number.pk).filter(sms_capable_q()).exists():
+        raise ApplicationError(
+            f"{proxy_number.msisdn} cannot send or receive SMS.", code="number_not_sms_capable"
+        )
+    conflict = (
+        participant_live_list(now=now)
+        .filter(real_number=participant.real_number, proxy_number=proxy_number)
+        .exclude(pk=participant.pk)
+        .select_related("conversation")
+        .first()
+    )
+    if conflict is not None:
+        raise ApplicationError(
+            f"{participant.real_number} already uses {proxy_number.msisdn} in live conversation "
+            f"{conflict.conversation}: one real number can use a proxy number in only one live "
+            "conversation, or its messages could not be routed.",
+            code="proxy_number_in_use",
+        )
+
+
+def participant_reassign(
+    *, participant: Participant, proxy_number: VirtualNumber, now: datetime | None = None
+) -> Participant:
+    """Move a participant to another proxy number under the same uniqueness rule as assignment.
+
+    The participant is told by SMS from the new number, which is now the one they text.
+    """
+    if participant.proxy_number_id == proxy_number.pk:
+        return participant
+    now = now or timezone.now()
+    with transaction.atomic():
+        participant = (
+            Participant.objects.select_for_update()
+            .select_related("conversation", "proxy_number")
+            .get(pk=participant.pk)
+        )
+        participant_reassign_validate(participant=participant, proxy_number=proxy_number, now=now)
+        _expired_routes_close(
+            real_number=participant.real_number, proxy_number=proxy_number, now=now
+        )
+        previous = participant.proxy_number.msisdn
+        participant.proxy_number = proxy_number
+        try:
+            with transaction.atomic():
+                participant.save(update_fields=["proxy_number"])
+        except IntegrityError as exc:
+            raise ApplicationError(
+                f"{participant.real_number} was given {proxy_number.msisdn} in another live "
+                "conversation just now; choose another number.",
+                code="proxy_number_in_use",
+            ) from exc
+        other = (
+            Participant.objects.filter(conversation=participant.conversation)
+            .exclude(pk=participant.pk)
+            .first()
+        )
+        message_queue_outbound(
+            sender=proxy_number.msisdn,
+            recipient=participant.real_number,
+            text=intro_text(other_name=other.name if other else ""),
+            purpose=Message.Purpose.INTRO,
+            conversation=participant.conversation,
+        )
+    logger.info(
+        "Moved a participant of conversation %s from %s to %s",
+        participant.conversation.public_id,
+        previous,
+        proxy_number.msisdn,
+    )
+    return participant

@@ -1,0 +1,279 @@
+"""Admin smoke tests: every conversation page, the close action, participant reassignment."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import Conversation, Message
+from smsproxy.proxy.services.conversations import conversation_close, conversation_create
+from tests.factories import MessageFactory, VirtualNumberFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:proxy_conversation_changelist")
+
+
+def person(index: int) -> str:
+    return f"+447700900{500 + index:03d}"
+
+
+def open_between(a: str, b: str, **kwargs: Any) -> Conversation:
+    return conversation_create(
+        participants=[{"number": a, "name": "Alice"}, {"number": b, "name": "Bob"}], **kwargs
+    )
+
+
+def change_url(conversation: Conversation) -> str:
+    return reverse("admin:proxy_conversation_change", args=[conversation.pk])
+
+
+def change_form_data(response: Any) -> dict[str, Any]:
+    """The change form as the browser would submit it unchanged, inlines included."""
+
+    def value_of(value: Any) -> Any:
+        value = getattr(value, "pk", value)
+        return "" if value is None else value
+
+    form = response.context["adminform"].form
+    data = {name: value_of(form[name].value()) for name in form.fields}
+    for inline in response.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        for name in management.fields:
+            data[management.add_prefix(name)] = management.initial.get(name, "")
+        for subform in formset.forms:
+            for name in subform.fields:
+                data[subform.add_prefix(name)] = value_of(subform[name].value())
+    return data
+
+
+@pytest.fixture
+def conversation() -> Conversation:
+    VirtualNumberFactory.create_batch(2)
+    conversation = open_between(person(0), person(1), reference="booking-42")
+    alice = conversation.participants.get(real_number=person(0))
+    MessageFactory.create(
+        conversation=conversation,
+        direction=Message.Direction.INBOUND,
+        status=Message.Status.RECEIVED,
+        sender=person(0),
+        recipient=alice.proxy_number.msisdn,
+        text="On my way",
+        vonage_message_id="0A00000001",
+    )
+    return conversation
+
+
+# --- Pages ----------------------------------------------------------------------------------------
+
+
+def test_changelist(admin_client: Client, conversation: Conversation) -> None:
+    response = admin_client.get(CHANGELIST)
+    assert response.status_code == HTTPStatus.OK
+    content = response.content.decode()
+    assert "booking-42" in content
+    assert person(0) in content and person(1) in content
+
+
+def test_changelist_query_count_does_not_grow(
+    admin_client: Client, conversation: Conversation, django_assert_max_num_queries: Any
+) -> None:
+    def queries() -> int:
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.get(CHANGELIST).status_code == HTTPStatus.OK
+        return len(captured)
+
+    baseline = queries()
+    for index in range(4):
+        open_between(person(10 + 2 * index), person(11 + 2 * index))
+    assert queries() == baseline
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"status__exact": "active"},
+        {"status__exact": "closed"},
+        {"close_reason__exact": "staff"},
+        {"close_reason__exact": "expired"},
+    ],
+)
+def test_changelist_filters(
+    admin_client: Client, conversation: Conversation, params: dict[str, str]
+) -> None:
+    response = admin_client.get(CHANGELIST, params)
+    assert response.status_code == HTTPStatus.OK
+    listed = {row.pk for row in response.context["cl"].result_list}
+    expected = set(Conversation.objects.filter(**params).values_list("pk", flat=True))
+    assert listed == expected
+
+
+@pytest.mark.parametrize(
+    "term", ["booking-42", "07700 900500", "447700900501", "Alice", "{public_id}"]
+)
+def test_changelist_search(admin_client: Client, conversation: Conversation, term: str) -> None:
+    other = open_between(person(10), person(11), reference="booking-99")
+    response = admin_client.get(CHANGELIST, {"q": term.format(public_id=conversation.public_id)})
+    assert response.status_code == HTTPStatus.OK
+    listed = {row.pk for row in response.context["cl"].result_list}
+    assert conversation.pk in listed
+    if term != "Alice":  # both are named Alice
+        assert other.pk not in listed
+
+
+def test_search_respects_the_list_filters(admin_client: Client, conversation: Conversation) -> None:
+    response = admin_client.get(CHANGELIST, {"q": "07700 900500", "status__exact": "closed"})
+    assert response.status_code == HTTPStatus.OK
+    assert list(response.context["cl"].result_list) == []
+
+
+def test_change_page_shows_participants_and_messages(
+    admin_client: Client, conversation: Conversation
+) -> None:
+    response = admin_client.get(change_url(conversation))
+    assert response.status_code == HTTPStatus.OK
+    content = response.content.decode()
+    assert str(conversation.public_id) in content
+    for participant in conversation.participants.all():
+        assert participant.real_number in content
+    assert "On my way" in content
+    assert "You can now text" in content  # the intro messages
+
+
+def test_history_page(admin_client: Client, conversation: Conversation) -> None:
+    response = admin_client.get(reverse("admin:proxy_conversation_history", args=[conversation.pk]))
+    assert response.status_code == HTTPStatus.OK
+
+
+def test_no_add_or_delete(admin_client: Client, conversation: Conversation) -> None:
+    add = reverse("admin:proxy_conversation_add")
+    assert admin_client.get(add).status_code == HTTPStatus.FORBIDDEN
+    delete = reverse("admin:proxy_conversation_delete", args=[conversation.pk])
+    assert admin_client.get(delete).status_code == HTTPStatus.FORBIDDEN
+    assert admin_client.post(delete, {"post": "yes"}).status_code == HTTPStatus.FORBIDDEN
+    assert Conversation.objects.filter(pk=conversation.pk).exists()
+
+
+def test_edit_reference(admin_client: Client, conversation: Conversation) -> None:
+    data = change_form_data(admin_client.get(change_url(conversation)))
+    data["reference"] = "booking-43"
+
+    response = admin_client.post(change_url(conversation), data)
+
+    assert response.status_code == HTTPStatus.FOUND, response.context["errors"]
+    conversation.refresh_from_db()
+    assert conversation.reference == "booking-43"
+    assert conversation.participants.filter(active=True).count() == 2
+
+
+# --- Close action ---------------------------------------------------------------------------------
+
+
+def test_close_action_closes_and_records_history(
+    admin_client: Client, admin_user: Any, conversation: Conversation
+) -> None:
+    already = open_between(person(10), person(11))
+    conversation_close(conversation=already, reason=Conversation.CloseReason.API)
+
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "close_conversations", "_selected_action": [conversation.pk, already.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == HTTPStatus.OK
+    assert "Closed 1 conversation(s); 1 already closed." in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.CLOSED
+    assert conversation.close_reason == Conversation.CloseReason.STAFF
+    assert not conversation.participants.filter(active=True).exists()
+    already.refresh_from_db()
+    assert already.close_reason == Conversation.CloseReason.API
+    entries = LogEntry.objects.filter(object_id=str(conversation.pk), action_flag=CHANGE)
+    assert [(entry.user_id, entry.change_message) for entry in entries] == [
+        (admin_user.pk, "Closed (reason: staff); its proxy numbers are free.")
+    ]
+    assert not LogEntry.objects.filter(object_id=str(already.pk)).exists()
+
+
+# --- Reassigning a participant's proxy number -----------------------------------------------------
+
+
+def reassign_data(admin_client: Client, conversation: Conversation, number: VirtualNumber) -> Any:
+    data = change_form_data(admin_client.get(change_url(conversation)))
+    participants = list(conversation.participants.order_by("id"))
+    data["participants-0-proxy_number"] = number.pk
+    assert data["participants-0-id"] == participants[0].pk
+    return data
+
+
+def test_reassign_through_the_inline(admin_client: Client, conversation: Conversation) -> None:
+    alice = conversation.participants.order_by("id")[0]
+    spare = VirtualNumberFactory.create()
+
+    response = admin_client.post(
+        change_url(conversation), reassign_data(admin_client, conversation, spare)
+    )
+
+    assert response.status_code == HTTPStatus.FOUND, response.context["errors"]
+    alice.refresh_from_db()
+    assert alice.proxy_number == spare
+    intro = conversation.messages.order_by("-id")[0]
+    assert (intro.purpose, intro.sender, intro.recipient) == ("intro", spare.msisdn, person(0))
+    change = LogEntry.objects.get(object_id=str(conversation.pk), action_flag=CHANGE)
+    assert "Proxy number" in change.get_change_message()
+
+
+def test_reassign_refused_when_the_person_uses_the_number_live_elsewhere(
+    admin_client: Client, conversation: Conversation
+) -> None:
+    alice = conversation.participants.order_by("id")[0]
+    elsewhere = open_between(person(0), person(5))
+    taken = elsewhere.participants.get(real_number=person(0)).proxy_number
+    assert taken != alice.proxy_number
+
+    response = admin_client.post(
+        change_url(conversation), reassign_data(admin_client, conversation, taken)
+    )
+
+    assert response.status_code == HTTPStatus.OK  # the form again, with the error
+    content = response.content.decode()
+    assert "already uses" in content and taken.msisdn in content
+    alice.refresh_from_db()
+    assert alice.proxy_number != taken
+
+
+def test_reassign_refused_for_a_released_number(
+    admin_client: Client, conversation: Conversation
+) -> None:
+    released = VirtualNumberFactory.create(
+        status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+    )
+    response = admin_client.post(
+        change_url(conversation), reassign_data(admin_client, conversation, released)
+    )
+    assert response.status_code == HTTPStatus.OK
+    assert "has been released" in response.content.decode()
+
+
+def test_closed_conversation_shows_the_proxy_numbers_read_only(
+    admin_client: Client, conversation: Conversation
+) -> None:
+    Conversation.objects.filter(pk=conversation.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    response = admin_client.get(change_url(conversation))
+    assert response.status_code == HTTPStatus.OK
+    assert 'name="participants-0-proxy_number"' not in response.content.decode()

@@ -1,0 +1,117 @@
+"""Concurrent assignment on PostgreSQL: the unique constraint decides, losers retry (rule 4)."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+import pytest
+from django.db import connection, connections
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.proxy.models import Conversation, Participant
+from smsproxy.proxy.services.conversations import conversation_create
+from tests.factories import VirtualNumberFactory
+
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="needs DATABASE_URL pointing at PostgreSQL"
+    ),
+]
+
+THREADS = 8
+POOL = 3
+BUSY_PERSON = "+447700900500"
+
+
+def test_concurrent_conversations_for_one_person_never_share_a_proxy_number() -> None:
+    pool = VirtualNumberFactory.create_batch(POOL)
+    start = threading.Barrier(THREADS)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def open_one(index: int) -> None:
+        try:
+            start.wait()
+            conversation_create(
+                participants=[
+                    {"number": BUSY_PERSON, "name": "Busy"},
+                    {"number": f"+447700900{600 + index:03d}", "name": f"Partner {index}"},
+                ]
+            )
+            outcome = "created"
+        except ApplicationError as exc:
+            outcome = exc.code
+        finally:
+            connections.close_all()
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [threading.Thread(target=open_one, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    counts = Counter(outcomes)
+    assert sum(counts.values()) == THREADS, counts
+    assert counts["created"] == POOL, counts
+    assert counts["pool_exhausted"] == THREADS - POOL, counts
+    assert Conversation.objects.count() == POOL
+
+    busy_numbers = list(
+        Participant.objects.filter(real_number=BUSY_PERSON, active=True).values_list(
+            "proxy_number_id", flat=True
+        )
+    )
+    assert len(busy_numbers) == POOL
+    assert set(busy_numbers) == {number.pk for number in pool}  # distinct: no duplicate
+
+
+def test_concurrent_expiry_sweeps_close_each_conversation_once() -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from smsproxy.proxy.services.conversations import conversations_expire
+
+    VirtualNumberFactory.create()
+    conversations = [
+        conversation_create(
+            participants=[
+                {"number": f"+447700900{500 + 2 * i:03d}"},
+                {"number": f"+447700900{501 + 2 * i:03d}"},
+            ],
+            ttl=60,
+        )
+        for i in range(40)
+    ]
+    Conversation.objects.filter(pk__in=[c.pk for c in conversations]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    sweeps = 4
+    start = threading.Barrier(sweeps)
+    closed: list[int] = []
+    errors: list[BaseException] = []
+
+    def sweep() -> None:
+        try:
+            start.wait()
+            closed.append(conversations_expire(batch_size=5))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=sweep) for _ in range(sweeps)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert errors == []
+    assert sum(closed) == len(conversations)
+    assert Conversation.objects.filter(status=Conversation.Status.ACTIVE).count() == 0
+    assert not Participant.objects.filter(active=True).exists()
