@@ -1,1 +1,459 @@
-"""Admin for the number pool and provisioning jobs."""
+"""Admin for the number pool and provisioning jobs.
+
+Every change goes through `smsproxy.numbers.services` and is written to the admin history
+(LogEntry). Numbers are never added or deleted by hand: they come from "Buy numbers" or "Sync
+from Vonage" and leave by "Release", so the pool always matches the provider account.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.forms import BuyNumbersForm, ReleaseConfirmForm
+from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.selectors import (
+    inbound_webhook_url,
+    number_is_configured,
+    number_list_with_usage,
+    number_live_participant_counts,
+)
+from smsproxy.numbers.services import (
+    number_configure,
+    number_release,
+    number_reserve,
+    number_unreserve,
+    numbers_sync,
+    provisioning_job_create,
+    provisioning_job_run,
+)
+from smsproxy.numbers.tasks import provisioning_job_run_task
+
+RUNNABLE_JOB_STATUSES = (
+    ProvisioningJob.Status.PENDING,
+    ProvisioningJob.Status.PARTIAL,
+    ProvisioningJob.Status.FAILED,
+)
+
+
+def _job_start(job: ProvisioningJob) -> str:
+    """Run a job on a Celery worker when there is one, else here in the request.
+
+    Without a broker there is no worker to hand the job to; running it in the request keeps the
+    embedded default simple and safe on SQLite (a thread would write beside the request), and
+    one search/buy/configure round trip per number takes well under the request timeout for
+    the quantities the form allows.
+    """
+    if settings.CELERY_BROKER_URL:
+        transaction.on_commit(lambda: provisioning_job_run_task.delay(job.pk))
+        return "queued for a worker"
+    try:
+        provisioning_job_run(job=job)
+    except ApplicationError as exc:
+        return f"was not run: {exc.detail}"
+    job.refresh_from_db()
+    return job.get_status_display().lower()
+
+
+@admin.register(VirtualNumber)
+class VirtualNumberAdmin(admin.ModelAdmin):
+    change_list_template = "admin/numbers/virtualnumber/change_list.html"
+    list_display = [
+        "msisdn",
+        "country",
+        "number_type",
+        "features",
+        "status",
+        "reserved",
+        "webhook_ok",
+        "inbound_webhook_url",
+        "rented_at",
+        "active_participants",
+        "provisioning_job",
+    ]
+    list_filter = ["country", "number_type", "status", "reserved"]
+    list_select_related = ["provisioning_job"]
+    search_fields = ["msisdn"]
+    search_help_text = "Search by number, with or without '+'."
+    date_hierarchy = "rented_at"
+    actions = ["configure_webhook", "reserve", "unreserve", "release"]
+    readonly_fields = [
+        "msisdn",
+        "country",
+        "number_type",
+        "features",
+        "monthly_cost",
+        "status",
+        "reserved",
+        "inbound_webhook_url",
+        "webhook_ok",
+        "configured_at",
+        "rented_at",
+        "released_at",
+        "last_synced_at",
+        "provisioning_job",
+        "active_participants",
+    ]
+    fields = tuple(readonly_fields)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[VirtualNumber]:
+        return number_list_with_usage(queryset=super().get_queryset(request))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Numbers are released (the rental cancelled at the provider), never deleted: their
+        # rows keep the history of the conversations they carried.
+        return False
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[VirtualNumber], search_term: str
+    ) -> tuple[QuerySet[VirtualNumber], bool]:
+        compact = "".join(char for char in search_term if char.isdigit())
+        return super().get_search_results(request, queryset, compact or search_term)
+
+    @admin.display(description="live participants", ordering="active_participants")
+    def active_participants(self, obj: VirtualNumber) -> int:
+        return int(getattr(obj, "active_participants", 0))
+
+    @admin.display(description="webhook ok", boolean=True)
+    def webhook_ok(self, obj: VirtualNumber) -> bool:
+        return obj.status == VirtualNumber.Status.ACTIVE and number_is_configured(number=obj)
+
+    # --- Actions ------------------------------------------------------------------------------
+
+    @admin.action(
+        description="Configure inbound webhook of selected numbers", permissions=["change"]
+    )
+    def configure_webhook(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
+        url = inbound_webhook_url()
+        done = 0
+        for number in queryset:
+            try:
+                number_configure(number=number)
+            except ApplicationError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
+                continue
+            self.log_change(request, number, f"Configured the inbound webhook: {url}")
+            done += 1
+        if done:
+            self.message_user(request, f"Configured {done} number(s) to {url}.", messages.SUCCESS)
+
+    @admin.action(description="Reserve selected numbers", permissions=["change"])
+    def reserve(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
+        self._set_reserved(request, queryset, reserved=True)
+
+    @admin.action(description="Unreserve selected numbers", permissions=["change"])
+    def unreserve(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
+        self._set_reserved(request, queryset, reserved=False)
+
+    def _set_reserved(
+        self, request: HttpRequest, queryset: QuerySet[VirtualNumber], *, reserved: bool
+    ) -> None:
+        service = number_reserve if reserved else number_unreserve
+        verb = "Reserved" if reserved else "Unreserved"
+        done = 0
+        for number in queryset:
+            if number.reserved == reserved:
+                continue
+            try:
+                service(number=number)
+            except ApplicationError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
+                continue
+            self.log_change(request, number, f"{verb} the number.")
+            done += 1
+        self.message_user(request, f"{verb} {done} number(s).", messages.SUCCESS)
+
+    @admin.action(description="Release selected numbers…", permissions=["change"])
+    def release(
+        self, request: HttpRequest, queryset: QuerySet[VirtualNumber]
+    ) -> TemplateResponse | None:
+        numbers = list(queryset.order_by("msisdn"))
+        counts = number_live_participant_counts(numbers=numbers)
+        form = ReleaseConfirmForm(request.POST if request.POST.get("post") else None)
+        if form.is_bound and form.is_valid():
+            self._release_confirmed(request, numbers, counts, force=form.cleaned_data["force"])
+            return None
+        rows = [
+            {
+                "number": number,
+                "live": counts[number.pk],
+                "released": number.status == VirtualNumber.Status.RELEASED,
+            }
+            for number in numbers
+        ]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Release numbers: are you sure?",
+            "subtitle": None,
+            "opts": self.opts,
+            "rows": rows,
+            "queryset": queryset,
+            "in_use": sum(1 for row in rows if row["live"] and not row["released"]),
+            "releasable": sum(1 for row in rows if not row["released"]),
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(
+            request, "admin/numbers/virtualnumber/release_confirmation.html", context
+        )
+
+    def _release_confirmed(
+        self,
+        request: HttpRequest,
+        numbers: list[VirtualNumber],
+        counts: dict[int, int],
+        *,
+        force: bool,
+    ) -> None:
+        released = 0
+        for number in numbers:
+            if number.status == VirtualNumber.Status.RELEASED:
+                continue
+            try:
+                number_release(number=number, force=force)
+            except ApplicationError as exc:
+                self.message_user(request, exc.detail, messages.ERROR)
+                continue
+            closed = counts[number.pk]
+            self.log_change(
+                request,
+                number,
+                "Released the number"
+                + (
+                    f" (forced; closed the conversations of {closed} participant(s))"
+                    if closed
+                    else ""
+                )
+                + ".",
+            )
+            released += 1
+        if released:
+            self.message_user(request, f"Released {released} number(s).", messages.SUCCESS)
+
+    # --- Buttons: "Buy numbers" and "Sync from Vonage" ---------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path("buy/", self.admin_site.admin_view(self.buy_view), name=f"{info}_buy"),
+            path(
+                "sync/",
+                self.admin_site.admin_view(require_POST(self.sync_view)),
+                name=f"{info}_sync",
+            ),
+            *super().get_urls(),
+        ]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        extra_context = {**(extra_context or {}), "can_manage": self.has_change_permission(request)}
+        return super().changelist_view(request, extra_context)
+
+    def buy_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        form = BuyNumbersForm(request.POST if request.method == "POST" else None)
+        if form.is_bound and form.is_valid():
+            try:
+                job = provisioning_job_create(requested_by=request.user, **form.cleaned_data)
+            except ApplicationError as exc:
+                # The form checks what it can; the service has the last word (e.g. country).
+                field_name = next((name for name in exc.fields if name in form.fields), None)
+                form.add_error(field_name, exc.detail)
+            else:
+                self.log_addition(request, job, f"Requested {job.quantity} number(s).")
+                outcome = _job_start(job)
+                level = messages.SUCCESS if outcome != "failed" else messages.ERROR
+                self.message_user(request, f"{job} {outcome}.", level)
+                return HttpResponseRedirect(
+                    reverse("admin:numbers_provisioningjob_change", args=[job.pk])
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Buy numbers",
+            "subtitle": None,
+            "opts": self.opts,
+            "form": form,
+            "webhook_url": inbound_webhook_url(),
+            "provider": settings.SMS_PROVIDER,
+            "media": self.media + form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/numbers/virtualnumber/buy.html", context)
+
+    def sync_view(self, request: HttpRequest) -> HttpResponse:
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        changelist = reverse("admin:numbers_virtualnumber_changelist")
+        try:
+            result = numbers_sync()
+        except ApplicationError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+            return HttpResponseRedirect(changelist)
+        for number in result.added:
+            self.log_addition(request, number, "Imported by Sync from Vonage.")
+        for number in result.updated:
+            self.log_change(request, number, "Updated by Sync from Vonage.")
+        for number in result.retired:
+            self.log_change(
+                request, number, "Released by Sync from Vonage: the account no longer rents it."
+            )
+        self.message_user(request, f"Synced from Vonage: {result.summary}.", messages.SUCCESS)
+        return HttpResponseRedirect(changelist)
+
+
+@admin.register(ProvisioningJob)
+class ProvisioningJobAdmin(admin.ModelAdmin):
+    change_form_template = "admin/numbers/provisioningjob/change_form.html"
+    list_display = [
+        "id",
+        "country",
+        "number_type",
+        "features",
+        "pattern",
+        "quantity",
+        "rented",
+        "status",
+        "requested_by",
+        "created_at",
+        "finished_at",
+    ]
+    list_display_links = ["id", "country"]
+    list_filter = ["status", "country"]
+    list_select_related = ["requested_by"]
+    readonly_fields = [
+        "status",
+        "error",
+        "country",
+        "number_type",
+        "features",
+        "pattern",
+        "quantity",
+        "rented_numbers",
+        "requested_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "log_lines",
+    ]
+    fields = tuple(readonly_fields)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ProvisioningJob]:
+        return super().get_queryset(request).annotate(rented_count=Count("numbers"))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="rented", ordering="rented_count")
+    def rented(self, obj: ProvisioningJob) -> int:
+        return int(getattr(obj, "rented_count", 0))
+
+    @admin.display(description="numbers rented")
+    def rented_numbers(self, obj: ProvisioningJob) -> str:
+        numbers = list(obj.numbers.order_by("rented_at", "pk"))
+        if not numbers:
+            return "—"
+        return format_html_join(
+            "",
+            '<div><a href="{}">{}</a> {}</div>',
+            (
+                (
+                    reverse("admin:numbers_virtualnumber_change", args=[number.pk]),
+                    number.msisdn,
+                    "released"
+                    if number.status == VirtualNumber.Status.RELEASED
+                    else "configured"
+                    if number_is_configured(number=number)
+                    else "not configured yet",
+                )
+                for number in numbers
+            ),
+        )
+
+    @admin.display(description="log")
+    def log_lines(self, obj: ProvisioningJob) -> str:
+        if not obj.log:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    "errornote" if entry.get("level") == "error" else "",
+                    entry.get("at", ""),
+                    entry.get("level", ""),
+                    entry.get("message", ""),
+                )
+                for entry in obj.log
+            ),
+        )
+        return format_html("<table><tbody>{}</tbody></table>", rows)
+
+    def get_urls(self) -> list[URLPattern]:
+        info = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [
+            path(
+                "<int:job_id>/run/",
+                self.admin_site.admin_view(require_POST(self.run_view)),
+                name=f"{info}_run",
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        extra_context = {
+            **(extra_context or {}),
+            "can_run_again": request.user.has_perm("numbers.change_virtualnumber"),
+            "runnable_statuses": RUNNABLE_JOB_STATUSES,
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def run_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        """Run a job again: configure what it bought, buy what is missing.
+
+        Also for a pending job, whose hand-off to a worker may have been lost (a broker outage);
+        if a worker runs it meanwhile, the service lets only one of them claim it.
+        """
+        if not request.user.has_perm("numbers.change_virtualnumber"):
+            raise PermissionDenied
+        job = get_object_or_404(ProvisioningJob, pk=job_id)
+        if job.status not in RUNNABLE_JOB_STATUSES:
+            self.message_user(
+                request, f"{job} is {job.get_status_display().lower()}.", messages.ERROR
+            )
+        else:
+            self.log_change(request, job, "Ran the job again.")
+            outcome = _job_start(job)
+            self.message_user(request, f"{job} {outcome}.", messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:numbers_provisioningjob_change", args=[job.pk]))

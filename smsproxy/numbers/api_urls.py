@@ -1,3 +1,7 @@
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from smsproxy.numbers.api import NumberListApi
+
+urlpatterns: list[URLPattern] = [
+    path("numbers/", NumberListApi.as_view(), name="numbers-list"),
+]

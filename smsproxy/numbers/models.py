@@ -50,6 +50,9 @@ class VirtualNumber(models.Model):
                 name="number_msisdn_e164",
                 condition=models.Q(msisdn__regex=r"^\+[1-9][0-9]{6,14}$"),
             ),
+            models.CheckConstraint(
+                name="number_country_alpha2", condition=models.Q(country__regex=r"^[A-Z]{2}$")
+            ),
             # A released number has a release time, and one with a release time is released.
             models.CheckConstraint(
                 name="number_released_has_time",
@@ -113,6 +116,9 @@ class ProvisioningJob(models.Model):
         constraints = [
             models.CheckConstraint(
                 name="job_quantity_positive", condition=models.Q(quantity__gt=0)
+            ),
+            models.CheckConstraint(
+                name="job_country_alpha2", condition=models.Q(country__regex=r"^[A-Z]{2}$")
             ),
         ]
 

@@ -1,0 +1,58 @@
+"""`manage.py configure_numbers`: point numbers' inbound SMS webhook at PUBLIC_BASE_URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.selectors import inbound_webhook_url, number_get
+from smsproxy.numbers.services import ConfigureOutcome, number_configure, numbers_configure_all
+
+
+class Command(BaseCommand):
+    help = (
+        "Point the inbound SMS webhook of the given numbers (or, with --all, of every rented "
+        "number) at PUBLIC_BASE_URL/webhooks/vonage/inbound-sms/. Numbers may be given with "
+        "or without '+'."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("msisdns", nargs="*", metavar="MSISDN", help="Numbers to configure.")
+        parser.add_argument("--all", action="store_true", help="Configure every rented number.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        msisdns: list[str] = options["msisdns"]
+        if options["all"] == bool(msisdns):
+            raise CommandError("Give either --all or one or more numbers (MSISDN ...).")
+        self.stdout.write(f"Inbound webhook: {inbound_webhook_url()}")
+        if options["all"]:
+            outcomes = numbers_configure_all(on_number=self.print_outcome)
+        else:
+            try:
+                numbers = [number_get(msisdn=msisdn) for msisdn in msisdns]
+            except ApplicationError as exc:
+                raise CommandError(exc.detail) from exc
+            released = [number.msisdn for number in numbers if number.status != "active"]
+            if released:
+                raise CommandError(f"Released, cannot be configured: {', '.join(released)}.")
+            outcomes = []
+            for number in numbers:
+                outcome = ConfigureOutcome(number=number)
+                try:
+                    number_configure(number=number)
+                except ApplicationError as exc:
+                    outcome.error = exc.detail
+                self.print_outcome(outcome)
+                outcomes.append(outcome)
+        failed = [outcome for outcome in outcomes if outcome.error]
+        if failed:
+            raise CommandError(f"{len(failed)} of {len(outcomes)} number(s) were not configured.")
+        self.stdout.write(self.style.SUCCESS(f"Configured {len(outcomes)} number(s)."))
+
+    def print_outcome(self, outcome: ConfigureOutcome) -> None:
+        if outcome.error:
+            self.stdout.write(self.style.ERROR(f"  {outcome.number.msisdn}: {outcome.error}"))
+        else:
+            self.stdout.write(f"  {outcome.number.msisdn}: configured")

@@ -1,0 +1,70 @@
+"""`manage.py release_numbers`: cancel the rental of numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.numbers.selectors import number_get, number_live_participant_counts
+from smsproxy.numbers.services import number_release
+
+
+class Command(BaseCommand):
+    help = (
+        "Cancel the rental of the given numbers (with or without '+'). Numbers serving a live "
+        "conversation are refused, and nothing is released, unless --force is given, which "
+        "closes those conversations first."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("msisdns", nargs="+", metavar="MSISDN", help="Numbers to release.")
+        parser.add_argument(
+            "--force",
+            action="store_true",
+            help="Also release numbers in live conversations, closing those conversations.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        force: bool = options["force"]
+        numbers: dict[int, VirtualNumber] = {}  # the same number given twice counts once
+        for raw in options["msisdns"]:
+            try:
+                number = number_get(msisdn=raw)
+            except ApplicationError as exc:
+                raise CommandError(exc.detail) from exc
+            numbers[number.pk] = number
+        released = [
+            number.msisdn
+            for number in numbers.values()
+            if number.status == VirtualNumber.Status.RELEASED
+        ]
+        if released:
+            raise CommandError(f"Already released: {', '.join(released)}.")
+        counts = number_live_participant_counts(numbers=list(numbers.values()))
+        in_use = {number.msisdn: counts[pk] for pk, number in numbers.items() if counts[pk]}
+        if in_use and not force:
+            listed = ", ".join(f"{msisdn} ({count} live)" for msisdn, count in in_use.items())
+            raise CommandError(
+                f"In live conversations: {listed}. Nothing was released; use --force to close "
+                "those conversations and release anyway."
+            )
+        failures = 0
+        for number in numbers.values():
+            try:
+                number_release(number=number, force=force)
+            except ApplicationError as exc:
+                failures += 1
+                self.stdout.write(self.style.ERROR(f"  {number.msisdn}: {exc.detail}"))
+                continue
+            closed = (
+                f", closing the conversations of {in_use[number.msisdn]} participant(s)"
+                if number.msisdn in in_use
+                else ""
+            )
+            self.stdout.write(f"  {number.msisdn}: released{closed}")
+        if failures:
+            raise CommandError(f"{failures} of {len(numbers)} number(s) were not released.")
+        self.stdout.write(self.style.SUCCESS(f"Released {len(numbers)} number(s)."))

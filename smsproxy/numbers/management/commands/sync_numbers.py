@@ -1,0 +1,35 @@
+"""`manage.py sync_numbers`: make the pool match what the provider account rents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.services import numbers_sync
+
+
+class Command(BaseCommand):
+    help = (
+        "Import the numbers the Vonage account already rents, refresh their features and "
+        "webhook, and mark numbers the account no longer rents as released."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--country", default="", help="Only this country, e.g. GB.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            result = numbers_sync(country=options["country"])
+        except ApplicationError as exc:
+            raise CommandError(exc.detail) from exc
+        for label, numbers in (
+            ("added", result.added),
+            ("updated", result.updated),
+            ("unchanged", result.unchanged),
+            ("released (no longer rented)", result.retired),
+        ):
+            for number in numbers:
+                self.stdout.write(f"  {number.msisdn} {number.country}: {label}")
+        self.stdout.write(self.style.SUCCESS(f"Synced: {result.summary}."))

@@ -1,0 +1,430 @@
+"""Admin smoke tests: every page, button and action of the number pool."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+
+from smsproxy.gateway.models import SandboxNumber
+from smsproxy.numbers import admin as numbers_admin
+from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
+from smsproxy.proxy.models import Conversation
+from tests.factories import ParticipantFactory, ProvisioningJobFactory, VirtualNumberFactory
+
+from .conftest import SERVER_ERROR, WEBHOOK_URL, FakeVonage
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:numbers_virtualnumber_changelist")
+BUY = reverse("admin:numbers_virtualnumber_buy")
+SYNC = reverse("admin:numbers_virtualnumber_sync")
+JOBS = reverse("admin:numbers_provisioningjob_changelist")
+
+
+def rent(count: int) -> list[VirtualNumber]:
+    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=count))
+    return list(job.numbers.order_by("msisdn"))
+
+
+def action(client: Client, name: str, numbers: list[VirtualNumber], **extra: str) -> Any:
+    data = {"action": name, "_selected_action": [number.pk for number in numbers], **extra}
+    return client.post(CHANGELIST, data, follow=not extra.get("_no_follow"))
+
+
+def history(number: VirtualNumber | ProvisioningJob) -> list[tuple[int, str]]:
+    return list(
+        LogEntry.objects.filter(object_id=str(number.pk))
+        .order_by("pk")
+        .values_list("action_flag", "change_message")
+    )
+
+
+# --- Virtual numbers: list, search, change page ------------------------------------------------
+
+
+def test_changelist_shows_numbers_buttons_and_usage(admin_client: Client) -> None:
+    busy = VirtualNumberFactory.create(msisdn="+447700900001")
+    ParticipantFactory.create_batch(2, proxy_number=busy)
+    VirtualNumberFactory.create(msisdn="+447700900002", inbound_webhook_url="")
+
+    response = admin_client.get(CHANGELIST)
+
+    assert response.status_code == HTTPStatus.OK
+    content = response.content.decode()
+    assert "+447700900001" in content and "+447700900002" in content
+    assert BUY in content and "Buy numbers" in content
+    assert SYNC in content and "Sync from Vonage" in content
+    rows = {row.msisdn: row for row in response.context["cl"].result_list}
+    assert rows["+447700900001"].active_participants == 2
+    assert rows["+447700900002"].active_participants == 0
+    assert "Add virtual number" not in content  # numbers come from Buy or Sync only
+
+
+def test_changelist_has_no_n_plus_one(admin_client: Client) -> None:
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as context:
+            assert admin_client.get(CHANGELIST).status_code == HTTPStatus.OK
+        return len(context.captured_queries)
+
+    for number in VirtualNumberFactory.create_batch(
+        2, provisioning_job=ProvisioningJobFactory.create()
+    ):
+        ParticipantFactory.create(proxy_number=number)
+    few = queries()
+    for number in VirtualNumberFactory.create_batch(
+        6, provisioning_job=ProvisioningJobFactory.create()
+    ):
+        ParticipantFactory.create(proxy_number=number)
+    assert queries() == few
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"country": "US"},
+        {"number_type__exact": "landline"},
+        {"status__exact": "released"},
+        {"reserved__exact": "1"},
+        {"q": "+1 555 0100"},
+        {"q": "15550100"},
+    ],
+)
+def test_changelist_filters_and_search(admin_client: Client, params: dict[str, str]) -> None:
+    VirtualNumberFactory.create(msisdn="+447700900001")
+    VirtualNumberFactory.create(
+        msisdn="+15550100001",
+        country="US",
+        number_type="landline",
+        status="released",
+        released_at=timezone.now(),
+        reserved=True,
+    )
+
+    response = admin_client.get(CHANGELIST, params)
+
+    assert response.status_code == HTTPStatus.OK
+    assert [row.msisdn for row in response.context["cl"].result_list] == ["+15550100001"]
+
+
+def test_change_page_is_read_only(admin_client: Client) -> None:
+    number = VirtualNumberFactory.create()
+
+    response = admin_client.get(reverse("admin:numbers_virtualnumber_change", args=[number.pk]))
+
+    assert response.status_code == HTTPStatus.OK
+    assert number.msisdn in response.content.decode()
+    assert 'name="reserved"' not in response.content.decode()
+
+
+def test_no_add_or_delete(admin_client: Client) -> None:
+    number = VirtualNumberFactory.create()
+
+    assert admin_client.get(reverse("admin:numbers_virtualnumber_add")).status_code == 403
+    delete = reverse("admin:numbers_virtualnumber_delete", args=[number.pk])
+    assert admin_client.get(delete).status_code == HTTPStatus.FORBIDDEN
+
+
+# --- Actions ----------------------------------------------------------------------------------
+
+
+def test_configure_webhook_action(admin_client: Client) -> None:
+    (number,) = rent(1)
+    VirtualNumber.objects.update(inbound_webhook_url="", configured_at=None)
+    stranger = VirtualNumberFactory.create(msisdn="+447700900500", inbound_webhook_url="")
+
+    response = action(admin_client, "configure_webhook", [number, stranger])
+
+    assert response.status_code == HTTPStatus.OK
+    content = response.content.decode()
+    assert f"Configured 1 number(s) to {WEBHOOK_URL}" in content
+    assert "Could not configure +447700900500" in content
+    number.refresh_from_db()
+    assert number.inbound_webhook_url == WEBHOOK_URL
+    assert history(number) == [(CHANGE, f"Configured the inbound webhook: {WEBHOOK_URL}")]
+    assert history(stranger) == []
+
+
+def test_reserve_and_unreserve_actions(admin_client: Client) -> None:
+    number = VirtualNumberFactory.create()
+    released = VirtualNumberFactory.create(status="released", released_at=timezone.now())
+
+    response = action(admin_client, "reserve", [number, released])
+    assert "Reserved 1 number(s)." in response.content.decode()
+    assert "was released" in response.content.decode()
+    number.refresh_from_db()
+    assert number.reserved is True
+
+    action(admin_client, "unreserve", [number])
+    number.refresh_from_db()
+    assert number.reserved is False
+    assert history(number) == [(CHANGE, "Reserved the number."), (CHANGE, "Unreserved the number.")]
+
+
+def test_release_action_asks_for_confirmation_first(admin_client: Client) -> None:
+    first, second = rent(2)
+
+    response = admin_client.post(
+        CHANGELIST, {"action": "release", "_selected_action": [first.pk, second.pk]}
+    )
+
+    assert response.status_code == HTTPStatus.OK
+    assert response.templates[0].name == "admin/numbers/virtualnumber/release_confirmation.html"
+    content = response.content.decode()
+    assert first.msisdn in content and second.msisdn in content
+    assert 'name="post"' in content
+    assert 'name="force"' not in content  # nothing in live use
+    assert VirtualNumber.objects.filter(status="active").count() == 2
+
+
+def test_release_action_confirmed(admin_client: Client) -> None:
+    first, second = rent(2)
+
+    response = action(admin_client, "release", [first, second], post="yes")
+
+    assert "Released 2 number(s)." in response.content.decode()
+    assert not VirtualNumber.objects.filter(status="active").exists()
+    assert not SandboxNumber.objects.filter(cancelled_at__isnull=True).exists()
+    assert history(first) == [(CHANGE, "Released the number.")]
+
+
+def test_release_action_refuses_numbers_in_live_use(admin_client: Client) -> None:
+    busy, idle = rent(2)
+    ParticipantFactory.create(proxy_number=busy)
+
+    confirmation = admin_client.post(
+        CHANGELIST, {"action": "release", "_selected_action": [busy.pk, idle.pk]}
+    )
+    content = confirmation.content.decode()
+    assert "in live use by 1 participant" in content
+    assert 'name="force"' in content
+
+    response = action(admin_client, "release", [busy, idle], post="yes")
+
+    assert "serves 1 participant(s) of live conversations" in response.content.decode()
+    busy.refresh_from_db()
+    idle.refresh_from_db()
+    assert busy.status == VirtualNumber.Status.ACTIVE
+    assert idle.status == VirtualNumber.Status.RELEASED
+    assert history(busy) == []
+
+
+def test_release_action_forced_closes_conversations(admin_client: Client) -> None:
+    (busy,) = rent(1)
+    participant = ParticipantFactory.create(proxy_number=busy)
+
+    response = action(admin_client, "release", [busy], post="yes", force="on")
+
+    assert "Released 1 number(s)." in response.content.decode()
+    participant.conversation.refresh_from_db()
+    assert participant.conversation.status == Conversation.Status.CLOSED
+    assert participant.conversation.close_reason == "staff"
+    assert history(busy) == [
+        (CHANGE, "Released the number (forced; closed the conversations of 1 participant(s)).")
+    ]
+
+
+def test_release_action_skips_released_numbers(admin_client: Client) -> None:
+    released = VirtualNumberFactory.create(status="released", released_at=timezone.now())
+
+    confirmation = admin_client.post(
+        CHANGELIST, {"action": "release", "_selected_action": [released.pk]}
+    )
+    assert "already released, skipped" in confirmation.content.decode()
+    action(admin_client, "release", [released], post="yes")
+    assert history(released) == []
+
+
+# --- Buy numbers ------------------------------------------------------------------------------
+
+
+def test_buy_form_renders(admin_client: Client) -> None:
+    response = admin_client.get(BUY)
+
+    assert response.status_code == HTTPStatus.OK
+    content = response.content.decode()
+    for name in ("country", "number_type", "features", "pattern", "quantity"):
+        assert f'name="{name}"' in content
+    assert WEBHOOK_URL in content
+
+
+def test_buy_numbers_end_to_end(admin_client: Client, admin_user: Any) -> None:
+    response = admin_client.post(
+        BUY,
+        {"country": "gb", "number_type": "mobile-lvn", "features": ["SMS"], "quantity": "3"},
+        follow=True,
+    )
+
+    job = ProvisioningJob.objects.get()
+    assert response.redirect_chain == [
+        (reverse("admin:numbers_provisioningjob_change", args=[job.pk]), HTTPStatus.FOUND)
+    ]
+    assert job.status == ProvisioningJob.Status.SUCCEEDED
+    assert job.requested_by == admin_user
+    assert VirtualNumber.objects.filter(provisioning_job=job).count() == 3
+    content = response.content.decode()
+    assert "succeeded" in content.lower()
+    assert "+447700900000" in content  # the numbers rented
+    assert "Bought +447700900002" in content  # the log
+    assert 'http-equiv="refresh"' not in content  # finished: no reload
+    assert history(job) == [(ADDITION, "Requested 3 number(s).")]
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({"country": "XX", "quantity": "1"}, "not an ISO 3166-1 alpha-2 country code"),
+        ({"country": "GB", "quantity": "0"}, "greater than or equal to 1"),
+        ({"country": "GB", "quantity": "51"}, "less than or equal to 50"),
+        ({"country": "GB", "quantity": "1", "pattern": "7x"}, "Digits only."),
+        ({"country": "GB", "quantity": "1", "features": ["FAX"]}, "Select a valid choice"),
+    ],
+)
+def test_buy_form_rejects_bad_input(admin_client: Client, data: dict[str, Any], error: str) -> None:
+    data = {"number_type": "mobile-lvn", "features": ["SMS"], **data}
+
+    response = admin_client.post(BUY, data)
+
+    assert response.status_code == HTTPStatus.OK
+    assert error in response.content.decode()
+    assert not ProvisioningJob.objects.exists()
+
+
+def test_buy_hands_the_job_to_celery_when_a_broker_is_set(
+    admin_client: Client,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    settings.CELERY_BROKER_URL = "redis://localhost:6379/0"
+    queued: list[int] = []
+    monkeypatch.setattr(numbers_admin.provisioning_job_run_task, "delay", queued.append)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            BUY,
+            {"country": "GB", "number_type": "mobile-lvn", "features": ["SMS"], "quantity": "1"},
+        )
+
+    job = ProvisioningJob.objects.get()
+    assert queued == [job.pk]
+    assert job.status == ProvisioningJob.Status.PENDING
+    page = admin_client.get(response["Location"])
+    assert 'http-equiv="refresh"' in page.content.decode()  # reloads until the job ends
+    assert "Run again" in page.content.decode()  # in case the hand-off to the broker was lost
+
+    # Staff run it by hand (here without a broker: in the request).
+    settings.CELERY_BROKER_URL = ""
+    run_url = reverse("admin:numbers_provisioningjob_run", args=[job.pk])
+    admin_client.post(run_url)
+    job.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.SUCCEEDED
+
+
+def test_the_celery_task_runs_the_job() -> None:
+    job = provisioning_job_create(country="GB", quantity=1)
+
+    assert numbers_admin.provisioning_job_run_task(job.pk) == "succeeded"
+    # A redelivered task for a finished job does nothing.
+    assert numbers_admin.provisioning_job_run_task(job.pk) == "job_finished"
+
+
+def test_buy_needs_change_permission(client: Client, django_user_model: Any) -> None:
+    staff = django_user_model.objects.create_user("viewer", password="pw-123456", is_staff=True)
+    client.force_login(staff)
+
+    assert client.get(BUY).status_code == HTTPStatus.FORBIDDEN
+    assert client.post(SYNC).status_code == HTTPStatus.FORBIDDEN
+
+
+# --- Sync from Vonage ------------------------------------------------------------------------
+
+
+def test_sync_button(admin_client: Client, vonage: FakeVonage) -> None:
+    gone = VirtualNumberFactory.create(msisdn="+447700900102")
+    vonage.rent("447700900101", url=WEBHOOK_URL)
+
+    response = admin_client.post(SYNC, follow=True)
+
+    assert response.redirect_chain == [(CHANGELIST, HTTPStatus.FOUND)]
+    assert "Synced from Vonage: 1 added, 0 updated, 0 unchanged, 1 no longer rented." in (
+        response.content.decode()
+    )
+    added = VirtualNumber.objects.get(msisdn="+447700900101")
+    assert history(added) == [(ADDITION, "Imported by Sync from Vonage.")]
+    assert history(gone) == [
+        (CHANGE, "Released by Sync from Vonage: the account no longer rents it.")
+    ]
+
+
+def test_sync_button_failure(admin_client: Client, vonage: FakeVonage) -> None:
+    vonage.list_failure = SERVER_ERROR
+
+    response = admin_client.post(SYNC, follow=True)
+
+    assert "Could not list the account&#x27;s numbers" in response.content.decode()
+
+
+def test_sync_is_post_only(admin_client: Client) -> None:
+    assert admin_client.get(SYNC).status_code == HTTPStatus.METHOD_NOT_ALLOWED
+
+
+# --- Provisioning jobs ------------------------------------------------------------------------
+
+
+def test_job_pages(admin_client: Client) -> None:
+    done = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=1))
+    failed = provisioning_job_run(job=provisioning_job_create(country="FR", quantity=1))
+
+    listing = admin_client.get(JOBS)
+    assert listing.status_code == HTTPStatus.OK
+    assert {job.pk for job in listing.context["cl"].result_list} == {done.pk, failed.pk}
+    filtered = admin_client.get(JOBS, {"status__exact": "failed"})
+    assert [job.pk for job in filtered.context["cl"].result_list] == [failed.pk]
+
+    page = admin_client.get(reverse("admin:numbers_provisioningjob_change", args=[failed.pk]))
+    assert page.status_code == HTTPStatus.OK
+    content = page.content.decode()
+    assert "no more numbers available in FR" in content
+    assert "Run again" in content
+    assert 'name="_save"' not in content  # read-only
+
+
+def test_jobs_cannot_be_added_changed_or_deleted(admin_client: Client) -> None:
+    job = ProvisioningJobFactory.create()
+
+    assert admin_client.get(reverse("admin:numbers_provisioningjob_add")).status_code == 403
+    delete = reverse("admin:numbers_provisioningjob_delete", args=[job.pk])
+    assert admin_client.post(delete, {"post": "yes"}).status_code == HTTPStatus.FORBIDDEN
+    change = reverse("admin:numbers_provisioningjob_change", args=[job.pk])
+    admin_client.post(change, {"status": "succeeded", "quantity": "9"})
+    job.refresh_from_db()
+    assert (job.status, job.quantity) == (ProvisioningJob.Status.PENDING, 1)
+
+
+def test_run_again_finishes_a_partial_job(admin_client: Client, vonage: FakeVonage) -> None:
+    vonage.offer("447700900101")
+    vonage.fail("/number/update", "447700900101", SERVER_ERROR)
+    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=1))
+    assert job.status == ProvisioningJob.Status.PARTIAL
+
+    run_url = reverse("admin:numbers_provisioningjob_run", args=[job.pk])
+    response = admin_client.post(run_url, follow=True)
+
+    job.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.SUCCEEDED
+    assert len(vonage.calls("/number/buy")) == 1
+    assert "Run again" not in response.content.decode()
+    assert history(job) == [(CHANGE, "Ran the job again.")]
+
+    again = admin_client.post(run_url, follow=True)
+    assert "is succeeded" in again.content.decode()
+    assert admin_client.get(run_url).status_code == HTTPStatus.METHOD_NOT_ALLOWED

@@ -1,0 +1,307 @@
+"""The pool's management commands, through call_command."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from smsproxy.gateway.models import SandboxNumber
+from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
+from smsproxy.proxy.models import Conversation
+from tests.factories import ParticipantFactory, VirtualNumberFactory
+
+from .conftest import NOT_AVAILABLE, SERVER_ERROR, WEBHOOK_URL, FakeVonage
+
+pytestmark = pytest.mark.django_db
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def rent_sandbox_numbers(count: int) -> list[VirtualNumber]:
+    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=count))
+    return list(job.numbers.order_by("msisdn"))
+
+
+# --- provision_numbers ------------------------------------------------------------------------
+
+
+def test_provision_numbers_rents_and_configures() -> None:
+    output = run("provision_numbers", "--country", "GB", "--count", "3")
+
+    assert VirtualNumber.objects.filter(inbound_webhook_url=WEBHOOK_URL).count() == 3
+    assert output.count("Bought +447700900") == 3
+    assert output.count("Configured +447700900") == 3
+    assert "Rented and configured 3 number(s)." in output
+    assert ProvisioningJob.objects.get().status == ProvisioningJob.Status.SUCCEEDED
+
+
+def test_provision_numbers_defaults() -> None:
+    run("provision_numbers", "--country", "gb")
+
+    job = ProvisioningJob.objects.get()
+    assert (job.country, job.quantity, job.number_type, job.features) == (
+        "GB",
+        1,
+        "mobile-lvn",
+        "SMS",
+    )
+
+
+def test_provision_numbers_falling_short_exits_non_zero(vonage: FakeVonage) -> None:
+    vonage.offer("447700900101", "447700900102", "447700900103", "447700900104")
+    vonage.fail("/number/buy", "447700900104", NOT_AVAILABLE)
+    out = StringIO()
+
+    with pytest.raises(CommandError, match=r"partially done: Rented and configured 3 of 5"):
+        call_command("provision_numbers", "--country", "GB", "--count", "5", stdout=out)
+
+    assert "+447700900104 is no longer available" in out.getvalue()
+    assert VirtualNumber.objects.count() == 3
+
+
+def test_provision_numbers_with_nothing_on_offer_fails() -> None:
+    with pytest.raises(CommandError, match="failed: Rented and configured 0 of 1"):
+        run("provision_numbers", "--country", "FR")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--country", "ZZ"], "not an ISO 3166-1 alpha-2 country code"),
+        (["--country", "GB", "--count", "0"], "--count must be at least 1"),
+        (["--country", "GB", "--features", "SMS,FAX"], "unknown: FAX"),
+        (["--country", "GB", "--pattern", "77x"], "up to 20 digits"),
+        (["--country", "GB", "--type", "satellite"], "invalid choice"),
+        (["--country", "GB", "--dry-run", "--count", "-2"], "--count must be at least 1"),
+    ],
+)
+def test_provision_numbers_rejects_bad_input(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=message):
+        run("provision_numbers", *args)
+    assert not ProvisioningJob.objects.exists()
+    assert not SandboxNumber.objects.exists()
+
+
+def test_provision_numbers_requires_country() -> None:
+    with pytest.raises(CommandError, match="--country"):
+        run("provision_numbers")
+
+
+def test_provision_numbers_dry_run_rents_nothing() -> None:
+    output = run("provision_numbers", "--country", "GB", "--count", "2", "--dry-run")
+
+    assert "would rent +447700900000" in output
+    assert "would rent +447700900001" in output
+    assert "Dry run: would rent 2 number(s); nothing was rented." in output
+    assert not VirtualNumber.objects.exists()
+    assert not ProvisioningJob.objects.exists()
+    assert not SandboxNumber.objects.exists()
+
+
+def test_provision_numbers_dry_run_short_exits_non_zero(vonage: FakeVonage) -> None:
+    vonage.offer("447700900101")
+
+    with pytest.raises(CommandError, match="only 1 of 2 number"):
+        run("provision_numbers", "--country", "GB", "--count", "2", "--dry-run")
+    assert vonage.calls("/number/buy") == []
+
+
+def test_provision_numbers_dry_run_search_failure(vonage: FakeVonage) -> None:
+    vonage.search_failure = SERVER_ERROR
+
+    with pytest.raises(CommandError, match="Search failed"):
+        run("provision_numbers", "--country", "GB", "--dry-run")
+
+
+# --- sync_numbers -----------------------------------------------------------------------------
+
+
+def test_sync_numbers(vonage: FakeVonage) -> None:
+    VirtualNumberFactory.create(msisdn="+447700900102")
+    vonage.rent("447700900101", url=WEBHOOK_URL)
+
+    output = run("sync_numbers", "--country", "GB")
+
+    assert "+447700900101 GB: added" in output
+    assert "+447700900102 GB: released (no longer rented)" in output
+    assert "Synced: 1 added, 0 updated, 0 unchanged, 1 no longer rented." in output
+
+
+def test_sync_numbers_on_the_sandbox() -> None:
+    rent_sandbox_numbers(1)
+    VirtualNumber.objects.all().delete()
+
+    output = run("sync_numbers")
+
+    assert "+447700900000 GB: added" in output
+    assert VirtualNumber.objects.get().inbound_webhook_url == WEBHOOK_URL
+
+
+def test_sync_numbers_failure(vonage: FakeVonage) -> None:
+    vonage.list_failure = SERVER_ERROR
+    with pytest.raises(CommandError, match="Could not list the account's numbers"):
+        run("sync_numbers")
+
+
+def test_sync_numbers_bad_country() -> None:
+    with pytest.raises(CommandError, match="country code"):
+        run("sync_numbers", "--country", "Britain")
+
+
+# --- configure_numbers ------------------------------------------------------------------------
+
+
+def test_configure_numbers_by_msisdn_with_or_without_plus(vonage: FakeVonage) -> None:
+    first = VirtualNumberFactory.create(
+        msisdn="+447700900101", inbound_webhook_url="", configured_at=None
+    )
+    second = VirtualNumberFactory.create(msisdn="+447700900102", inbound_webhook_url="")
+    vonage.rent("447700900101")
+    vonage.rent("447700900102")
+
+    output = run("configure_numbers", "447700900101", "+447700900102")
+
+    assert "+447700900101: configured" in output
+    assert "Configured 2 number(s)." in output
+    for number in (first, second):
+        number.refresh_from_db()
+        assert number.inbound_webhook_url == WEBHOOK_URL
+
+
+def test_configure_numbers_all() -> None:
+    numbers = rent_sandbox_numbers(2)
+    VirtualNumber.objects.update(inbound_webhook_url="", configured_at=None)
+
+    output = run("configure_numbers", "--all")
+
+    assert "Configured 2 number(s)." in output
+    for number in numbers:
+        number.refresh_from_db()
+        assert number.inbound_webhook_url == WEBHOOK_URL
+
+
+def test_configure_numbers_failure_exits_non_zero(vonage: FakeVonage) -> None:
+    VirtualNumberFactory.create(msisdn="+447700900101")
+    VirtualNumberFactory.create(msisdn="+447700900102")
+    vonage.rent("447700900101")
+    vonage.rent("447700900102")
+    vonage.fail("/number/update", "447700900102", SERVER_ERROR)
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="1 of 2 number"):
+        call_command("configure_numbers", "--all", stdout=out)
+    assert "+447700900101: configured" in out.getvalue()
+    assert "+447700900102: Could not configure" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "either --all or one or more numbers"),
+        (["--all", "+447700900101"], "either --all or one or more numbers"),
+        (["+447700900101", "+447700900999"], r"\+447700900999 is not a number of the pool"),
+        (["not-a-number"], "international format"),
+    ],
+)
+def test_configure_numbers_bad_input_changes_nothing(
+    vonage: FakeVonage, args: list[str], message: str
+) -> None:
+    VirtualNumberFactory.create(msisdn="+447700900101")
+    with pytest.raises(CommandError, match=message):
+        run("configure_numbers", *args)
+    assert vonage.requests == []
+
+
+def test_configure_numbers_refuses_released_numbers(vonage: FakeVonage) -> None:
+    VirtualNumberFactory.create(
+        msisdn="+447700900101", status="released", released_at=timezone.now()
+    )
+    with pytest.raises(CommandError, match="Released, cannot be configured"):
+        run("configure_numbers", "447700900101")
+    assert vonage.requests == []
+
+
+# --- release_numbers --------------------------------------------------------------------------
+
+
+def test_release_numbers() -> None:
+    first, second = rent_sandbox_numbers(2)
+
+    output = run("release_numbers", first.msisdn.removeprefix("+"), second.msisdn)
+
+    assert f"{first.msisdn}: released" in output
+    assert "Released 2 number(s)." in output
+    assert not VirtualNumber.objects.filter(status="active").exists()
+    assert not SandboxNumber.objects.filter(cancelled_at__isnull=True).exists()
+
+
+def test_release_numbers_refuses_live_numbers_and_releases_nothing() -> None:
+    busy, idle = rent_sandbox_numbers(2)
+    ParticipantFactory.create(proxy_number=busy)
+
+    with pytest.raises(CommandError, match=rf"In live conversations: \{busy.msisdn} \(1 live\)"):
+        run("release_numbers", idle.msisdn, busy.msisdn)
+
+    assert VirtualNumber.objects.filter(status="active").count() == 2
+
+
+def test_release_numbers_force_closes_conversations() -> None:
+    (busy,) = rent_sandbox_numbers(1)
+    participant = ParticipantFactory.create(proxy_number=busy)
+
+    output = run("release_numbers", busy.msisdn, "--force")
+
+    assert "closing the conversations of 1 participant(s)" in output
+    participant.conversation.refresh_from_db()
+    assert participant.conversation.status == Conversation.Status.CLOSED
+    busy.refresh_from_db()
+    assert busy.status == VirtualNumber.Status.RELEASED
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["+447700900999"], "not a number of the pool"),
+        (["+447700900300"], "Already released"),
+    ],
+)
+def test_release_numbers_bad_input(args: list[str], message: str) -> None:
+    VirtualNumberFactory.create(
+        msisdn="+447700900300", status="released", released_at=timezone.now()
+    )
+    with pytest.raises(CommandError, match=message):
+        run("release_numbers", *args)
+
+
+def test_release_numbers_requires_a_number() -> None:
+    with pytest.raises(CommandError, match="MSISDN"):
+        run("release_numbers")
+
+
+def test_release_numbers_provider_failure_exits_non_zero(vonage: FakeVonage) -> None:
+    VirtualNumberFactory.create(msisdn="+447700900101")
+    vonage.rent("447700900101")
+    vonage.fail("/number/cancel", "447700900101", SERVER_ERROR)
+
+    with pytest.raises(CommandError, match="1 of 1 number"):
+        run("release_numbers", "+447700900101")
+    assert VirtualNumber.objects.get().status == VirtualNumber.Status.ACTIVE
+
+
+@pytest.mark.parametrize(
+    "command", ["provision_numbers", "sync_numbers", "configure_numbers", "release_numbers"]
+)
+def test_commands_have_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_command(command, "--help")
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out

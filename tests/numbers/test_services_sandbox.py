@@ -1,0 +1,195 @@
+"""The same pool flows on the sandbox provider (the default of the test settings)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.gateway.models import SandboxNumber
+from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.selectors import (
+    number_get,
+    number_list,
+    number_live_participant_counts,
+    provisioning_job_numbers,
+)
+from smsproxy.numbers.services import (
+    number_release,
+    number_rent_one,
+    number_reserve,
+    number_unreserve,
+    numbers_configure_all,
+    numbers_sync,
+    provisioning_job_create,
+    provisioning_job_run,
+)
+from tests.factories import ConversationFactory, ParticipantFactory, VirtualNumberFactory
+
+from .conftest import WEBHOOK_URL
+
+pytestmark = pytest.mark.django_db
+
+
+def test_job_rents_three_gb_numbers() -> None:
+    steps: list[str] = []
+    job = provisioning_job_create(country="GB", quantity=3)
+
+    job = provisioning_job_run(job=job, on_step=lambda entry: steps.append(entry["message"]))
+
+    assert job.status == ProvisioningJob.Status.SUCCEEDED
+    numbers = list(provisioning_job_numbers(job=job))
+    assert len(numbers) == 3
+    for number in numbers:
+        sandbox = SandboxNumber.objects.get(msisdn=number.msisdn)
+        assert sandbox.is_rented
+        assert sandbox.inbound_url == WEBHOOK_URL
+        assert number.inbound_webhook_url == WEBHOOK_URL
+        assert number.msisdn.startswith("+447700900")
+    assert sum("Bought" in step for step in steps) == 3
+    assert sum("Configured" in step for step in steps) == 3
+    assert steps == [entry["message"] for entry in job.log][1:]  # all but the request line
+
+
+def test_job_for_an_unoffered_type_fails() -> None:
+    job = provisioning_job_run(
+        job=provisioning_job_create(country="GB", quantity=1, number_type="landline")
+    )
+
+    assert job.status == ProvisioningJob.Status.FAILED
+    assert "no more numbers available" in job.error
+
+
+def test_job_with_pattern() -> None:
+    job = provisioning_job_run(job=provisioning_job_create(country="US", quantity=1, pattern="777"))
+
+    assert job.status == ProvisioningJob.Status.SUCCEEDED
+    assert "777" in provisioning_job_numbers(job=job).get().msisdn
+
+
+def test_number_bought_elsewhere_meanwhile_is_skipped() -> None:
+    # The sandbox "account" rents +447700900000 already, but the pool does not know it: the
+    # search still excludes it, so the job rents the next one.
+    SandboxNumber.objects.create(
+        msisdn="+447700900000",
+        country="GB",
+        type="mobile-lvn",
+        features="SMS,VOICE",
+        rented_at=timezone.now(),
+    )
+    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=1))
+
+    assert provisioning_job_numbers(job=job).get().msisdn == "+447700900001"
+
+
+def test_rent_one_and_release() -> None:
+    number = number_rent_one(country="GB")
+
+    assert number.inbound_webhook_url == WEBHOOK_URL
+    number_release(number=number)
+    assert not SandboxNumber.objects.get(msisdn=number.msisdn).is_rented
+    assert number.status == VirtualNumber.Status.RELEASED
+
+
+def test_rent_one_in_a_country_without_numbers() -> None:
+    with pytest.raises(ApplicationError) as error:
+        number_rent_one(country="FR")
+    assert error.value.code == "pool_exhausted"
+
+
+def test_sync_imports_and_retires() -> None:
+    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=2))
+    first, second = provisioning_job_numbers(job=job)
+    SandboxNumber.objects.filter(msisdn=first.msisdn).update(cancelled_at=timezone.now())
+    SandboxNumber.objects.create(
+        msisdn="+15550100042",
+        country="US",
+        type="mobile-lvn",
+        features="SMS,VOICE",
+        rented_at=timezone.now(),
+    )
+
+    result = numbers_sync()
+
+    assert [number.msisdn for number in result.added] == ["+15550100042"]
+    assert [number.msisdn for number in result.retired] == [first.msisdn]
+    assert [number.msisdn for number in result.unchanged] == [second.msisdn]
+    assert VirtualNumber.objects.get(msisdn="+15550100042").configured_at is None
+
+
+def test_configure_all_reports_each_number() -> None:
+    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=1))
+    rented = provisioning_job_numbers(job=job).get()
+    stranger = VirtualNumberFactory.create(
+        msisdn="+447700900500"
+    )  # not rented by the sandbox account
+    VirtualNumberFactory.create(status=VirtualNumber.Status.RELEASED, released_at=timezone.now())
+
+    outcomes = {outcome.number.msisdn: outcome.error for outcome in numbers_configure_all()}
+
+    assert outcomes.keys() == {rented.msisdn, stranger.msisdn}
+    assert outcomes[rented.msisdn] == ""
+    assert "does not rent" in outcomes[stranger.msisdn]
+
+
+def test_reserve_and_unreserve() -> None:
+    number = VirtualNumberFactory.create()
+
+    assert number_reserve(number=number).reserved is True
+    assert number_unreserve(number=number).reserved is False
+    released = VirtualNumberFactory.create(
+        status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+    )
+    with pytest.raises(ApplicationError) as error:
+        number_reserve(number=released)
+    assert error.value.code == "number_released"
+
+
+def test_live_participant_counts_ignore_closed_and_expired() -> None:
+    busy, idle = VirtualNumberFactory.create(), VirtualNumberFactory.create()
+    ParticipantFactory.create_batch(2, proxy_number=busy)
+    closed = ConversationFactory.create(
+        status="closed", closed_at=timezone.now(), close_reason="api"
+    )
+    ParticipantFactory.create(proxy_number=idle, conversation=closed, active=False)
+    expired = ConversationFactory.create(expires_at=timezone.now() - timedelta(minutes=1))
+    ParticipantFactory.create(proxy_number=idle, conversation=expired)
+
+    assert number_live_participant_counts(numbers=[busy, idle]) == {busy.pk: 2, idle.pk: 0}
+    counts = {
+        number.msisdn: getattr(number, "active_participants", None) for number in number_list()
+    }
+    assert counts == {busy.msisdn: 2, idle.msisdn: 0}
+
+
+@pytest.mark.parametrize("raw", ["+447700900123", "447700900123", " +44 7700 900123 "])
+def test_number_get_accepts_numbers_with_or_without_plus(raw: str) -> None:
+    number = VirtualNumberFactory.create(msisdn="+447700900123")
+    assert number_get(msisdn=raw) == number
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"), [("hello", "invalid_number"), ("+447700900999", "number_not_found")]
+)
+def test_number_get_errors(raw: str, code: str) -> None:
+    with pytest.raises(ApplicationError) as error:
+        number_get(msisdn=raw)
+    assert error.value.code == code
+
+
+def test_an_unexpected_error_is_recorded_on_the_job(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken_provider() -> None:
+        raise RuntimeError("provider misconfigured")
+
+    monkeypatch.setattr("smsproxy.gateway.get_provider", broken_provider)
+    job = provisioning_job_create(country="GB", quantity=1)
+
+    with pytest.raises(RuntimeError):
+        provisioning_job_run(job=job)
+
+    job.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.FAILED
+    assert "provider misconfigured" in job.error
+    assert job.finished_at is not None
