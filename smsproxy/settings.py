@@ -140,6 +140,8 @@ SPECTACULAR_SETTINGS = {
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Swagger UI otherwise sends the schema URL to validator.swagger.io for a badge.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
 }
 
@@ -168,6 +170,10 @@ if VONAGE_SIGNATURE_METHOD not in {"md5hash", "md5", "sha1", "sha256", "sha512"}
         "VONAGE_SIGNATURE_METHOD must be one of md5hash, md5, sha1, sha256, sha512."
     )
 
+# The sandbox provider feeds a `delivered` receipt for every SMS it "sends" back through the
+# receipt webhook; tests that do not want them switch this off.
+SANDBOX_DELIVERY_RECEIPTS = env.bool("SANDBOX_DELIVERY_RECEIPTS", default=True)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 SMS_RATE_LIMIT = env.float("SMS_RATE_LIMIT", default=25.0)
 
@@ -187,6 +193,15 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+# Redis redelivers a task that was not acknowledged within this time (acks are late): longer
+# than any delivery can take, and longer than the longest retry ETA (30 minutes).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# `celery -A smsproxy beat`: the outbox sweep (stuck rows, timed-out concatenated SMS, expired
+# conversations, queued rows whose hand-off was lost).
+CELERY_BEAT_SCHEDULE = {
+    "outbox-sweep": {"task": "smsproxy.proxy.outbox_sweep", "schedule": 30.0},
+}
 
 LOGGING = {
     "version": 1,

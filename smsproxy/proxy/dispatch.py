@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+# A broker that does not answer must not hold up the request that queued the message: the
+# row is committed, and the beat sweep enqueues it again later.
+_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+
 
 def message_dispatch(*, message_id: int) -> None:
     """Called after the commit that queued `message_id`.
 
-    With the embedded worker there is nothing to do: `run_outbox` polls for due rows.
+    With the embedded worker (no `CELERY_BROKER_URL`) there is nothing to do: `run_outbox`
+    polls for due rows. With Celery, enqueue the delivery task; if the broker cannot take it,
+    log and carry on — the row stays queued and the periodic sweep re-enqueues it.
     """
+    if not settings.CELERY_BROKER_URL:
+        return
+    from smsproxy.proxy.tasks import deliver_message
+
+    try:
+        deliver_message.apply_async(
+            args=(message_id,), retry=True, retry_policy=_PUBLISH_RETRY_POLICY
+        )
+    except Exception:
+        logger.exception(
+            "Could not enqueue message %s; the outbox sweep will enqueue it again.", message_id
+        )

@@ -200,6 +200,10 @@ class MessagePart(models.Model):
     price = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
     network = models.CharField(max_length=16, blank=True)
     receipt_at = models.DateTimeField(null=True, blank=True)
+    # Set on the parts of an earlier send when the message is sent again (a retry after a
+    # partly accepted send, or staff's retry): their late receipts are still recorded, but the
+    # message's status follows only the parts of its latest send.
+    superseded = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["message_id", "id"]
@@ -227,9 +231,13 @@ class InboundPart(models.Model):
     class Meta:
         ordering = ["sender", "concat_ref", "concat_part"]
         constraints = [
+            # Only among parts still waiting to be joined: a phone numbers its concatenated
+            # messages with a one-byte reference, so a sender reuses a `concat-ref` sooner or
+            # later, and a new message must not collide with an old, joined one.
             models.UniqueConstraint(
                 fields=["sender", "recipient", "concat_ref", "concat_part"],
-                name="inbound_part_unique",
+                condition=Q(message__isnull=True),
+                name="inbound_part_pending_unique",
             ),
         ]
         indexes = [

@@ -1,1 +1,143 @@
-"""Admin for messages (read-only) with the retry action."""
+"""Admin for messages: read-only (they are the audit trail), with a retry action for failures.
+
+Nobody adds, edits or deletes a message here. Staff with the "change message" permission may
+retry failed outbound messages: `message_retry` queues them again with a fresh set of attempts,
+and the retry is written to the admin history of each message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.proxy.models import InboundPart, Message, MessagePart
+from smsproxy.proxy.services.outbox import message_retry
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class MessagePartInline(ReadOnlyInline):
+    model = MessagePart
+    verbose_name = "sent part"
+    fields = readonly_fields = (
+        "vonage_message_id",
+        "status",
+        "error_code",
+        "price",
+        "network",
+        "receipt_at",
+        "superseded",
+    )
+
+
+class InboundPartInline(ReadOnlyInline):
+    model = InboundPart
+    fk_name = "message"
+    verbose_name = "received part"
+    fields = readonly_fields = (
+        "concat_part",
+        "concat_total",
+        "concat_ref",
+        "vonage_message_id",
+        "text",
+        "received_at",
+    )
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = [
+        "id",
+        "created_at",
+        "direction",
+        "purpose",
+        "sender",
+        "recipient",
+        "short_text",
+        "status",
+        "error_code",
+        "attempts",
+        "conversation",
+    ]
+    list_filter = ["direction", "status", "purpose", "created_at"]
+    search_fields = [
+        "sender",
+        "recipient",
+        "text",
+        "vonage_message_id",
+        "parts__vonage_message_id",
+        "inbound_parts__vonage_message_id",
+        "=id",
+    ]
+    date_hierarchy = "created_at"
+    list_select_related = ["conversation"]
+    show_full_result_count = False
+    actions = ["retry"]
+    inlines = [MessagePartInline, InboundPartInline]
+    fieldsets = [
+        (None, {"fields": ["direction", "purpose", "status", "conversation", "forwarded_from"]}),
+        ("SMS", {"fields": ["sender", "recipient", "text", "vonage_message_id", "price"]}),
+        (
+            "Delivery",
+            {
+                "fields": [
+                    "attempts",
+                    "max_attempts",
+                    "next_attempt_at",
+                    "claimed_at",
+                    "error_code",
+                    "error_text",
+                ]
+            },
+        ),
+        ("Times", {"fields": ["created_at", "updated_at", "sent_at", "delivered_at"]}),
+    ]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
+        return super().get_queryset(request).select_related("conversation", "forwarded_from")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("proxy.change_message")
+
+    @admin.display(description="text")
+    def short_text(self, message: Message) -> str:
+        return message.text if len(message.text) <= 60 else message.text[:59] + "…"
+
+    @admin.action(description="Retry the selected failed outbound messages", permissions=["retry"])
+    def retry(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
+        retried = 0
+        for message in queryset.order_by("pk"):
+            try:
+                message_retry(message=message)
+            except ApplicationError as error:
+                self.message_user(request, error.detail, messages.WARNING)
+                continue
+            self.log_change(request, message, "Retried: queued again with fresh attempts.")
+            retried += 1
+        if retried:
+            self.message_user(request, f"Queued {retried} message(s) again.", messages.SUCCESS)

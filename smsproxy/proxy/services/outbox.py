@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from datetime import datetime, timedelta
 
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Conversation, Message
+
+# How long a due queued row may sit untouched before the sweep hands it to Celery again.
+REDISPATCH_AFTER = timedelta(seconds=60)
 
 
 def message_queue_outbound(
@@ -40,3 +48,84 @@ def _dispatch(message_id: int) -> None:
     from smsproxy.proxy.dispatch import message_dispatch
 
     message_dispatch(message_id=message_id)
+
+
+def outbox_due_ids(*, now: datetime | None = None, limit: int = 100) -> list[int]:
+    """Ids of queued outbound messages whose (next) attempt is due, oldest first."""
+    now = now or timezone.now()
+    return list(
+        Message.objects.filter(status=Message.Status.QUEUED)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
+    """Hand due queued rows that nobody picked up to the dispatcher again (the Celery sweep).
+
+    A row is re-dispatched when it has been due for REDISPATCH_AFTER without changing: its
+    on-commit hand-off was lost (broker down, process killed after the commit) or its retry
+    is due. Touching `updated_at` keeps one row from being enqueued again on every sweep
+    while the workers work through a backlog; a duplicate enqueue is harmless anyway (the
+    claim lets one through).
+    """
+    from smsproxy.proxy.dispatch import message_dispatch
+
+    now = now or timezone.now()
+    ids = list(
+        Message.objects.filter(status=Message.Status.QUEUED, updated_at__lt=now - REDISPATCH_AFTER)
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if ids:
+        Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(updated_at=now)
+    for message_id in ids:
+        message_dispatch(message_id=message_id)
+    return ids
+
+
+RETRYABLE_STATUSES = (Message.Status.FAILED, Message.Status.REJECTED, Message.Status.EXPIRED)
+
+
+def message_retry(*, message: Message) -> Message:
+    """Queue a failed outbound message again with a fresh set of attempts (staff's retry).
+
+    The parts of the failed send stay for the record but are superseded: the message's status
+    follows the new send's receipts only.
+    """
+    with transaction.atomic():
+        locked = Message.objects.select_for_update().get(pk=message.pk)
+        if (
+            locked.direction != Message.Direction.OUTBOUND
+            or locked.status not in RETRYABLE_STATUSES
+        ):
+            raise ApplicationError(
+                f"Only failed outbound messages can be retried; #{locked.pk} is "
+                f"{locked.direction} and {locked.status}.",
+                code="not_retryable",
+            )
+        locked.parts.update(superseded=True)
+        locked.status = Message.Status.QUEUED
+        locked.attempts = 0
+        locked.next_attempt_at = None
+        locked.claimed_at = None
+        locked.error_code = ""
+        locked.error_text = ""
+        locked.delivered_at = None
+        locked.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "claimed_at",
+                "error_code",
+                "error_text",
+                "delivered_at",
+                "updated_at",
+            ]
+        )
+        message_id = locked.pk
+        transaction.on_commit(lambda: _dispatch(message_id))
+    return locked

@@ -1,0 +1,120 @@
+"""`manage.py simulate_sms --from N --to N TEXT [--url URL]`: play Vonage's inbound-SMS webhook."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+import phonenumbers
+import requests
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.urls import reverse
+from django.utils import timezone
+
+from smsproxy.gateway.encoding import is_gsm7
+from smsproxy.gateway.signatures import sign_params
+
+ENCODINGS = ("form", "get", "json")
+
+
+class Command(BaseCommand):
+    help = (
+        "Send an inbound-SMS webhook to smsproxy exactly as Vonage would: a real HTTP request "
+        "(POST form by default) with a fresh messageId, signed when VONAGE_SIGNATURE_SECRET is "
+        "set. For demos and the sandbox: text a proxy number 'from' a participant's phone. "
+        "The server must be running (make run)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--from", dest="sender", required=True, help="The sender's real number (E.164)."
+        )
+        parser.add_argument(
+            "--to", dest="recipient", required=True, help="The proxy number texted (E.164)."
+        )
+        parser.add_argument("text", nargs="+", help="The text of the SMS.")
+        parser.add_argument(
+            "--url",
+            default="",
+            help="The inbound-SMS webhook URL "
+            "(default: PUBLIC_BASE_URL + /webhooks/vonage/inbound-sms/).",
+        )
+        parser.add_argument(
+            "--encoding",
+            choices=ENCODINGS,
+            default="form",
+            help="How Vonage's account is set to send webhooks: POST form (default), GET "
+            "query or POST JSON.",
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=15.0, help="Seconds to wait for the answer."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        sender = self._vonage_number(options["sender"], "--from")
+        recipient = self._vonage_number(options["recipient"], "--to")
+        text = " ".join(options["text"])
+        url = options["url"] or settings.PUBLIC_BASE_URL + reverse("vonage-inbound-sms")
+        params = inbound_sms_params(sender=sender, recipient=recipient, text=text)
+        signed = " (signed)" if "sig" in params else ""
+        self.stdout.write(
+            f"{options['encoding'].upper()} {url}{signed}: +{sender} → +{recipient} "
+            f"{params['messageId']}: {text}"
+        )
+        response = self._send(url, params, encoding=options["encoding"], timeout=options["timeout"])
+        body = response.text.strip()
+        if not 200 <= response.status_code < 300:
+            raise CommandError(f"The webhook answered HTTP {response.status_code}: {body}")
+        self.stdout.write(self.style.SUCCESS(f"HTTP {response.status_code} {body}"))
+
+    def _vonage_number(self, value: str, option: str) -> str:
+        """E.164, national (PROXY_DEFAULT_COUNTRY) or Vonage's digits → Vonage's digits."""
+        candidates = [value]
+        digits = value.strip().replace(" ", "")
+        if digits.isdigit() and not digits.startswith("0"):
+            candidates.append(f"+{digits}")  # Vonage's form: international without '+'
+        for candidate in candidates:
+            try:
+                parsed = phonenumbers.parse(candidate, settings.PROXY_DEFAULT_COUNTRY)
+            except phonenumbers.NumberParseException:
+                continue
+            if phonenumbers.is_possible_number(parsed):
+                return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+        raise CommandError(f"{option} {value!r} is not a possible phone number.")
+
+    def _send(
+        self, url: str, params: dict[str, str], *, encoding: str, timeout: float
+    ) -> requests.Response:
+        try:
+            if encoding == "get":
+                return requests.get(url, params=params, timeout=timeout)
+            if encoding == "json":
+                return requests.post(url, json=params, timeout=timeout)
+            return requests.post(url, data=params, timeout=timeout)
+        except requests.RequestException as error:
+            raise CommandError(f"Could not reach {url}: {error}") from None
+
+
+def inbound_sms_params(*, sender: str, recipient: str, text: str) -> dict[str, str]:
+    """The fields of Vonage's inbound-SMS webhook (numbers without '+'), signed when configured."""
+    words = text.split()
+    params = {
+        "msisdn": sender,
+        "to": recipient,
+        "messageId": f"SIM{secrets.token_hex(7).upper()}",
+        "text": text,
+        "type": "text" if is_gsm7(text) else "unicode",
+        "keyword": words[0].upper() if words else "",
+        "message-timestamp": timezone.now().strftime("%Y-%m-%d %H:%M:%S"),
+        "api-key": settings.VONAGE_API_KEY or "sandbox",
+    }
+    if settings.VONAGE_SIGNATURE_SECRET:
+        params["nonce"] = str(uuid.uuid4())
+        params = sign_params(
+            params,
+            secret=settings.VONAGE_SIGNATURE_SECRET,
+            method=settings.VONAGE_SIGNATURE_METHOD,
+        )
+    return params

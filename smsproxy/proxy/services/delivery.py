@@ -1,0 +1,343 @@
+"""Sending one queued outbound SMS: the delivery function both dispatchers call (DESIGN.md §6).
+
+`message_deliver` claims the row with one conditional UPDATE (`queued` and due → `sending`),
+so however many workers, tasks or duplicate enqueues reach one message, exactly one of them
+sends it; the others find nothing to claim. The claim commits before the HTTP call, and the
+result is written in a second, short transaction: no database transaction is ever held open
+while Vonage is being called.
+
+Outcomes:
+- Vonage accepted every part → `sent`, with one MessagePart per part (its message id and price)
+  for the receipts.
+- Transient failure (status 1 throttled, 5 internal error, HTTP 429/5xx, timeout, connection)
+  → back to `queued` with `next_attempt_at` after a jittered exponential backoff
+  (RETRY_BASE_DELAY doubling up to RETRY_MAX_DELAY), until the row's `max_attempts` is used up
+  → `failed` with the last error. Parts Vonage accepted before the failure are kept but marked
+  superseded: the whole text is sent again, so the recipient gets it complete.
+- Permanent failure (any other status: invalid number, no credit, barred, ...) → `failed` with
+  Vonage's code and text.
+- A sender that is not one of our numbers (VirtualNumber) → `failed` with code
+  `sender_not_proxy`, nothing sent: rule 9's last line of defence.
+- An unexpected exception (a bug, not an answer from Vonage) → `failed` with code
+  `internal_error`: it may have happened after Vonage accepted the text, so it is not retried
+  automatically; staff can retry it from the admin once the cause is fixed.
+
+A row left in `sending` by a killed worker (decision): Vonage has no idempotency key, so after
+a crash between the HTTP call and the write of its result nobody knows whether the SMS went
+out. After STALE_SENDING_AFTER (far longer than any send can take, the SDK's own resends
+included) the sweep of either dispatcher (`outbox_recover_stale`) decides:
+- the row has parts (a receipt arrived and named it): Vonage accepted it → `sent`;
+- otherwise it is re-queued once, with error code `interrupted` (at-least-once delivery): a
+  forwarded text that silently vanishes breaks the conversation and the users' trust in it,
+  while a rare duplicate of one text is harmless. The crash window is milliseconds wide, so a
+  duplicate is rare;
+- a row interrupted again right after such a re-queue (error code still `interrupted`), or
+  with no attempts left, is `failed` with code `interrupted`: a message that keeps killing its
+  worker must not loop, and staff see it in the admin.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.urls import reverse
+from django.utils import timezone
+
+from smsproxy.gateway import get_provider
+from smsproxy.gateway.base import ProviderError, SendResult, SentPart
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import Message, MessagePart
+from smsproxy.proxy.ratelimit import rate_limiter_get
+from smsproxy.proxy.services.receipts import message_status_refresh
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_DELAY = timedelta(seconds=20)
+RETRY_MAX_DELAY = timedelta(minutes=30)
+STALE_SENDING_AFTER = timedelta(minutes=5)
+INTERRUPTED = "interrupted"
+INTERNAL_ERROR = "internal_error"
+SENDER_NOT_PROXY = "sender_not_proxy"
+
+
+class Outcome(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # not claimed: not queued, not due, or another worker has it
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    outcome: Outcome
+    message: Message | None = None
+    detail: str = ""
+
+
+def receipt_callback_url() -> str:
+    return settings.PUBLIC_BASE_URL + reverse("vonage-delivery-receipt")
+
+
+def retry_delay(*, attempts: int) -> timedelta:
+    """Backoff before attempt `attempts + 1`: exponential with jitter, capped.
+
+    The jitter ("equal jitter": between half and all of the exponential step) spreads the
+    retries of messages that failed together, e.g. throttled in one burst.
+    """
+    step = RETRY_BASE_DELAY * (2 ** max(0, attempts - 1))
+    ceiling = min(step, RETRY_MAX_DELAY).total_seconds()
+    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+
+
+def message_claim(*, message_id: int, now: datetime | None = None) -> bool:
+    """Atomically move a due queued message to `sending`; False when someone else has it.
+
+    One UPDATE with the state in its WHERE clause: the database serialises two claims of one
+    row (a row lock on PostgreSQL, the write lock on SQLite), and the second finds no
+    `queued` row left to update.
+    """
+    now = now or timezone.now()
+    claimed = (
+        Message.objects.filter(
+            pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED
+        )
+        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .update(
+            status=Message.Status.SENDING,
+            claimed_at=now,
+            attempts=F("attempts") + 1,
+            updated_at=now,
+        )
+    )
+    return claimed == 1
+
+
+def message_deliver(*, message_id: int) -> DeliveryResult:
+    """Send one queued outbound message if it is due and nobody else is sending it."""
+    if not message_claim(message_id=message_id):
+        return DeliveryResult(Outcome.SKIPPED, detail="not due, or claimed by another worker")
+    message = Message.objects.get(pk=message_id)
+    if not VirtualNumber.objects.filter(msisdn=message.sender).exists():
+        # Rule 9, enforced where every SMS leaves: only our own numbers ever send, so no bug
+        # upstream can put a participant's real number in front of the other participant.
+        return _record_failure(
+            message_id=message_id,
+            code=SENDER_NOT_PROXY,
+            text=f"Refused to send from {message.sender}: not one of our proxy numbers.",
+        )
+    try:
+        rate_limiter_get().acquire()
+    except Exception:
+        # The limiter's store (Redis) is unreachable: give the claim back untouched.
+        Message.objects.filter(pk=message_id, status=Message.Status.SENDING).update(
+            status=Message.Status.QUEUED,
+            attempts=F("attempts") - 1,
+            claimed_at=None,
+            updated_at=timezone.now(),
+        )
+        raise
+    try:
+        result = get_provider().send_sms(
+            sender=message.sender,
+            recipient=message.recipient,
+            text=message.text,
+            client_ref=str(message.pk),
+            callback_url=receipt_callback_url(),
+        )
+    except ProviderError as error:
+        if error.transient:
+            return _record_transient_failure(message_id=message_id, error=error)
+        return _record_failure(
+            message_id=message_id,
+            code=error.code or "error",
+            text=error.text,
+            accepted_parts=error.accepted_parts,
+        )
+    except Exception as error:
+        logger.exception("Sending message %s failed unexpectedly.", message_id)
+        return _record_failure(
+            message_id=message_id, code=INTERNAL_ERROR, text=f"{type(error).__name__}: {error}"
+        )
+    return _record_sent(message_id=message_id, result=result)
+
+
+def _parts_store(
+    *, message: Message, parts: tuple[SentPart, ...], superseded: bool = False
+) -> None:
+    """Write the parts Vonage accepted; a receipt may have created some of them already."""
+    for sent in parts:
+        part, created = MessagePart.objects.get_or_create(
+            vonage_message_id=sent.message_id,
+            defaults={
+                "message": message,
+                "price": sent.price,
+                "network": sent.network,
+                "superseded": superseded,
+            },
+        )
+        if created:
+            continue
+        if part.message_id != message.pk:
+            logger.error(
+                "Vonage message id %s of message %s is already recorded for message %s.",
+                sent.message_id,
+                message.pk,
+                part.message_id,
+            )
+            continue
+        part.price = part.price if part.price is not None else sent.price
+        part.network = part.network or sent.network
+        part.superseded = superseded
+        part.save(update_fields=["price", "network", "superseded"])
+
+
+def _record_sent(*, message_id: int, result: SendResult) -> DeliveryResult:
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        if message.status != Message.Status.SENDING:
+            # The stale sweep gave up on this send meanwhile; Vonage did take it, and that wins.
+            logger.warning("Message %s was %s when its send succeeded.", message_id, message.status)
+        _parts_store(message=message, parts=result.parts)
+        message.status = Message.Status.SENT
+        message.sent_at = timezone.now()
+        message.price = result.price
+        message.next_attempt_at = None
+        message.error_code = ""
+        message.error_text = ""
+        message.save(
+            update_fields=[
+                "status",
+                "sent_at",
+                "price",
+                "next_attempt_at",
+                "error_code",
+                "error_text",
+                "updated_at",
+            ]
+        )
+        message_status_refresh(message=message)
+    count = len(result.parts)
+    return DeliveryResult(
+        Outcome.SENT,
+        message,
+        f"{count} part{'s' if count != 1 else ''}: {', '.join(result.message_ids)}",
+    )
+
+
+def _record_transient_failure(*, message_id: int, error: ProviderError) -> DeliveryResult:
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        if message.status != Message.Status.SENDING:
+            logger.warning("Message %s was %s when its send failed.", message_id, message.status)
+            return DeliveryResult(Outcome.SKIPPED, message, f"no longer sending: {error}")
+        if message.attempts >= message.max_attempts:
+            _parts_store(message=message, parts=error.accepted_parts)
+            _fail(
+                message,
+                code=error.code or "error",
+                text=f"{error.text} (gave up after {message.attempts} attempts)",
+            )
+            return DeliveryResult(Outcome.FAILED, message, message.error_text)
+        _parts_store(message=message, parts=error.accepted_parts, superseded=True)
+        delay = retry_delay(attempts=message.attempts)
+        message.status = Message.Status.QUEUED
+        message.next_attempt_at = timezone.now() + delay
+        message.claimed_at = None
+        message.error_code = error.code[:32]
+        message.error_text = error.text
+        message.save(
+            update_fields=[
+                "status",
+                "next_attempt_at",
+                "claimed_at",
+                "error_code",
+                "error_text",
+                "updated_at",
+            ]
+        )
+    return DeliveryResult(
+        Outcome.RETRY,
+        message,
+        f"{error.text} (code {error.code or '-'}); attempt {message.attempts} of "
+        f"{message.max_attempts}, next in {delay.total_seconds():.0f}s",
+    )
+
+
+def _record_failure(
+    *, message_id: int, code: str, text: str, accepted_parts: tuple[SentPart, ...] = ()
+) -> DeliveryResult:
+    with transaction.atomic():
+        message = Message.objects.select_for_update().get(pk=message_id)
+        _parts_store(message=message, parts=accepted_parts)
+        _fail(message, code=code, text=text)
+    return DeliveryResult(Outcome.FAILED, message, f"{text} (code {code})")
+
+
+def _fail(message: Message, *, code: str, text: str) -> None:
+    message.status = Message.Status.FAILED
+    message.error_code = code[:32]
+    message.error_text = text
+    message.next_attempt_at = None
+    message.save(
+        update_fields=["status", "error_code", "error_text", "next_attempt_at", "updated_at"]
+    )
+
+
+def outbox_recover_stale(*, now: datetime | None = None, limit: int = 500) -> list[Message]:
+    """Settle rows left in `sending` by a dead worker (policy in the module docstring)."""
+    now = now or timezone.now()
+    stale = Q(status=Message.Status.SENDING) & (
+        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - STALE_SENDING_AFTER)
+    )
+    ids = list(Message.objects.filter(stale).order_by("pk").values_list("pk", flat=True)[:limit])
+    settled = []
+    for message_id in ids:
+        with transaction.atomic():
+            message = Message.objects.select_for_update().filter(stale, pk=message_id).first()
+            if message is None:
+                continue
+            if message.parts.filter(superseded=False).exists():
+                message.status = Message.Status.SENT
+                message.sent_at = message.claimed_at or now
+                message.save(update_fields=["status", "sent_at", "updated_at"])
+                message_status_refresh(message=message)
+                logger.warning(
+                    "Message %s was stuck in sending with receipts: marked sent.", message.pk
+                )
+            elif message.error_code == INTERRUPTED or message.attempts >= message.max_attempts:
+                _fail(
+                    message,
+                    code=INTERRUPTED,
+                    text="The worker sending this message stopped before recording the result, "
+                    "again: it may or may not have been sent. Not retried automatically.",
+                )
+                logger.error("Message %s interrupted again while sending: failed.", message.pk)
+            else:
+                message.status = Message.Status.QUEUED
+                message.next_attempt_at = now
+                message.claimed_at = None
+                message.error_code = INTERRUPTED
+                message.error_text = (
+                    "The worker sending this message stopped before recording the result; "
+                    "sent again (the recipient may get it twice)."
+                )
+                message.save(
+                    update_fields=[
+                        "status",
+                        "next_attempt_at",
+                        "claimed_at",
+                        "error_code",
+                        "error_text",
+                        "updated_at",
+                    ]
+                )
+                logger.warning("Message %s was stuck in sending: re-queued once.", message.pk)
+            settled.append(message)
+    return settled

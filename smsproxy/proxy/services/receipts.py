@@ -1,0 +1,201 @@
+"""Delivery receipts: the status of each sent part, and of the outbound message they make up.
+
+Vonage sends one receipt per part of a multi-part SMS. A message is `delivered` only when every
+part of its latest send is; a part that failed, was rejected or expired fails the message with
+the receipt's `err-code` kept.
+
+The race with the send: Vonage may deliver a receipt (it answers within milliseconds) before
+the worker has written the send's result — the message is still `sending` and the part's row
+does not exist yet. The receipt then finds the message by its `client-ref` (always the message
+id) and creates the part itself with the receipt's status; when the worker writes the send
+result it reuses that row and recomputes the message's status from all its parts. Nothing is
+lost whichever side commits first. A receipt that matches neither a part nor a message (another
+application on the same account, or a message deleted since) is logged and ignored: it answers
+200 so that Vonage does not retry it for three days.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from django.db import transaction
+from django.utils import timezone
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.proxy.models import Message, MessagePart
+
+logger = logging.getLogger(__name__)
+
+# Receipt statuses that end a part's life; an intermediate status arriving after one of them
+# (receipts can arrive out of order) does not overwrite it.
+_PART_FINAL = (
+    MessagePart.Status.DELIVERED,
+    MessagePart.Status.FAILED,
+    MessagePart.Status.REJECTED,
+    MessagePart.Status.EXPIRED,
+)
+_PART_FAILURE_TO_MESSAGE = {
+    MessagePart.Status.FAILED: Message.Status.FAILED,
+    MessagePart.Status.REJECTED: Message.Status.REJECTED,
+    MessagePart.Status.EXPIRED: Message.Status.EXPIRED,
+}
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    vonage_message_id: str
+    status: str  # a MessagePart.Status value
+    error_code: str = ""
+    client_ref: str = ""
+    price: Decimal | None = None
+    network: str = ""
+
+
+def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
+    """Read a receipt webhook's parameters; ApplicationError(code="malformed") when unusable."""
+    vonage_message_id = params.get("messageId", "").strip()
+    status = params.get("status", "").strip().lower()
+    missing = [
+        name for name, value in (("messageId", vonage_message_id), ("status", status)) if not value
+    ]
+    if missing:
+        raise ApplicationError(
+            f"Delivery receipt without {' and '.join(missing)}.",
+            code="malformed",
+            fields={name: ["This field is required."] for name in missing},
+        )
+    if len(vonage_message_id) > 64:
+        raise ApplicationError(
+            "messageId is longer than 64 characters.",
+            code="malformed",
+            fields={"messageId": ["Too long."]},
+        )
+    if status not in MessagePart.Status.values or status == MessagePart.Status.SENT:
+        raise ApplicationError(
+            f"Unknown delivery receipt status {status!r}.",
+            code="malformed",
+            fields={"status": ["Unknown status."]},
+        )
+    price: Decimal | None = None
+    if params.get("price"):
+        try:
+            price = Decimal(params["price"])
+        except InvalidOperation:
+            raise ApplicationError(
+                "price is not a number.", code="malformed", fields={"price": ["Not a number."]}
+            ) from None
+    error_code = params.get("err-code", "").strip()
+    return DeliveryReceipt(
+        vonage_message_id=vonage_message_id,
+        status=status,
+        error_code="" if error_code == "0" else error_code[:32],
+        client_ref=params.get("client-ref", "").strip(),
+        price=price if price is None or price.is_finite() else None,
+        network=params.get("network-code", "").strip()[:16],
+    )
+
+
+def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
+    """Record a receipt on its part and update the message; None when it matches nothing.
+
+    Every writer of parts (this and the send's result) locks the message row first, so the two
+    never deadlock and never both create one part.
+    """
+    with transaction.atomic():
+        message_id = (
+            MessagePart.objects.filter(vonage_message_id=receipt.vonage_message_id)
+            .values_list("message_id", flat=True)
+            .first()
+        )
+        if message_id is None and receipt.client_ref.isdigit():
+            message_id = int(receipt.client_ref)
+        message = (
+            Message.objects.select_for_update()
+            .filter(pk=message_id, direction=Message.Direction.OUTBOUND)
+            .first()
+            if message_id is not None
+            else None
+        )
+        if message is None:
+            logger.warning(
+                "Delivery receipt for unknown message %s (client-ref %r) ignored.",
+                receipt.vonage_message_id,
+                receipt.client_ref,
+            )
+            return None
+        part = MessagePart.objects.filter(vonage_message_id=receipt.vonage_message_id).first()
+        now = timezone.now()
+        if part is None:
+            # The receipt came before the send's result was written (see the module docstring).
+            part = MessagePart.objects.create(
+                message=message,
+                vonage_message_id=receipt.vonage_message_id,
+                status=receipt.status,
+                error_code=receipt.error_code,
+                price=receipt.price,
+                network=receipt.network,
+                receipt_at=now,
+            )
+        elif part.status in _PART_FINAL and receipt.status not in _PART_FINAL:
+            logger.info(
+                "Late %s receipt for part %s (already %s) ignored.",
+                receipt.status,
+                part.vonage_message_id,
+                part.status,
+            )
+            return part
+        else:
+            part.status = receipt.status
+            part.error_code = receipt.error_code
+            if receipt.price is not None:
+                part.price = receipt.price
+            if receipt.network:
+                part.network = receipt.network
+            part.receipt_at = now
+            part.save(update_fields=["status", "error_code", "price", "network", "receipt_at"])
+        message_status_refresh(message=message)
+    logger.info(
+        "Receipt %s for message #%s part %s%s: message %s.",
+        receipt.status,
+        message.pk,
+        receipt.vonage_message_id,
+        f" (err-code {receipt.error_code})" if receipt.error_code else "",
+        message.status,
+    )
+    return part
+
+
+def message_status_refresh(*, message: Message) -> Message:
+    """Derive a sent message's status from the receipts of its latest send's parts.
+
+    Call inside a transaction holding the message's row. Only a `sent` message moves: one still
+    queued or sending has not recorded its parts yet, and a final status is never undone.
+    """
+    if message.status != Message.Status.SENT:
+        return message
+    parts = list(message.parts.filter(superseded=False).order_by("id"))
+    if not parts:
+        return message
+    failed = next((part for part in parts if part.status in _PART_FAILURE_TO_MESSAGE), None)
+    if failed is not None:
+        message.status = _PART_FAILURE_TO_MESSAGE[MessagePart.Status(failed.status)]
+        message.error_code = failed.error_code
+        message.error_text = (
+            f"Delivery receipt for part {failed.vonage_message_id}: {failed.status}."
+        )
+    elif all(part.status == MessagePart.Status.DELIVERED for part in parts):
+        message.status = Message.Status.DELIVERED
+        message.delivered_at = max(
+            (part.receipt_at for part in parts if part.receipt_at), default=timezone.now()
+        )
+    else:
+        return message
+    prices = [part.price for part in parts]
+    if all(price is not None for price in prices):
+        message.price = sum((price for price in prices if price is not None), Decimal(0))
+    message.save(
+        update_fields=["status", "error_code", "error_text", "delivered_at", "price", "updated_at"]
+    )
+    return message

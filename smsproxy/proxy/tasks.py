@@ -1,0 +1,59 @@
+"""Celery tasks of the outbox (used only when `CELERY_BROKER_URL` is set).
+
+Tasks take an id and call the same services as the embedded worker. A task may run twice for
+one message (a duplicate enqueue, the sweep, a redelivery after a worker died with the task
+unacknowledged): the claim in `message_deliver` lets exactly one send through.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import shared_task
+from django.utils import timezone
+
+from smsproxy.proxy.dispatch import message_dispatch
+from smsproxy.proxy.models import Message
+from smsproxy.proxy.services.conversations import conversations_expire
+from smsproxy.proxy.services.delivery import Outcome, message_deliver, outbox_recover_stale
+from smsproxy.proxy.services.inbound import inbound_parts_flush_stale
+from smsproxy.proxy.services.outbox import outbox_redispatch
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="smsproxy.proxy.deliver_message", ignore_result=True)
+def deliver_message(message_id: int) -> str:
+    result = message_deliver(message_id=message_id)
+    if result.outcome == Outcome.RETRY and result.message and result.message.next_attempt_at:
+        # Retry on time; the sweep would also find it, later.
+        deliver_message.apply_async(args=(message_id,), eta=result.message.next_attempt_at)
+    logger.info("Message %s: %s %s", message_id, result.outcome, result.detail)
+    return str(result.outcome)
+
+
+@shared_task(name="smsproxy.proxy.outbox_sweep", ignore_result=True)
+def outbox_sweep() -> dict[str, Any]:
+    """The periodic sweep (beat): everything the on-commit hand-off may have missed.
+
+    Settles rows stuck in `sending`, joins concatenated SMS whose parts timed out, closes
+    expired conversations, and re-enqueues due queued rows nobody picked up.
+    """
+    now = timezone.now()
+    recovered = outbox_recover_stale(now=now)
+    for message in recovered:
+        if message.status == Message.Status.QUEUED:  # re-queued once: send it again now
+            message_dispatch(message_id=message.pk)
+    flushed = inbound_parts_flush_stale(now=now)
+    expired = conversations_expire(now=now)
+    redispatched = outbox_redispatch(now=now)
+    summary = {
+        "recovered": len(recovered),
+        "concat_flushed": len(flushed),
+        "expired": expired,
+        "redispatched": len(redispatched),
+    }
+    if any(summary.values()):
+        logger.info("Outbox sweep: %s", summary)
+    return summary

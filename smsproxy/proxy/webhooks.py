@@ -1,0 +1,102 @@
+"""Vonage's webhooks: inbound SMS and delivery receipts (DESIGN.md §8).
+
+Both accept the three encodings a Vonage account can be set to (GET query, POST form, POST
+JSON). The order of checks: an empty request (Vonage's bare GET when a number's webhook is
+configured) answers 200 and does nothing; then the signature, whenever
+`VONAGE_SIGNATURE_SECRET` is set (401, nothing stored); then the payload (400 when unusable);
+then one transaction of the service. Nothing here calls Vonage: forwards are queued and sent
+by a dispatcher, so the answer comes well inside Vonage's ~15 s.
+
+Answers are JSON: `{"status": "ok"}` for anything stored or deliberately ignored — the same
+body whatever happened, so that a caller cannot probe which real number is in a conversation
+on which proxy number — and `{"code", "detail"[, "fields"]}` on error, as in the API.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.gateway.signatures import (
+    MalformedWebhookError,
+    SignatureError,
+    verify_signature,
+    webhook_params,
+)
+from smsproxy.proxy.services.inbound import inbound_parse, inbound_receive
+from smsproxy.proxy.services.receipts import receipt_parse, receipt_record
+
+logger = logging.getLogger(__name__)
+
+
+def _error(
+    status: HTTPStatus, code: str, detail: str, fields: dict[str, Any] | None = None
+) -> JsonResponse:
+    body: dict[str, Any] = {"code": code, "detail": detail}
+    if fields:
+        body["fields"] = fields
+    return JsonResponse(body, status=status)
+
+
+def _webhook(
+    request: HttpRequest, handle: Callable[[dict[str, str]], object], *, name: str
+) -> JsonResponse:
+    try:
+        params = webhook_params(request)
+    except MalformedWebhookError as error:
+        return _error(HTTPStatus.BAD_REQUEST, "malformed", str(error))
+    if not params:
+        return JsonResponse({"status": "ok"})
+    secret = settings.VONAGE_SIGNATURE_SECRET
+    if secret:
+        try:
+            verify_signature(
+                params,
+                secret=secret,
+                method=settings.VONAGE_SIGNATURE_METHOD,
+                max_age=settings.VONAGE_SIGNATURE_MAX_AGE,
+            )
+        except SignatureError as error:
+            logger.warning("Rejected %s webhook: %s (%s).", name, error.detail, error.reason)
+            return _error(HTTPStatus.UNAUTHORIZED, "invalid_signature", error.detail)
+    try:
+        handle(params)
+    except ApplicationError as error:
+        logger.warning("Rejected %s webhook: %s", name, error.detail)
+        return _error(error.status, error.code, error.detail, error.fields)
+    return JsonResponse({"status": "ok"})
+
+
+def _inbound(params: dict[str, str]) -> None:
+    result = inbound_receive(sms=inbound_parse(params))
+    logger.info(
+        "Inbound SMS %s from %s to %s: %s.",
+        params.get("messageId"),
+        params.get("msisdn"),
+        params.get("to"),
+        result.outcome,
+    )
+
+
+def _receipt(params: dict[str, str]) -> None:
+    receipt_record(receipt=receipt_parse(params))
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def inbound_sms(request: HttpRequest) -> JsonResponse:
+    return _webhook(request, _inbound, name="inbound-sms")
+
+
+@csrf_exempt
+@require_http_methods(["GET", "POST"])
+def delivery_receipt(request: HttpRequest) -> JsonResponse:
+    return _webhook(request, _receipt, name="delivery-receipt")

@@ -1,0 +1,116 @@
+"""Smoke tests of the message admin and its retry action."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import pytest
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.test import Client
+from django.urls import reverse
+
+from smsproxy.proxy.models import InboundPart, Message, MessagePart
+from tests.factories import MessageFactory
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = reverse("admin:proxy_message_changelist")
+
+
+def test_changelist_with_filters_and_search(admin_client: Client) -> None:
+    message = MessageFactory.create(text="Meet at the gate", status=Message.Status.FAILED)
+    MessagePart.objects.create(message=message, vonage_message_id="0C0000001234567B")
+    MessageFactory.create(text="Something else")
+
+    assert admin_client.get(CHANGELIST).status_code == HTTPStatus.OK
+    for query in (
+        {"direction__exact": "outbound"},
+        {"status__exact": "failed"},
+        {"purpose__exact": "conversation"},
+    ):
+        assert admin_client.get(CHANGELIST, query).status_code == HTTPStatus.OK
+    for term in ("gate", "0C0000001234567B"):
+        response = admin_client.get(CHANGELIST, {"q": term})
+        assert response.status_code == HTTPStatus.OK
+        assert list(response.context["cl"].result_list) == [message]
+
+
+def test_detail_page_is_read_only_with_parts(admin_client: Client) -> None:
+    inbound = MessageFactory.create(
+        direction=Message.Direction.INBOUND, status=Message.Status.RECEIVED
+    )
+    InboundPart.objects.create(
+        vonage_message_id="0B01",
+        sender=inbound.sender,
+        recipient=inbound.recipient,
+        concat_ref="1",
+        concat_total=2,
+        concat_part=1,
+        text="half",
+        message=inbound,
+    )
+    outbound = MessageFactory.create(forwarded_from=inbound, status=Message.Status.SENT)
+    MessagePart.objects.create(message=outbound, vonage_message_id="0C01")
+
+    for message, part_id in ((inbound, "0B01"), (outbound, "0C01")):
+        url = reverse("admin:proxy_message_change", args=[message.pk])
+        response = admin_client.get(url)
+        assert response.status_code == HTTPStatus.OK
+        assert part_id in response.content.decode()
+        # Read-only: a POST changes nothing.
+        admin_client.post(url, {"text": "rewritten"})
+        message.refresh_from_db()
+        assert message.text != "rewritten"
+
+
+def test_no_adding_or_deleting(admin_client: Client) -> None:
+    message = MessageFactory.create()
+
+    assert admin_client.get(reverse("admin:proxy_message_add")).status_code == HTTPStatus.FORBIDDEN
+    response = admin_client.post(
+        reverse("admin:proxy_message_delete", args=[message.pk]), {"post": "yes"}
+    )
+    assert response.status_code == HTTPStatus.FORBIDDEN
+    assert Message.objects.filter(pk=message.pk).exists()
+
+
+def test_retry_action_queues_failed_messages_and_logs_it(admin_client: Client) -> None:
+    failed = MessageFactory.create(status=Message.Status.FAILED, attempts=8, error_code="9")
+    delivered = MessageFactory.create(status=Message.Status.DELIVERED)
+
+    response = admin_client.post(
+        CHANGELIST,
+        {"action": "retry", "_selected_action": [failed.pk, delivered.pk]},
+        follow=True,
+    )
+
+    assert response.status_code == HTTPStatus.OK
+    notices = [str(m) for m in response.context["messages"]]
+    assert "Queued 1 message(s) again." in notices
+    assert any("Only failed outbound messages" in notice for notice in notices)
+    failed.refresh_from_db()
+    delivered.refresh_from_db()
+    assert (failed.status, failed.attempts, failed.error_code) == ("queued", 0, "")
+    assert delivered.status == Message.Status.DELIVERED
+    entry = LogEntry.objects.get(object_id=str(failed.pk))
+    assert entry.action_flag == CHANGE
+    assert "Retried" in entry.get_change_message()
+
+
+def test_retry_needs_the_change_permission(client: Client, django_user_model) -> None:
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user(
+        "viewer", password="pw-for-tests-1", is_staff=True
+    )
+    viewer.user_permissions.add(Permission.objects.get(codename="view_message"))
+    client.force_login(viewer)
+    failed = MessageFactory.create(status=Message.Status.FAILED)
+
+    response = client.get(CHANGELIST)
+    assert response.status_code == HTTPStatus.OK
+    assert response.context["action_form"] is None  # no action offered to a viewer
+
+    client.post(CHANGELIST, {"action": "retry", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.status == Message.Status.FAILED

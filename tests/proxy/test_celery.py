@@ -1,0 +1,175 @@
+"""Delivery on Celery: the tasks, and a real worker on Redis (needs CELERY_BROKER_URL).
+
+The real-worker test runs when the suite is started with CELERY_BROKER_URL pointing at a Redis
+database it may empty (tests/settings.py moves it to TEST_CELERY_BROKER_URL), as `.ci/run`
+does; it is skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+from unittest import mock
+
+import pytest
+from django.conf import settings as django_settings
+from django.test import Client
+from django.utils import timezone
+
+from smsproxy import celery_app
+from smsproxy.gateway import get_provider
+from smsproxy.gateway.base import SendResult, TransientProviderError
+from smsproxy.proxy.models import Message
+from smsproxy.proxy.ratelimit import RedisRateLimiter, rate_limiter_get
+from smsproxy.proxy.services import delivery
+from smsproxy.proxy.services.delivery import STALE_SENDING_AFTER, message_claim
+from smsproxy.proxy.tasks import deliver_message, outbox_sweep
+from tests.factories import MessageFactory
+from tests.proxy.fixtures import INBOUND_URL, conversation_make, number, payload, send_webhook
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def default_sender_is_ours() -> None:
+    """MessageFactory's sender is one of our proxy numbers (delivery refuses any other)."""
+    number()
+
+
+BROKER_URL: str = getattr(django_settings, "TEST_CELERY_BROKER_URL", "")
+needs_broker = pytest.mark.skipif(
+    not BROKER_URL, reason="CELERY_BROKER_URL (a Redis database the tests may use) is not set"
+)
+
+
+class CountingProvider:
+    """The configured provider, counting sends (shared by every thread of the test)."""
+
+    sends: list[dict[str, Any]] = []
+
+    def send_sms(self, **kwargs: Any) -> SendResult:
+        CountingProvider.sends.append(kwargs)
+        return get_provider().send_sms(**kwargs)
+
+
+# --- the tasks, run in-process -------------------------------------------------------------------
+
+
+def test_deliver_message_sends_through_the_shared_delivery_function(settings) -> None:
+    settings.SMS_RATE_LIMIT = 0
+    message = MessageFactory.create()
+
+    assert deliver_message(message.pk) == "sent"
+    assert deliver_message(message.pk) == "skipped"  # a duplicate task
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+
+
+def test_deliver_message_schedules_its_own_retry(settings, monkeypatch) -> None:
+    settings.SMS_RATE_LIMIT = 0
+
+    class Throttled:
+        def send_sms(self, **kwargs: Any) -> SendResult:
+            raise TransientProviderError("Throughput Rate Exceeded", "1")
+
+    monkeypatch.setattr(delivery, "get_provider", Throttled)
+    message = MessageFactory.create()
+
+    with mock.patch.object(deliver_message, "apply_async") as enqueue:
+        assert deliver_message(message.pk) == "retry"
+
+    message.refresh_from_db()
+    assert enqueue.call_args.kwargs == {"args": (message.pk,), "eta": message.next_attempt_at}
+
+
+def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
+    stuck = MessageFactory.create()
+    message_claim(message_id=stuck.pk)
+    Message.objects.filter(pk=stuck.pk).update(
+        claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
+    )
+    lost = MessageFactory.create()
+    Message.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
+    conversation_make(expires_at=timezone.now() - timedelta(seconds=1))
+
+    with (
+        mock.patch("smsproxy.proxy.dispatch.message_dispatch") as dispatched,
+        mock.patch("smsproxy.proxy.tasks.message_dispatch", dispatched),
+    ):
+        summary = outbox_sweep()
+
+    assert summary == {"recovered": 1, "concat_flushed": 0, "expired": 1, "redispatched": 1}
+    # The re-queued stuck row at once, the lost one by the redispatch.
+    assert [c.kwargs["message_id"] for c in dispatched.call_args_list] == [stuck.pk, lost.pk]
+
+
+def test_the_beat_schedule_runs_the_sweep() -> None:
+    schedule = django_settings.CELERY_BEAT_SCHEDULE
+    assert {entry["task"] for entry in schedule.values()} == {outbox_sweep.name}
+
+
+# --- Redis ---------------------------------------------------------------------------------------
+
+
+@needs_broker
+def test_the_redis_limiter_is_shared_between_processes() -> None:
+    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
+    worker_a = RedisRateLimiter(BROKER_URL, 20, key=key)  # one send every 50 ms
+    worker_b = RedisRateLimiter(BROKER_URL, 20, key=key)
+
+    started = time.monotonic()
+    for limiter in (worker_a, worker_b, worker_a, worker_b, worker_a):
+        limiter.acquire()
+
+    assert time.monotonic() - started >= 0.19
+
+
+@needs_broker
+def test_celery_workers_use_the_redis_limiter(settings) -> None:
+    settings.CELERY_BROKER_URL = BROKER_URL
+    settings.SMS_RATE_LIMIT = 25
+
+    assert isinstance(rate_limiter_get(), RedisRateLimiter)
+
+
+@pytest.mark.celery
+@needs_broker
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_sends_a_duplicated_text_exactly_once(settings, monkeypatch) -> None:
+    from celery.contrib.testing.worker import start_worker
+
+    settings.CELERY_BROKER_URL = BROKER_URL
+    settings.SMS_RATE_LIMIT = 50
+    settings.SANDBOX_DELIVERY_RECEIPTS = True
+    CountingProvider.sends = []
+    monkeypatch.setattr(delivery, "get_provider", CountingProvider)
+    previous_broker = celery_app.conf.broker_url
+    celery_app.conf.update(broker_url=BROKER_URL)
+    celery_app.control.purge()
+    conversation_make()
+    client = Client()
+    try:
+        with start_worker(celery_app, perform_ping_check=False, shutdown_timeout=20):
+            # Vonage delivers the webhook twice; each copy commits before it answers.
+            for _ in range(2):
+                response = send_webhook(client, INBOUND_URL, payload("inbound_sms_text"), "form")
+                assert response.status_code == HTTPStatus.OK
+            forward = Message.objects.get(direction=Message.Direction.OUTBOUND)
+            deliver_message.delay(forward.pk)  # and the task is enqueued twice
+            deliver_message.delay(forward.pk)
+
+            deadline = time.monotonic() + 20
+            while forward.status != Message.Status.DELIVERED and time.monotonic() < deadline:
+                time.sleep(0.1)
+                forward.refresh_from_db()
+            time.sleep(1)  # let the duplicate tasks run out
+    finally:
+        celery_app.conf.update(broker_url=previous_broker)
+
+    assert forward.status == Message.Status.DELIVERED
+    assert len(CountingProvider.sends) == 1
+    assert CountingProvider.sends[0]["client_ref"] == str(forward.pk)
+    assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1

@@ -1,0 +1,463 @@
+"""Inbound SMS, service level: routing (rule 2), out of session (6), parts (8), privacy (9)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import InboundPart, Message
+from smsproxy.proxy.services.inbound import (
+    CONCAT_TIMEOUT,
+    REDACTED_NUMBER,
+    InboundResult,
+    InboundSms,
+    Outcome,
+    inbound_parse,
+    inbound_parts_flush_stale,
+    inbound_receive,
+    participant_route_get,
+    text_redact_numbers,
+)
+from tests.proxy.fixtures import (
+    ALICE,
+    ALICE_PROXY,
+    BOB,
+    BOB_PROXY,
+    conversation_end,
+    conversation_make,
+    payload,
+)
+
+pytestmark = pytest.mark.django_db
+
+STRANGER = "+447700901999"
+
+
+_ids = itertools.count(1)
+
+
+def sms(
+    text: str = "Hi",
+    *,
+    sender: str = ALICE,
+    recipient: str = ALICE_PROXY,
+    message_id: str = "",
+    **extra: Any,
+) -> InboundSms:
+    return InboundSms(
+        vonage_message_id=message_id or f"0A00000000{next(_ids):07d}",
+        sender=sender,
+        recipient=recipient,
+        text=text,
+        **extra,
+    )
+
+
+def receive_sms(*args: Any, **kwargs: Any) -> InboundResult:
+    return inbound_receive(sms=sms(*args, **kwargs))
+
+
+def outbound() -> list[Message]:
+    return list(Message.objects.filter(direction=Message.Direction.OUTBOUND).order_by("pk"))
+
+
+# --- parsing --------------------------------------------------------------------------------------
+
+
+def test_parse_normalises_numbers_to_e164() -> None:
+    parsed = inbound_parse(payload("inbound_sms_text"))
+
+    assert parsed.sender == ALICE
+    assert parsed.recipient == ALICE_PROXY
+    assert not parsed.is_part
+
+
+def test_parse_keeps_an_alphanumeric_sender_as_it_is() -> None:
+    parsed = inbound_parse(payload("inbound_sms_text", msisdn="Vonage"))
+
+    assert parsed.sender == "Vonage"
+
+
+def test_parse_reads_concatenation() -> None:
+    parsed = inbound_parse(payload("inbound_sms_concat_part2"))
+
+    assert (parsed.concat_ref, parsed.concat_total, parsed.concat_part) == ("108", 3, 2)
+    assert parsed.is_part
+
+
+def test_parse_drops_the_body_of_a_binary_sms() -> None:
+    parsed = inbound_parse(payload("inbound_sms_text", type="binary", text="", data="0011"))
+
+    assert parsed.text == ""
+
+
+# --- routing --------------------------------------------------------------------------------------
+
+
+def test_a_text_reaches_the_other_participant_from_their_proxy_number() -> None:
+    conversation = conversation_make()
+
+    result = receive_sms("Where are you?")
+
+    assert result.outcome == Outcome.ROUTED
+    assert result.message is not None and result.message.conversation == conversation
+    [forward] = outbound()
+    assert forward == result.forward
+    assert (forward.sender, forward.recipient, forward.text) == (BOB_PROXY, BOB, "Where are you?")
+    assert forward.purpose == Message.Purpose.CONVERSATION
+    assert forward.conversation == conversation
+    assert forward.forwarded_from == result.message
+
+
+def test_the_reply_goes_back_the_other_way() -> None:
+    conversation_make()
+
+    receive_sms("On my way", sender=BOB, recipient=BOB_PROXY)
+
+    [forward] = outbound()
+    assert (forward.sender, forward.recipient) == (ALICE_PROXY, ALICE)
+
+
+def test_a_real_number_in_two_conversations_is_routed_by_the_number_it_texted() -> None:
+    first = conversation_make()
+    second = conversation_make(
+        bob="+447700901003", alice_proxy="+447700900101", bob_proxy="+447700900201"
+    )
+
+    receive_sms("to the second", recipient="+447700900101")
+    receive_sms("to the first", recipient=ALICE_PROXY)
+
+    forwards = outbound()
+    assert [(f.conversation, f.recipient, f.sender) for f in forwards] == [
+        (second, "+447700901003", "+447700900201"),
+        (first, BOB, BOB_PROXY),
+    ]
+
+
+def test_routing_is_one_query() -> None:
+    conversation_make()
+
+    with CaptureQueriesContext(connection) as queries:
+        route = participant_route_get(sender=ALICE, proxy_number=ALICE_PROXY)
+
+    assert route is not None and route.real_number == ALICE
+    assert len(queries) == 1
+
+
+def test_a_closed_conversation_routes_nothing() -> None:
+    conversation_end(conversation_make())
+
+    result = receive_sms("Still there?")
+
+    assert result.outcome == Outcome.UNROUTED
+    assert result.message is not None
+    assert result.message.status == Message.Status.UNROUTED
+    assert result.message.conversation is None
+    [reply] = outbound()
+    assert reply.purpose == Message.Purpose.OUT_OF_SESSION
+
+
+def test_an_expired_conversation_routes_nothing_before_the_sweep_closes_it() -> None:
+    conversation = conversation_make(expires_at=timezone.now() - timedelta(seconds=1))
+
+    result = receive_sms("Still there?")
+
+    conversation.refresh_from_db()
+    assert conversation.status == "active"  # not closed yet, but dead
+    assert result.outcome == Outcome.UNROUTED
+    assert [m.purpose for m in outbound()] == [Message.Purpose.OUT_OF_SESSION]
+
+
+def test_a_stranger_texting_our_number_is_not_routed_to_the_participants() -> None:
+    conversation_make()
+
+    result = receive_sms("Who is this?", sender=STRANGER)
+
+    assert result.outcome == Outcome.UNROUTED
+    assert [(m.recipient, m.purpose) for m in outbound()] == [
+        (STRANGER, Message.Purpose.OUT_OF_SESSION)
+    ]
+
+
+def test_an_sms_without_text_is_stored_but_not_forwarded() -> None:
+    conversation_make()
+
+    result = receive_sms("", type="binary")
+
+    assert result.outcome == Outcome.ROUTED
+    assert outbound() == []
+
+
+# --- out of session (rule 6) ----------------------------------------------------------------------
+
+
+def test_out_of_session_reply_comes_from_the_number_texted(settings) -> None:
+    settings.PROXY_OUT_OF_SESSION_REPLY = "This conversation has ended."
+    conversation_end(conversation_make())
+
+    receive_sms("Hello?")
+
+    [reply] = outbound()
+    assert (reply.sender, reply.recipient, reply.text) == (
+        ALICE_PROXY,
+        ALICE,
+        "This conversation has ended.",
+    )
+    assert reply.conversation is None
+    assert reply.status == Message.Status.QUEUED
+
+
+def test_out_of_session_reply_at_most_once_an_hour_per_sender_and_number() -> None:
+    conversation_end(conversation_make())
+
+    receive_sms("one")
+    receive_sms("two")
+    receive_sms("three", sender=BOB, recipient=BOB_PROXY)  # another sender and number
+
+    replies = outbound()
+    assert [(r.recipient, r.sender) for r in replies] == [(ALICE, ALICE_PROXY), (BOB, BOB_PROXY)]
+    assert Message.objects.filter(status=Message.Status.UNROUTED).count() == 3
+
+    Message.objects.filter(pk=replies[0].pk).update(
+        created_at=timezone.now() - timedelta(minutes=61)
+    )
+    receive_sms("four")
+
+    assert len(outbound()) == 3
+
+
+def test_the_hour_is_per_number_texted() -> None:
+    conversation_end(conversation_make())
+    VirtualNumber.objects.create(msisdn="+447700900300", country="GB")
+
+    receive_sms("one")
+    receive_sms("two", recipient="+447700900300")
+
+    assert [r.sender for r in outbound()] == [ALICE_PROXY, "+447700900300"]
+
+
+def test_no_reply_when_the_setting_is_empty(settings) -> None:
+    settings.PROXY_OUT_OF_SESSION_REPLY = ""
+    conversation_end(conversation_make())
+
+    result = receive_sms("Hello?")
+
+    assert result.outcome == Outcome.UNROUTED
+    assert outbound() == []
+
+
+def test_no_reply_from_a_number_that_is_not_ours() -> None:
+    result = receive_sms("Hello?", recipient="+447700900555")
+
+    assert result.outcome == Outcome.UNROUTED
+    assert outbound() == []
+
+
+def test_no_reply_from_a_released_number() -> None:
+    conversation_end(conversation_make())
+    VirtualNumber.objects.filter(msisdn=ALICE_PROXY).update(
+        status="released", released_at=timezone.now()
+    )
+
+    receive_sms("Hello?")
+
+    assert outbound() == []
+
+
+def test_no_reply_to_an_alphanumeric_sender_or_to_our_own_number() -> None:
+    conversation_end(conversation_make())
+
+    receive_sms("Promo", sender="Vonage")
+    receive_sms("Loop?", sender=BOB_PROXY)
+
+    assert outbound() == []
+
+
+# --- redaction (rule 9) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Call me on 07700 900123 tomorrow", f"Call me on {REDACTED_NUMBER} tomorrow"),
+        ("my number: +44 7700 900123.", f"my number: {REDACTED_NUMBER}."),
+        ("whatsapp 447700900123", f"whatsapp {REDACTED_NUMBER}"),
+        ("US: (555) 010-0123 or 555.010.0124", f"US: {REDACTED_NUMBER} or {REDACTED_NUMBER}"),
+        ("spaced 0 7 7 0 0 9 0 0 1 2 3", f"spaced {REDACTED_NUMBER}"),
+        ("Flat 12, ready 10.30 - 11.45, £25.50", "Flat 12, ready 10.30 - 11.45, £25.50"),
+    ],
+)
+def test_text_redact_numbers(text: str, expected: str) -> None:
+    assert text_redact_numbers(text=text, region="GB") == expected
+
+
+def test_forwarded_text_is_redacted(settings) -> None:
+    settings.PROXY_REDACT_NUMBERS = True
+    conversation_make()
+
+    result = receive_sms("Text me on 07700 900123 instead")
+
+    assert result.message is not None
+    assert result.message.text == "Text me on 07700 900123 instead"  # stored as received
+    [forward] = outbound()
+    assert forward.text == f"Text me on {REDACTED_NUMBER} instead"
+
+
+def test_redaction_can_be_turned_off(settings) -> None:
+    settings.PROXY_REDACT_NUMBERS = False
+    conversation_make()
+
+    receive_sms("Text me on 07700 900123 instead")
+
+    assert outbound()[0].text == "Text me on 07700 900123 instead"
+
+
+def test_unicode_is_forwarded_unchanged() -> None:
+    conversation_make()
+
+    receive_sms("Ça marche 👍 — à tout de suite ✓")
+
+    assert outbound()[0].text == "Ça marche 👍 — à tout de suite ✓"
+
+
+# --- idempotency ----------------------------------------------------------------------------------
+
+
+def test_a_repeated_message_id_changes_nothing() -> None:
+    conversation_make()
+    first = receive_sms("once", message_id="0A00000000DUPE")
+
+    again = receive_sms("once", message_id="0A00000000DUPE")
+
+    assert first.outcome == Outcome.ROUTED
+    assert again.outcome == Outcome.DUPLICATE
+    assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
+    assert len(outbound()) == 1
+
+
+def test_a_repeated_unrouted_message_is_stored_once() -> None:
+    conversation_end(conversation_make())
+    receive_sms("hello", message_id="0A00000000DUPE")
+
+    again = receive_sms("hello", message_id="0A00000000DUPE")
+
+    assert again.outcome == Outcome.DUPLICATE
+    assert Message.objects.filter(status=Message.Status.UNROUTED).count() == 1
+    assert len(outbound()) == 1
+
+
+# --- concatenated SMS (rule 8) --------------------------------------------------------------------
+
+
+def part(
+    n: int, total: int = 3, *, ref: str = "108", text: str | None = None, message_id: str = ""
+) -> InboundSms:
+    return sms(
+        text if text is not None else f"<part {n}>",
+        message_id=message_id or f"0B0000{ref}{n:04d}{total}",
+        concat_ref=ref,
+        concat_total=total,
+        concat_part=n,
+    )
+
+
+def test_parts_in_any_order_are_joined_in_order_and_forwarded_once() -> None:
+    conversation_make()
+
+    outcomes = [inbound_receive(sms=part(n)).outcome for n in (3, 1, 2)]
+
+    assert outcomes == [Outcome.PART_STORED, Outcome.PART_STORED, Outcome.ROUTED]
+    [forward] = outbound()
+    assert forward.text == "<part 1><part 2><part 3>"
+    inbound = forward.forwarded_from
+    assert inbound is not None and inbound.vonage_message_id is None
+    assert set(InboundPart.objects.values_list("message", flat=True)) == {inbound.pk}
+
+
+def test_a_repeated_part_is_ignored() -> None:
+    conversation_make()
+    inbound_receive(sms=part(1))
+
+    assert inbound_receive(sms=part(1)).outcome == Outcome.DUPLICATE
+    assert inbound_receive(sms=part(2)).outcome == Outcome.PART_STORED
+    assert inbound_receive(sms=part(3)).outcome == Outcome.ROUTED
+    assert inbound_receive(sms=part(3)).outcome == Outcome.DUPLICATE  # after the join too
+    assert len(outbound()) == 1
+
+
+def test_a_reused_concat_ref_starts_a_new_message() -> None:
+    conversation_make()
+    for n in (1, 2):
+        inbound_receive(sms=part(n, 2, ref="7", message_id=f"first-{n}"))
+
+    for n in (2, 1):
+        inbound_receive(sms=part(n, 2, ref="7", text=f"[again {n}]", message_id=f"second-{n}"))
+
+    assert [f.text for f in outbound()] == ["<part 1><part 2>", "[again 1][again 2]"]
+
+
+def test_parts_of_the_same_ref_from_different_senders_stay_apart() -> None:
+    conversation_make()
+    inbound_receive(sms=part(1, 2, ref="5", message_id="alice-1"))
+    inbound_receive(
+        sms=sms(
+            "bob part 1",
+            sender=BOB,
+            recipient=BOB_PROXY,
+            message_id="bob-1",
+            concat_ref="5",
+            concat_total=2,
+            concat_part=1,
+        )
+    )
+
+    assert outbound() == []
+
+
+def test_an_incomplete_message_is_forwarded_as_it_is_after_the_timeout() -> None:
+    conversation_make()
+    inbound_receive(sms=part(1))
+    inbound_receive(sms=part(3))
+
+    assert (
+        inbound_parts_flush_stale(now=timezone.now() + CONCAT_TIMEOUT - timedelta(seconds=5)) == []
+    )
+    assert outbound() == []
+
+    [result] = inbound_parts_flush_stale(now=timezone.now() + CONCAT_TIMEOUT + timedelta(seconds=1))
+
+    assert result.outcome == Outcome.ROUTED
+    [forward] = outbound()
+    assert forward.text == "<part 1><part 3>"
+    assert forward.recipient == BOB
+    assert inbound_parts_flush_stale(now=timezone.now() + CONCAT_TIMEOUT * 2) == []
+
+
+def test_a_part_arriving_after_the_timeout_is_forwarded_on_its_own_later() -> None:
+    conversation_make()
+    inbound_receive(sms=part(1, 2))
+    inbound_parts_flush_stale(now=timezone.now() + CONCAT_TIMEOUT + timedelta(seconds=1))
+
+    assert inbound_receive(sms=part(2, 2)).outcome == Outcome.PART_STORED
+    inbound_parts_flush_stale(now=timezone.now() + CONCAT_TIMEOUT + timedelta(seconds=1))
+
+    assert [f.text for f in outbound()] == ["<part 1>", "<part 2>"]
+
+
+def test_parts_of_an_unrouted_message_get_one_reply() -> None:
+    conversation_end(conversation_make())
+
+    for n in (1, 2, 3):
+        inbound_receive(sms=part(n))
+
+    assert [m.purpose for m in outbound()] == [Message.Purpose.OUT_OF_SESSION]
+    assert (
+        Message.objects.get(direction=Message.Direction.INBOUND).text == "<part 1><part 2><part 3>"
+    )
