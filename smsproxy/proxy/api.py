@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
+from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Conversation
 from smsproxy.proxy.selectors import conversation_get, conversation_list, conversation_message_list
 from smsproxy.proxy.serializers import (
@@ -81,7 +82,10 @@ class ConversationListCreateApi(APIView):
     )
     def get(self, request: Request) -> Response:
         filters = ConversationFilterSerializer(data=request.query_params)
-        filters.is_valid(raise_exception=True)
+        if not filters.is_valid():
+            raise ApplicationError(
+                "The filters are not valid.", code="validation_error", fields=dict(filters.errors)
+            )
         now = timezone.now()
         return _paginated_response(
             view=self,
@@ -98,6 +102,7 @@ class ConversationListCreateApi(APIView):
         responses={
             HTTPStatus.CREATED: ConversationOutputSerializer,
             HTTPStatus.BAD_REQUEST: ErrorSerializer,
+            HTTPStatus.CONFLICT: ErrorSerializer,
             HTTPStatus.UNSUPPORTED_MEDIA_TYPE: ErrorSerializer,
             HTTPStatus.SERVICE_UNAVAILABLE: ErrorSerializer,
             **_AUTH_ERRORS,
@@ -105,7 +110,9 @@ class ConversationListCreateApi(APIView):
         description=(
             "Validates both numbers (format, then Vonage Number Insight basic), assigns each "
             "participant a proxy number and queues the intro SMS. 400 `invalid_number` or "
-            "`invalid_participants`; 503 `pool_exhausted` when no proxy number is free."
+            "`invalid_participants`; 503 `pool_exhausted` when no proxy number is free; 409 "
+            "`assignment_conflict` when concurrent requests for the same person keep winning "
+            "the chosen numbers (try again)."
         ),
     )
     def post(self, request: Request) -> Response:

@@ -74,7 +74,7 @@ def proxy_number_candidate_list(
     country: str,
     exclude_ids: set[int] | frozenset[int] = frozenset(),
     now: datetime | None = None,
-) -> list[VirtualNumber]:
+) -> QuerySet[VirtualNumber]:
     """Numbers `real_number` may be given in a new conversation, best first (rule 3).
 
     Eligible: active, unreserved, SMS-capable, and not used by this real number in a live
@@ -111,7 +111,7 @@ def proxy_number_candidate_list(
         .annotate(load=Count("pk"))
         .values("load")
     )
-    queryset = (
+    return (
         VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE, reserved=False)
         .filter(sms_capable_q())
         .exclude(pk__in=exclude_ids)
@@ -133,7 +133,6 @@ def proxy_number_candidate_list(
             "pk",
         )
     )
-    return list(queryset)
 
 
 def participant_expired_route_list(

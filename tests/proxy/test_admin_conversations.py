@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -85,12 +87,9 @@ def test_changelist(admin_client: Client, conversation: Conversation) -> None:
 
 
 def test_changelist_query_count_does_not_grow(
-    admin_client: Client, conversation: Conversation, django_assert_max_num_queries: Any
+    admin_client: Client, conversation: Conversation
 ) -> None:
     def queries() -> int:
-        from django.db import connection
-        from django.test.utils import CaptureQueriesContext
-
         with CaptureQueriesContext(connection) as captured:
             assert admin_client.get(CHANGELIST).status_code == HTTPStatus.OK
         return len(captured)
@@ -102,22 +101,43 @@ def test_changelist_query_count_does_not_grow(
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "expected"),
     [
-        {"status__exact": "active"},
-        {"status__exact": "closed"},
-        {"close_reason__exact": "staff"},
-        {"close_reason__exact": "expired"},
+        ({}, {"live", "expired", "closed"}),
+        ({"status": "active"}, {"live"}),
+        ({"status": "expired"}, {"expired"}),
+        ({"status": "closed"}, {"closed"}),
+        ({"close_reason__exact": "staff"}, {"closed"}),
+        ({"close_reason__exact": "expired"}, set()),
     ],
 )
 def test_changelist_filters(
-    admin_client: Client, conversation: Conversation, params: dict[str, str]
+    admin_client: Client, conversation: Conversation, params: dict[str, str], expected: set[str]
 ) -> None:
+    expired = open_between(person(10), person(11), ttl=60)
+    Conversation.objects.filter(pk=expired.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    closed = open_between(person(12), person(13))
+    conversation_close(conversation=closed, reason=Conversation.CloseReason.STAFF)
+    by_name = {"live": conversation.pk, "expired": expired.pk, "closed": closed.pk}
+
     response = admin_client.get(CHANGELIST, params)
+
     assert response.status_code == HTTPStatus.OK
     listed = {row.pk for row in response.context["cl"].result_list}
-    expected = set(Conversation.objects.filter(**params).values_list("pk", flat=True))
-    assert listed == expected
+    assert listed == {by_name[name] for name in expected}
+
+
+def test_changelist_shows_an_unswept_expired_conversation_as_expired(
+    admin_client: Client, conversation: Conversation
+) -> None:
+    Conversation.objects.filter(pk=conversation.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    response = admin_client.get(CHANGELIST)
+    assert response.status_code == HTTPStatus.OK
+    assert "Expired, not yet swept" in response.content.decode()
 
 
 @pytest.mark.parametrize(
@@ -134,7 +154,7 @@ def test_changelist_search(admin_client: Client, conversation: Conversation, ter
 
 
 def test_search_respects_the_list_filters(admin_client: Client, conversation: Conversation) -> None:
-    response = admin_client.get(CHANGELIST, {"q": "07700 900500", "status__exact": "closed"})
+    response = admin_client.get(CHANGELIST, {"q": "07700 900500", "status": "closed"})
     assert response.status_code == HTTPStatus.OK
     assert list(response.context["cl"].result_list) == []
 
@@ -255,17 +275,25 @@ def test_reassign_refused_when_the_person_uses_the_number_live_elsewhere(
     assert alice.proxy_number != taken
 
 
-def test_reassign_refused_for_a_released_number(
+def test_reassign_offers_rented_numbers_only(
     admin_client: Client, conversation: Conversation
 ) -> None:
     released = VirtualNumberFactory.create(
         status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
     )
+    page = admin_client.get(change_url(conversation))
+    form = page.context["inline_admin_formsets"][0].formset.forms[0]
+    offered = {str(value) for value, _label in form.fields["proxy_number"].choices if value}
+    rented = VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE)
+    assert offered == {str(number.pk) for number in rented}
+    assert released.msisdn not in page.content.decode()
+
     response = admin_client.post(
         change_url(conversation), reassign_data(admin_client, conversation, released)
     )
-    assert response.status_code == HTTPStatus.OK
-    assert "has been released" in response.content.decode()
+    assert response.status_code == HTTPStatus.OK  # the form again, with the error
+    alice = conversation.participants.order_by("id")[0]
+    assert alice.proxy_number != released
 
 
 def test_closed_conversation_shows_the_proxy_numbers_read_only(

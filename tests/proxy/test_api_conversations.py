@@ -9,9 +9,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import responses
+from django.core.cache import cache
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
+from rest_framework.throttling import UserRateThrottle
 
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.services.conversations import conversation_create
@@ -140,7 +142,7 @@ def test_create_with_an_invalid_number(api_client: APIClient, pool: list[Any]) -
     data = response.json()
     assert data["code"] == "invalid_number"
     assert "participant 2 (Bob)" in data["detail"]
-    assert data["fields"] == {"participants": [{}, {"number": ["Not a valid phone number."]}]}
+    assert data["fields"] == {"participants": {"1": {"number": ["Not a valid phone number."]}}}
     assert counts() == (0, 0, 0)
 
 
@@ -346,7 +348,36 @@ def test_list_rejects_a_bad_filter(
     assert response.status_code == HTTPStatus.BAD_REQUEST
     data = response.json()
     assert data["code"] == "validation_error"
+    assert data["detail"] == "The filters are not valid."
     assert set(data["fields"]) == set(params)
+
+
+def test_empty_filters_are_ignored(api_client: APIClient, pool: list[Any]) -> None:
+    open_between(ALICE, BOB)
+    response = api_client.get(LIST_URL, {"status": "", "reference": "", "number": ""})
+    assert response.status_code == HTTPStatus.OK, response.json()
+    assert response.json()["count"] == 1
+
+
+def test_the_api_is_throttled_per_user(
+    api_client: APIClient, pool: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rate is read once at import (DRF), so the throttle class is patched; its counters
+    # live in the cache, cleared on both sides so no other test sees them.
+    monkeypatch.setattr(UserRateThrottle, "THROTTLE_RATES", {"user": "3/minute"})
+    cache.clear()
+    try:
+        for _ in range(3):
+            assert api_client.get(LIST_URL).status_code == HTTPStatus.OK
+        response = api_client.get(LIST_URL)
+        assert response.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        assert response.json()["code"] == "throttled"
+        assert int(response.headers["Retry-After"]) > 0
+        refused = api_client.post(LIST_URL, body(), format="json")
+        assert refused.status_code == HTTPStatus.TOO_MANY_REQUESTS
+        assert counts() == (0, 0, 0)
+    finally:
+        cache.clear()
 
 
 def test_detail(api_client: APIClient, pool: list[Any]) -> None:

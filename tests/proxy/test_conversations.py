@@ -9,13 +9,16 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
+from django.db import OperationalError
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import RECENT_USE_WINDOW, participant_live_list
+from smsproxy.proxy.services import conversations as conversation_services
 from smsproxy.proxy.services.conversations import (
+    WRITE_ATTEMPTS,
     conversation_close,
     conversation_create,
     conversations_expire,
@@ -103,7 +106,7 @@ def test_an_impossible_number_is_refused_naming_the_participant() -> None:
         )
     assert error.value.code == "invalid_number"
     assert "participant 2 (Bob)" in error.value.detail
-    assert error.value.fields == {"participants": [{}, {"number": ["Not a valid phone number."]}]}
+    assert error.value.fields == {"participants": {"1": {"number": ["Not a valid phone number."]}}}
     assert snapshot() == (0, 0, 0)
 
 
@@ -311,6 +314,89 @@ def test_an_expired_unswept_conversation_frees_its_numbers() -> None:
     assert expired.close_reason == Conversation.CloseReason.EXPIRED
     assert expired.closed_at == expired.expires_at
     assert not Participant.objects.filter(conversation=expired, active=True).exists()
+
+
+# --- Conflicts (rule 4; the real races run on PostgreSQL in test_conversations_concurrency) ------
+
+
+def test_a_number_given_to_the_person_after_it_was_chosen_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A concurrent request's commit, replayed in order: the first choice was read before
+    another request gave that number to this person; the constraint refuses it, the next
+    candidate is used."""
+    caplog.set_level("INFO", logger=conversation_services.__name__)
+    taken, free = VirtualNumberFactory.create_batch(2)
+    me = person(0)
+    assert proxy_of(open_between(me, person(1)), me) == taken
+    choose = conversation_services.proxy_number_candidate_list
+    stale_reads = [VirtualNumber.objects.filter(pk=taken.pk)]
+
+    def choose_once_stale(**kwargs: Any) -> Any:
+        if kwargs["real_number"] == me and stale_reads:
+            return stale_reads.pop()
+        return choose(**kwargs)
+
+    monkeypatch.setattr(conversation_services, "proxy_number_candidate_list", choose_once_stale)
+
+    second = open_between(me, person(2))
+
+    assert not stale_reads
+    assert proxy_of(second, me) == free
+    assert "taken for" in caplog.text and "concurrently" in caplog.text
+
+
+class _LockConflict(Exception):
+    """Stands for psycopg's DeadlockDetected: what Django's OperationalError wraps."""
+
+    sqlstate = "40P01"
+
+
+def _failing_writes(
+    monkeypatch: pytest.MonkeyPatch, *, failures: int, cause: Exception
+) -> list[int]:
+    write = conversation_services._conversation_write
+    attempts: list[int] = []
+
+    def write_or_fail(**kwargs: Any) -> Conversation:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) <= failures:
+            raise OperationalError("deadlock detected") from cause
+        return write(**kwargs)
+
+    monkeypatch.setattr(conversation_services, "_conversation_write", write_or_fail)
+    return attempts
+
+
+def test_a_write_aborted_by_a_lock_conflict_runs_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    VirtualNumberFactory.create()
+    attempts = _failing_writes(monkeypatch, failures=1, cause=_LockConflict())
+
+    conversation = open_between(person(0), person(1))
+
+    assert attempts == [1, 2]
+    assert conversation.participants.count() == 2
+
+
+def test_repeated_lock_conflicts_give_up_with_a_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
+    VirtualNumberFactory.create()
+    attempts = _failing_writes(monkeypatch, failures=99, cause=_LockConflict())
+
+    with pytest.raises(ApplicationError) as error:
+        open_between(person(0), person(1))
+
+    assert (error.value.code, error.value.status) == ("assignment_conflict", HTTPStatus.CONFLICT)
+    assert len(attempts) == WRITE_ATTEMPTS
+    assert snapshot() == (0, 0, 0)
+
+
+def test_other_database_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    VirtualNumberFactory.create()
+    attempts = _failing_writes(monkeypatch, failures=99, cause=RuntimeError("disk full"))
+
+    with pytest.raises(OperationalError):
+        open_between(person(0), person(1))
+    assert attempts == [1]
 
 
 # --- Pool exhausted with auto-provision (rule 4) --------------------------------------------------

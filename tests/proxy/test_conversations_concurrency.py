@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.db import connection, connections
+from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Conversation, Participant
-from smsproxy.proxy.services.conversations import conversation_create
+from smsproxy.proxy.services import conversations as conversation_services
+from smsproxy.proxy.services.conversations import conversation_create, conversations_expire
 from tests.factories import VirtualNumberFactory
 
 pytestmark = [
@@ -70,13 +74,58 @@ def test_concurrent_conversations_for_one_person_never_share_a_proxy_number() ->
     assert set(busy_numbers) == {number.pk for number in pool}  # distinct: no duplicate
 
 
+def test_the_same_two_people_in_opposite_order_at_once_do_not_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each request inserts its first participant, then waits on the other's unique-index entry
+    for its second: a deadlock. PostgreSQL aborts one; it runs again and gets a clear answer."""
+    only = VirtualNumberFactory.create()
+    alice, bob = "+447700900500", "+447700900501"
+    # Both requests reach their second participant only once both have inserted their first.
+    both_inserted_first = threading.Barrier(2, timeout=20)
+    calls = threading.local()
+    close_expired = conversation_services._expired_routes_close
+
+    def close_expired_in_step(**kwargs: Any) -> None:
+        calls.count = getattr(calls, "count", 0) + 1
+        if calls.count == 2:  # before the second participant of the first attempt
+            both_inserted_first.wait()
+        close_expired(**kwargs)
+
+    monkeypatch.setattr(conversation_services, "_expired_routes_close", close_expired_in_step)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def open_one(first: str, second: str) -> None:
+        try:
+            conversation_create(participants=[{"number": first}, {"number": second}])
+            outcome = "created"
+        except ApplicationError as exc:
+            outcome = exc.code
+        except Exception as exc:  # a deadlock surfacing as a server error fails the test
+            outcome = repr(exc)
+        finally:
+            connections.close_all()
+        with lock:
+            outcomes.append(outcome)
+
+    threads = [
+        threading.Thread(target=open_one, args=pair) for pair in ((alice, bob), (bob, alice))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    # The retried request finds both people already on the only number.
+    assert sorted(outcomes) == ["created", "pool_exhausted"], outcomes
+    assert Conversation.objects.count() == 1
+    assert set(
+        Participant.objects.filter(active=True).values_list("real_number", "proxy_number_id")
+    ) == {(alice, only.pk), (bob, only.pk)}
+
+
 def test_concurrent_expiry_sweeps_close_each_conversation_once() -> None:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from smsproxy.proxy.services.conversations import conversations_expire
-
     VirtualNumberFactory.create()
     conversations = [
         conversation_create(

@@ -21,8 +21,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.selectors import conversation_is_live
+from smsproxy.proxy.selectors import conversation_is_live, live_conversation_q
 from smsproxy.proxy.services.conversations import (
     conversation_close,
     participant_reassign,
@@ -31,10 +32,28 @@ from smsproxy.proxy.services.conversations import (
 )
 
 
+def _participant_label(participant: Participant) -> str:
+    who = participant.real_number
+    if participant.name:
+        who = f"{participant.name} ({participant.real_number})"
+    return f"{who} via {participant.proxy_number.msisdn}"
+
+
 class ParticipantInlineForm(forms.ModelForm):
     class Meta:
         model = Participant
         fields = ["proxy_number"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "proxy_number" in self.fields:
+            # Offer rented numbers (and the current one, released or not): a released number
+            # can never be assigned, so listing it only invites a refusal.
+            field = self.fields["proxy_number"]
+            if isinstance(field, forms.ModelChoiceField):
+                field.queryset = VirtualNumber.objects.filter(
+                    Q(status=VirtualNumber.Status.ACTIVE) | Q(pk=self.instance.proxy_number_id)
+                ).order_by("country", "msisdn")
 
     def clean_proxy_number(self) -> Any:
         proxy_number = self.cleaned_data["proxy_number"]
@@ -103,26 +122,52 @@ class MessageInline(admin.TabularInline):
         return False
 
 
+class LiveStatusFilter(admin.SimpleListFilter):
+    """Status as it routes: a conversation past `expires_at` is dead before the sweep closes it."""
+
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("active", "Active"),
+            ("expired", "Expired, not yet swept"),
+            ("closed", "Closed"),
+        ]
+
+    def queryset(
+        self, request: HttpRequest, queryset: QuerySet[Conversation]
+    ) -> QuerySet[Conversation]:
+        now = timezone.now()
+        if self.value() == "active":
+            return queryset.filter(live_conversation_q(now=now))
+        if self.value() == "expired":
+            return queryset.filter(status=Conversation.Status.ACTIVE, expires_at__lte=now)
+        if self.value() == "closed":
+            return queryset.filter(status=Conversation.Status.CLOSED)
+        return queryset
+
+
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
     list_display = [
         "public_id",
         "reference",
-        "status",
+        "live_status",
         "participant_summary",
         "created_at",
         "expires_at",
         "closed_at",
         "close_reason",
     ]
-    list_filter = ["status", "close_reason", "created_at"]
+    list_filter = [LiveStatusFilter, "close_reason", "created_at"]
     search_fields = ["reference", "participants__real_number", "participants__name"]
     search_help_text = "Reference, conversation id, a participant's real number or name."
     date_hierarchy = "created_at"
     fields = [
         "public_id",
         "reference",
-        "status",
+        "live_status",
         "created_at",
         "expires_at",
         "closed_at",
@@ -130,7 +175,7 @@ class ConversationAdmin(admin.ModelAdmin):
     ]
     readonly_fields = [
         "public_id",
-        "status",
+        "live_status",
         "created_at",
         "expires_at",
         "closed_at",
@@ -157,12 +202,18 @@ class ConversationAdmin(admin.ModelAdmin):
             )
         )
 
+    @admin.display(description="status", ordering="status")
+    def live_status(self, conversation: Conversation) -> str:
+        if conversation_is_live(conversation=conversation):
+            return "Active"
+        if conversation.status == Conversation.Status.ACTIVE:
+            return "Expired, not yet swept"
+        return "Closed"
+
     @admin.display(description="participants")
     def participant_summary(self, conversation: Conversation) -> str:
         return " · ".join(
-            f"{participant.name or participant.real_number} ({participant.real_number}) "
-            f"via {participant.proxy_number.msisdn}"
-            for participant in conversation.participants.all()
+            _participant_label(participant) for participant in conversation.participants.all()
         )
 
     def get_search_results(

@@ -12,7 +12,7 @@ from typing import Any
 
 import phonenumbers
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -39,6 +39,12 @@ TTL_MAX_SECONDS = 10 * 366 * 24 * 3600
 # How many numbers one participant's assignment tries when concurrent requests keep taking the
 # chosen one first (the unique constraint decides who wins; the loser moves to the next number).
 ASSIGN_ATTEMPTS = 5
+# How many times the whole write runs when PostgreSQL aborts it for a lock conflict: two
+# requests inserting the same two people in opposite order wait on each other's unique-index
+# entries (a deadlock); the database aborts one, which then runs again on the new state.
+WRITE_ATTEMPTS = 3
+# SQLSTATEs of a transaction aborted by a lock conflict: deadlock_detected, serialization_failure.
+_LOCK_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 # One rented number can serve both participants; a second rental covers a concurrent request
 # taking the first one for the same real number.
 AUTO_PROVISION_MAX_RENTALS = 2
@@ -177,9 +183,17 @@ def conversation_create(
         raise _same_number_error()
 
     rentals = 0
+    lock_conflicts = 0
     while True:
         try:
             return _conversation_write(specs=confirmed, reference=reference, ttl=ttl_seconds)
+        except OperationalError as exc:
+            if not _is_lock_conflict(exc):
+                raise
+            lock_conflicts += 1
+            if lock_conflicts >= WRITE_ATTEMPTS:
+                raise _assignment_conflict_error() from exc
+            logger.info("Opening a conversation hit a lock conflict (%s); running it again", exc)
         except _PoolExhausted as exhausted:
             if not settings.PROXY_AUTO_PROVISION:
                 raise ApplicationError(
@@ -245,9 +259,8 @@ def _participant_label(position: int, name: str) -> str:
 
 
 def _participant_fields(position: int, field: str, message: str) -> dict[str, Any]:
-    entries: list[dict[str, list[str]]] = [{}, {}]
-    entries[position] = {field: [message]}
-    return {"participants": entries}
+    # Keyed by the participant's index, as DRF reports errors of list items.
+    return {"participants": {str(position): {field: [message]}}}
 
 
 def _invalid_number_error(position: int, name: str, raw_number: object) -> ApplicationError:
@@ -326,12 +339,11 @@ def _participant_assign(
     """Insert the participant on the best free number; the unique constraint settles races."""
     tried: set[int] = set()
     for _attempt in range(ASSIGN_ATTEMPTS):
-        candidates = proxy_number_candidate_list(
+        proxy_number = proxy_number_candidate_list(
             real_number=spec.number.e164, country=spec.number.country, exclude_ids=tried, now=now
-        )
-        if not candidates:
+        ).first()
+        if proxy_number is None:
             raise _PoolExhausted(country=spec.number.country)
-        proxy_number = candidates[0]
         tried.add(proxy_number.pk)
         _expired_routes_close(real_number=spec.number.e164, proxy_number=proxy_number, now=now)
         try:
@@ -350,11 +362,21 @@ def _participant_assign(
                 proxy_number.msisdn,
                 _masked(spec.number.e164),
             )
-    raise ApplicationError(
+    raise _assignment_conflict_error()
+
+
+def _assignment_conflict_error() -> ApplicationError:
+    return ApplicationError(
         "Too many concurrent requests for the same participant; try again.",
         code="assignment_conflict",
         status=HTTPStatus.CONFLICT,
     )
+
+
+def _is_lock_conflict(exc: OperationalError) -> bool:
+    cause = exc.__cause__
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return sqlstate in _LOCK_CONFLICT_SQLSTATES
 
 
 def _expired_routes_close(*, real_number: str, proxy_number: VirtualNumber, now: datetime) -> None:
@@ -521,11 +543,15 @@ def participant_reassign(
         return participant
     now = now or timezone.now()
     with transaction.atomic():
+        # The conversation first, as conversation_close locks it: a close running at the same
+        # time either finishes before (and the reassignment is refused) or waits for this one.
+        conversation = Conversation.objects.select_for_update().get(pk=participant.conversation_id)
         participant = (
             Participant.objects.select_for_update()
-            .select_related("conversation", "proxy_number")
+            .select_related("proxy_number")
             .get(pk=participant.pk)
         )
+        participant.conversation = conversation
         participant_reassign_validate(participant=participant, proxy_number=proxy_number, now=now)
         _expired_routes_close(
             real_number=participant.real_number, proxy_number=proxy_number, now=now
