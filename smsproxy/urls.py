@@ -7,6 +7,9 @@ from smsproxy.common.views import healthz
 admin.site.site_header = "smsproxy administration"
 admin.site.site_title = "smsproxy"
 
+handler404 = "smsproxy.common.views.handler404"
+handler500 = "smsproxy.common.views.handler500"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
