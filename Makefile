@@ -23,14 +23,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
-# The development server and the embedded delivery worker run side by side; Ctrl-C stops both.
+# Local development settings, so that `.venv/bin/python manage.py ...` in another terminal
+# sees the same debug settings as `make run`. An existing .env is never touched.
+.env:
+	@printf '%s\n' '# Local development settings, written by `make run`; .env.example lists every variable.' 'DJANGO_DEBUG=on' > $@
+	@echo "Wrote .env for local development (DJANGO_DEBUG=on)."
+
+# The development server and the embedded delivery worker run side by side; Ctrl-C stops both,
+# and when one of them exits (say the port is taken) the other is stopped too (`kill 0`: the
+# whole process group), so `make run` never lingers half-started.
 run: export DJANGO_DEBUG ?= 1
-run: install
+run: install .env
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py local_admin
-	@trap 'kill 0' INT TERM EXIT; \
-	$(PY) manage.py run_outbox & \
-	$(PY) manage.py runserver $(HOST):$(PORT) --noreload & \
+	$(PY) manage.py local_admin --if-local
+	@echo "Serving http://$(HOST):$(PORT)/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops."
+	@trap 'trap - INT TERM; kill 0' INT TERM; \
+	( $(PY) manage.py run_outbox; echo "The delivery worker stopped: stopping smsproxy."; kill 0 ) & \
+	( $(PY) manage.py runserver $(HOST):$(PORT) --noreload; echo "The server stopped: stopping smsproxy."; kill 0 ) & \
 	wait
 
 test: install

@@ -32,7 +32,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         fields = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
         response.data = {
             "code": "validation_error",
-            "detail": "The request body is not valid.",
+            "detail": "The request is not valid: see `fields`.",
             "fields": fields,
         }
         response.status_code = status.HTTP_400_BAD_REQUEST

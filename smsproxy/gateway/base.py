@@ -136,7 +136,10 @@ class SmsProvider(Protocol):
         features: tuple[str, ...] = ("SMS",),
         pattern: str = "",
         size: int = 10,
-    ) -> list[AvailableNumber]: ...
+        index: int = 1,
+    ) -> list[AvailableNumber]:
+        """Numbers on offer: page `index` (1-based) of `size` numbers (at most 100)."""
+        ...
 
     def buy_number(self, *, country: str, msisdn: str) -> None: ...
 

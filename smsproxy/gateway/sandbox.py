@@ -103,8 +103,11 @@ class SandboxProvider:
         features: tuple[str, ...] = ("SMS",),
         pattern: str = "",
         size: int = 10,
+        index: int = 1,
     ) -> list[AvailableNumber]:
         country = country.upper()
+        size = max(1, min(size, 100))  # Vonage's largest page
+        skip = (max(1, index) - 1) * size
         wanted = {feature.strip().upper() for feature in features if feature.strip()}
         if type != SANDBOX_NUMBER_TYPE or not wanted <= set(SANDBOX_FEATURES):
             return []
@@ -116,8 +119,8 @@ class SandboxProvider:
             if block.country != country:
                 continue
             for digits in block.all_digits():
-                if len(offers) >= min(size, 100):
-                    return offers
+                if len(offers) >= skip + size:
+                    return offers[skip:]
                 # Vonage's search_pattern=1: the number *contains* the pattern.
                 if pattern and pattern not in digits:
                     continue
@@ -132,7 +135,7 @@ class SandboxProvider:
                         monthly_cost=block.monthly_cost,
                     )
                 )
-        return offers
+        return offers[skip:]
 
     def buy_number(self, *, country: str, msisdn: str) -> None:
         digits = _digits(msisdn)

@@ -135,6 +135,7 @@ class VonageProvider:
         features: tuple[str, ...] = ("SMS",),
         pattern: str = "",
         size: int = 10,
+        index: int = 1,
     ) -> list[AvailableNumber]:
         # `search_pattern=1`: numbers that *contain* `pattern` anywhere.
         search_filter = SearchAvailableNumbersFilter(
@@ -144,6 +145,7 @@ class VonageProvider:
             pattern=pattern or None,
             search_pattern=1 if pattern else None,
             size=max(1, min(size, NUMBERS_PAGE_SIZE)),
+            index=index if index > 1 else None,
         )
         found, _count, _next = self._call(
             "search numbers",

@@ -7,13 +7,13 @@ from Vonage" and leave by "Release", so the pool always matches the provider acc
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
+from kombu.exceptions import KombuError
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.forms import BuyNumbersForm, ReleaseConfirmForm
@@ -30,6 +31,8 @@ from smsproxy.numbers.selectors import (
     number_is_configured,
     number_list_with_usage,
     number_live_participant_counts,
+    provisioning_job_is_runnable,
+    provisioning_job_is_stale,
 )
 from smsproxy.numbers.services import (
     number_configure,
@@ -42,15 +45,13 @@ from smsproxy.numbers.services import (
 )
 from smsproxy.numbers.tasks import provisioning_job_run_task
 
-RUNNABLE_JOB_STATUSES = (
-    ProvisioningJob.Status.PENDING,
-    ProvisioningJob.Status.PARTIAL,
-    ProvisioningJob.Status.FAILED,
-)
+logger = logging.getLogger(__name__)
 
 
-def _job_start(job: ProvisioningJob) -> str:
+def _job_start(job: ProvisioningJob) -> tuple[str, int]:
     """Run a job on a Celery worker when there is one, else here in the request.
+
+    Returns what happened, for the staff message, and the message level.
 
     Without a broker there is no worker to hand the job to; running it in the request keeps the
     embedded default simple and safe on SQLite (a thread would write beside the request), and
@@ -58,14 +59,29 @@ def _job_start(job: ProvisioningJob) -> str:
     the quantities the form allows.
     """
     if settings.CELERY_BROKER_URL:
-        transaction.on_commit(lambda: provisioning_job_run_task.delay(job.pk))
-        return "queued for a worker"
+        # Not deferred with on_commit: the service committed the job in its own transaction
+        # and admin views run in autocommit, so a worker finds it; queuing now lets staff be
+        # told at once when the broker cannot be reached.
+        try:
+            provisioning_job_run_task.delay(job.pk)
+        except (KombuError, OSError) as exc:
+            logger.warning("Could not queue provisioning job %s: %s", job.pk, exc)
+            return (
+                f"{job} could not be handed to a worker ({exc}); it stays pending. "
+                "Run it again once the broker answers.",
+                messages.ERROR,
+            )
+        return f"{job} was queued for a worker.", messages.SUCCESS
     try:
         provisioning_job_run(job=job)
     except ApplicationError as exc:
-        return f"was not run: {exc.detail}"
+        return f"{job} was not run: {exc.detail}", messages.ERROR
     job.refresh_from_db()
-    return job.get_status_display().lower()
+    level = {
+        ProvisioningJob.Status.SUCCEEDED: messages.SUCCESS,
+        ProvisioningJob.Status.PARTIAL: messages.WARNING,
+    }.get(ProvisioningJob.Status(job.status), messages.ERROR)
+    return f"{job} {job.get_status_display().lower()}.", level
 
 
 @admin.register(VirtualNumber)
@@ -281,9 +297,7 @@ class VirtualNumberAdmin(admin.ModelAdmin):
                 form.add_error(field_name, exc.detail)
             else:
                 self.log_addition(request, job, f"Requested {job.quantity} number(s).")
-                outcome = _job_start(job)
-                level = messages.SUCCESS if outcome != "failed" else messages.ERROR
-                self.message_user(request, f"{job} {outcome}.", level)
+                self.message_user(request, *_job_start(job))
                 return HttpResponseRedirect(
                     reverse("admin:numbers_provisioningjob_change", args=[job.pk])
                 )
@@ -432,28 +446,34 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
+        job = ProvisioningJob.objects.filter(pk=object_id).first() if object_id.isdigit() else None
         extra_context = {
             **(extra_context or {}),
-            "can_run_again": request.user.has_perm("numbers.change_virtualnumber"),
-            "runnable_statuses": RUNNABLE_JOB_STATUSES,
+            "can_run_again": job is not None
+            and request.user.has_perm("numbers.change_virtualnumber")
+            and provisioning_job_is_runnable(job=job),
+            # Reload while a worker has the job, so staff see its log grow.
+            "auto_refresh": job is not None
+            and job.status in (ProvisioningJob.Status.PENDING, ProvisioningJob.Status.RUNNING)
+            and not provisioning_job_is_stale(job=job),
         }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def run_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         """Run a job again: configure what it bought, buy what is missing.
 
-        Also for a pending job, whose hand-off to a worker may have been lost (a broker outage);
+        Also for a pending job, whose hand-off to a worker may have been lost (a broker outage),
+        and for a job left "running" by a worker or request that died (after JOB_STALE_AFTER);
         if a worker runs it meanwhile, the service lets only one of them claim it.
         """
         if not request.user.has_perm("numbers.change_virtualnumber"):
             raise PermissionDenied
         job = get_object_or_404(ProvisioningJob, pk=job_id)
-        if job.status not in RUNNABLE_JOB_STATUSES:
+        if not provisioning_job_is_runnable(job=job):
             self.message_user(
                 request, f"{job} is {job.get_status_display().lower()}.", messages.ERROR
             )
         else:
             self.log_change(request, job, "Ran the job again.")
-            outcome = _job_start(job)
-            self.message_user(request, f"{job} {outcome}.", messages.SUCCESS)
+            self.message_user(request, *_job_start(job))
         return HttpResponseRedirect(reverse("admin:numbers_provisioningjob_change", args=[job.pk]))

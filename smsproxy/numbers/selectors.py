@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from http import HTTPStatus
 
 from django.conf import settings
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 
 INBOUND_WEBHOOK_PATH = "/webhooks/vonage/inbound-sms/"
+# A job "running" for longer than this lost its worker (killed, redeployed): it may run again.
+JOB_STALE_AFTER = timedelta(minutes=15)
 
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
@@ -100,6 +104,27 @@ def number_live_participant_counts(*, numbers: list[VirtualNumber]) -> dict[int,
 def number_is_configured(*, number: VirtualNumber) -> bool:
     """The number's inbound webhook points at this deployment."""
     return number.configured_at is not None and number.inbound_webhook_url == inbound_webhook_url()
+
+
+def provisioning_job_is_stale(*, job: ProvisioningJob, now: datetime | None = None) -> bool:
+    """A job "running" for longer than JOB_STALE_AFTER lost its worker (killed, redeployed)."""
+    now = now or timezone.now()
+    return (
+        job.status == ProvisioningJob.Status.RUNNING
+        and job.started_at is not None
+        and job.started_at < now - JOB_STALE_AFTER
+    )
+
+
+def provisioning_job_is_runnable(*, job: ProvisioningJob, now: datetime | None = None) -> bool:
+    """The job may be run (again): pending, partial or failed, or a running job gone stale."""
+    if job.status in (
+        ProvisioningJob.Status.PENDING,
+        ProvisioningJob.Status.PARTIAL,
+        ProvisioningJob.Status.FAILED,
+    ):
+        return True
+    return provisioning_job_is_stale(job=job, now=now)
 
 
 def provisioning_job_numbers(*, job: ProvisioningJob) -> QuerySet[VirtualNumber]:

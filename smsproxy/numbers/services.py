@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime
 from functools import cached_property
 from http import HTTPStatus
 from typing import Any
 
 import phonenumbers
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from smsproxy import gateway
@@ -36,6 +36,7 @@ from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
     inbound_webhook_url,
     number_is_configured,
+    provisioning_job_is_stale,
     provisioning_job_numbers,
 )
 
@@ -45,9 +46,9 @@ logger = logging.getLogger(__name__)
 StepCallback = Callable[[dict[str, Any]], None]
 
 MAX_SEARCH_SIZE = 100  # Vonage's largest page
-MAX_SEARCH_ROUNDS = 3  # searches per run before giving up on finding enough candidates
-# A job "running" for longer than this lost its worker (killed, redeployed): it may run again.
-JOB_STALE_AFTER = timedelta(minutes=15)
+# Searches in a row that rent nothing before a run gives up. A search that rents something
+# always runs again: what was bought is no longer offered, so the next page shows new numbers.
+MAX_FRUITLESS_SEARCHES = 3
 
 
 # --- Input checks -----------------------------------------------------------------------------
@@ -240,18 +241,21 @@ class _JobRun:
                 return
         # 2. Buy (and configure) what is still missing, one number at a time.
         tried: set[str] = set()
-        for _round in range(MAX_SEARCH_ROUNDS):
+        fruitless = 0
+        while fruitless < MAX_FRUITLESS_SEARCHES:
             needed = self.job.quantity - len(self.rented())
             if needed <= 0:
                 return
             candidates = self.search(needed=needed, tried=tried)
             if not candidates:
                 break
+            fruitless += 1
             for candidate in candidates:
                 tried.add(candidate.msisdn)
                 bought = self.buy(candidate)
                 if bought is None:
                     continue
+                fruitless = 0
                 if not self.configure(bought):
                     return
                 needed -= 1
@@ -275,8 +279,7 @@ def provisioning_job_run(
     """
     with transaction.atomic():
         job = ProvisioningJob.objects.select_for_update().get(pk=job.pk)
-        stale = job.started_at is not None and job.started_at < timezone.now() - JOB_STALE_AFTER
-        if job.status == ProvisioningJob.Status.RUNNING and not stale:
+        if job.status == ProvisioningJob.Status.RUNNING and not provisioning_job_is_stale(job=job):
             raise ApplicationError(
                 f"{job} is already running.", code="job_running", status=HTTPStatus.CONFLICT
             )
@@ -365,22 +368,44 @@ def numbers_available_search(
     features: str | tuple[str, ...] | list[str] = ("SMS",),
     pattern: str = "",
 ) -> list[AvailableNumber]:
-    """What a provisioning job would rent, without renting anything (the `--dry-run`)."""
+    """What a provisioning job would rent, without renting anything (the `--dry-run`).
+
+    Pages through the provider's search (at most 100 numbers a page) until `count` numbers
+    are found or the offer ends.
+    """
     if count < 1:
         raise ApplicationError("The count must be at least 1.", code="invalid_quantity")
-    offered = gateway.get_provider().search_numbers(
-        country=_country_clean(country),
-        type=_number_type_clean(number_type),
-        features=features_clean(features),
-        pattern=_pattern_clean(pattern),
-        size=min(MAX_SEARCH_SIZE, count + 10),
-    )
-    owned = set(
-        VirtualNumber.objects.filter(
-            msisdn__in=[offer.msisdn for offer in offered], status=VirtualNumber.Status.ACTIVE
-        ).values_list("msisdn", flat=True)
-    )
-    return [offer for offer in offered if offer.msisdn not in owned][:count]
+    country = _country_clean(country)
+    number_type = _number_type_clean(number_type)
+    wanted_features = features_clean(features)
+    pattern = _pattern_clean(pattern)
+    provider = gateway.get_provider()
+    size = min(MAX_SEARCH_SIZE, count + 10)
+    offers: list[AvailableNumber] = []
+    seen: set[str] = set()
+    index = 1
+    while len(offers) < count:
+        page = provider.search_numbers(
+            country=country,
+            type=number_type,
+            features=wanted_features,
+            pattern=pattern,
+            size=size,
+            index=index,
+        )
+        owned = set(
+            VirtualNumber.objects.filter(
+                msisdn__in=[offer.msisdn for offer in page], status=VirtualNumber.Status.ACTIVE
+            ).values_list("msisdn", flat=True)
+        )
+        offers.extend(
+            offer for offer in page if offer.msisdn not in owned and offer.msisdn not in seen
+        )
+        seen.update(offer.msisdn for offer in page)
+        if len(page) < size:  # the last page
+            break
+        index += 1
+    return offers[:count]
 
 
 def number_rent_one(*, country: str, requested_by: Any = None) -> VirtualNumber:
@@ -504,11 +529,12 @@ def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumb
     except ProviderError as exc:
         raise _provider_failure("release", number.msisdn, exc) from exc
     with transaction.atomic():
-        # Conversations assigned between the check above and the cancellation lose their
-        # number too, so they are closed whatever `force` said: a cancelled number cannot
-        # carry them.
-        _conversations_close_for_number(number=number)
+        # The row is locked before the live conversations are read, so that an assignment
+        # that locks the number waits for the release and then sees it released. Conversations
+        # assigned between the check above and the cancellation lose their number too, so
+        # they are closed whatever `force` said: a cancelled number cannot carry them.
         current = VirtualNumber.objects.select_for_update().get(pk=number.pk)
+        _conversations_close_for_number(number=number)
         current.status = VirtualNumber.Status.RELEASED
         current.released_at = timezone.now()
         current.save(update_fields=["status", "released_at"])
@@ -539,12 +565,19 @@ class SyncResult:
     updated: list[VirtualNumber] = field(default_factory=list)
     unchanged: list[VirtualNumber] = field(default_factory=list)
     retired: list[VirtualNumber] = field(default_factory=list)
+    # Live conversations closed because a retired number carried them.
+    closed_conversations: int = 0
 
     @property
     def summary(self) -> str:
+        closed = (
+            f", {self.closed_conversations} live conversation(s) on them closed"
+            if self.closed_conversations
+            else ""
+        )
         return (
             f"{len(self.added)} added, {len(self.updated)} updated, "
-            f"{len(self.unchanged)} unchanged, {len(self.retired)} no longer rented"
+            f"{len(self.unchanged)} unchanged, {len(self.retired)} no longer rented{closed}"
         )
 
 
@@ -553,9 +586,15 @@ def numbers_sync(*, country: str = "") -> SyncResult:
 
     Numbers rented elsewhere (the dashboard, another tool) are imported; features and webhook
     state are refreshed; numbers the pool holds as rented but the provider no longer lists are
-    marked released.
+    marked released, and the live conversations they carried are closed (reason "staff"): a
+    number the account no longer rents can neither receive nor send their SMS.
+
+    A row rented, configured or released after the listing was requested (a provisioning job
+    or a release running meanwhile) is newer than what the listing says about it, and is left
+    as it is: otherwise a number bought during the sync would be marked released at once.
     """
     country = _country_clean(country) if country else ""
+    listed_at = timezone.now()
     try:
         owned = gateway.get_provider().list_owned_numbers(country=country)
     except ProviderError as exc:
@@ -578,17 +617,27 @@ def numbers_sync(*, country: str = "") -> SyncResult:
             features = ",".join(sorted(item.features))
             number = existing.get(item.msisdn)
             if number is None:
-                number = VirtualNumber.objects.create(
-                    msisdn=item.msisdn,
-                    country=item.country,
-                    number_type=item.type or DEFAULT_NUMBER_TYPE,
-                    features=features,
-                    inbound_webhook_url=item.inbound_url,
-                    configured_at=now if item.inbound_url else None,
-                    rented_at=now,
-                    last_synced_at=now,
-                )
+                try:
+                    with transaction.atomic():
+                        number = VirtualNumber.objects.create(
+                            msisdn=item.msisdn,
+                            country=item.country,
+                            number_type=item.type or DEFAULT_NUMBER_TYPE,
+                            features=features,
+                            inbound_webhook_url=item.inbound_url,
+                            configured_at=now if item.inbound_url else None,
+                            rented_at=now,
+                            last_synced_at=now,
+                        )
+                except IntegrityError:
+                    # A provisioning job (or another sync) recorded it a moment ago: that row
+                    # is newer than the listing.
+                    result.unchanged.append(VirtualNumber.objects.get(msisdn=item.msisdn))
+                    continue
                 result.added.append(number)
+                continue
+            if _number_changed_since(number, listed_at):
+                result.unchanged.append(number)
                 continue
             changes = _sync_changes(number, item.country, item.type, features, item.inbound_url)
             if changes:
@@ -615,18 +664,29 @@ def numbers_sync(*, country: str = "") -> SyncResult:
 
         gone = (
             VirtualNumber.objects.select_for_update()
-            .filter(status=VirtualNumber.Status.ACTIVE)
+            .filter(status=VirtualNumber.Status.ACTIVE, rented_at__lt=listed_at)
             .exclude(msisdn__in=[item.msisdn for item in owned])
         )
         if country:
             gone = gone.filter(country=country)
         for number in gone:
+            if _number_changed_since(number, listed_at):
+                continue
             number.status = VirtualNumber.Status.RELEASED
             number.released_at = now
             number.last_synced_at = now
             number.save(update_fields=["status", "released_at", "last_synced_at"])
+            result.closed_conversations += _conversations_close_for_number(number=number)
             result.retired.append(number)
     return result
+
+
+def _number_changed_since(number: VirtualNumber, moment: datetime) -> bool:
+    """The row was rented, configured or released at or after `moment`."""
+    return any(
+        at is not None and at >= moment
+        for at in (number.rented_at, number.configured_at, number.released_at)
+    )
 
 
 def _sync_changes(

@@ -52,3 +52,12 @@ def test_refuses_outside_the_local_default(settings, tmp_path):
     with pytest.raises(CommandError, match="only runs for the local default"):
         call_command("local_admin", password_file=str(tmp_path / "p"))
     assert not get_user_model().objects.exists()
+
+
+def test_if_local_skips_outside_the_local_default(settings, tmp_path, capsys):
+    # `make run` with a Vonage account (or PostgreSQL) configured must still start.
+    settings.SMS_PROVIDER = "vonage"
+    call_command("local_admin", "--if-local", password_file=str(tmp_path / "p"))
+    assert "No local admin login" in capsys.readouterr().out
+    assert not get_user_model().objects.exists()
+    assert not (tmp_path / "p").exists()

@@ -71,6 +71,16 @@ def test_search_honours_the_pattern_anywhere_in_the_number(sandbox: SandboxProvi
     assert len(found) == 19  # x99 (10) and 99x (10), 999 counted once
 
 
+def test_search_pages_like_vonage(sandbox: SandboxProvider) -> None:
+    pages = [sandbox.search_numbers(country="GB", size=100, index=index) for index in (1, 2, 10)]
+
+    assert [len(page) for page in pages] == [100, 100, 100]
+    assert pages[1][0].msisdn == "+447700900100"
+    assert pages[2][-1].msisdn == "+447700900999"
+    assert sandbox.search_numbers(country="GB", size=100, index=11) == []
+    assert len(sandbox.search_numbers(country="GB", size=500)) == 100  # Vonage's largest page
+
+
 @pytest.mark.parametrize(
     "criteria",
     [

@@ -193,6 +193,17 @@ def test_search_without_pattern_sends_no_pattern(
     assert query["features"] == "SMS"
 
 
+def test_search_asks_for_a_later_page(
+    provider: VonageProvider, mocked_responses: responses.RequestsMock
+) -> None:
+    mocked_responses.get(rest("/number/search"), json={"count": 0})
+
+    provider.search_numbers(country="GB", size=100, index=3)
+
+    query = query_of(the_request(mocked_responses))
+    assert (query["size"], query["index"]) == ("100", "3")
+
+
 # --- owned numbers ------------------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@ VonageProvider run, `responses` answers their requests like rest.nexmo.com would
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -34,6 +34,8 @@ class FakeVonage:
     failures: dict[tuple[str, str], list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
     search_failure: tuple[int, dict[str, Any]] | None = None
     list_failure: tuple[int, dict[str, Any]] | None = None
+    # Called when /account/numbers is asked, before it answers (something happening meanwhile).
+    on_list: Callable[[], None] | None = None
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
 
     def offer(self, *msisdns: str, country: str = "GB", cost: str = "1.25") -> None:
@@ -79,17 +81,21 @@ class FakeVonage:
         if path == "/number/search":
             if self.search_failure:
                 return self.search_failure
-            numbers = [
+            matching = [
                 entry
                 for msisdn, entry in self.available.items()
                 if entry["country"] == params.get("country")
                 and msisdn not in self.owned
                 and params.get("pattern", "") in msisdn
-            ][: int(params.get("size", 10))]
-            return 200, ({"count": len(numbers), "numbers": numbers} if numbers else {"count": 0})
+            ]
+            size, index = int(params.get("size", 10)), int(params.get("index", 1))
+            numbers = matching[(index - 1) * size : index * size]
+            return 200, ({"count": len(matching), "numbers": numbers} if numbers else {"count": 0})
         if path == "/account/numbers":
             if self.list_failure:
                 return self.list_failure
+            if self.on_list is not None:
+                self.on_list()
             numbers = [
                 entry
                 for entry in self.owned.values()

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
 import pytest
+from django.contrib import messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from smsproxy.gateway.models import SandboxNumber
 from smsproxy.numbers import admin as numbers_admin
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.selectors import JOB_STALE_AFTER
 from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
 from smsproxy.proxy.models import Conversation
 from tests.factories import ParticipantFactory, ProvisioningJobFactory, VirtualNumberFactory
@@ -278,6 +282,28 @@ def test_buy_numbers_end_to_end(admin_client: Client, admin_user: Any) -> None:
     assert history(job) == [(ADDITION, "Requested 3 number(s).")]
 
 
+def test_buy_that_fails_or_falls_short_is_not_reported_as_success(
+    admin_client: Client, vonage: FakeVonage
+) -> None:
+    form = {"number_type": "mobile-lvn", "features": ["SMS"], "quantity": "2"}
+    failed = admin_client.post(BUY, {"country": "FR", **form}, follow=True)
+    vonage.offer("447700900101")
+    partial = admin_client.post(BUY, {"country": "GB", **form}, follow=True)
+    vonage.offer("447700900102")
+    job = ProvisioningJob.objects.get(country="GB")
+    run_again = admin_client.post(
+        reverse("admin:numbers_provisioningjob_run", args=[job.pk]), follow=True
+    )
+
+    def shown(response: Any) -> list[tuple[int, str]]:
+        return [(message.level, message.message) for message in response.context["messages"]]
+
+    fr_job = ProvisioningJob.objects.get(country="FR")
+    assert shown(failed) == [(messages.ERROR, f"{fr_job} failed.")]
+    assert shown(partial) == [(messages.WARNING, f"{job} partially done.")]
+    assert shown(run_again) == [(messages.SUCCESS, f"{job} succeeded.")]
+
+
 @pytest.mark.parametrize(
     ("data", "error"),
     [
@@ -327,6 +353,31 @@ def test_buy_hands_the_job_to_celery_when_a_broker_is_set(
     admin_client.post(run_url)
     job.refresh_from_db()
     assert job.status == ProvisioningJob.Status.SUCCEEDED
+
+
+def test_buy_with_the_broker_down_keeps_the_job_pending(
+    admin_client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings.CELERY_BROKER_URL = "redis://localhost:6379/0"
+
+    def broker_down(job_id: int) -> None:
+        raise OperationalError("Error 111 connecting to localhost:6379. Connection refused.")
+
+    monkeypatch.setattr(numbers_admin.provisioning_job_run_task, "delay", broker_down)
+
+    response = admin_client.post(
+        BUY,
+        {"country": "GB", "number_type": "mobile-lvn", "features": ["SMS"], "quantity": "1"},
+        follow=True,
+    )
+
+    assert response.status_code == HTTPStatus.OK
+    job = ProvisioningJob.objects.get()
+    assert job.status == ProvisioningJob.Status.PENDING
+    [message] = response.context["messages"]
+    assert message.level == messages.ERROR
+    assert "could not be handed to a worker" in message.message
+    assert "Run again" in response.content.decode()
 
 
 def test_the_celery_task_runs_the_job() -> None:
@@ -428,3 +479,46 @@ def test_run_again_finishes_a_partial_job(admin_client: Client, vonage: FakeVona
     again = admin_client.post(run_url, follow=True)
     assert "is succeeded" in again.content.decode()
     assert admin_client.get(run_url).status_code == HTTPStatus.METHOD_NOT_ALLOWED
+
+
+def test_a_job_left_running_by_a_dead_worker_can_be_run_again(admin_client: Client) -> None:
+    job = provisioning_job_create(country="GB", quantity=1)
+    ProvisioningJob.objects.filter(pk=job.pk).update(
+        status=ProvisioningJob.Status.RUNNING, started_at=timezone.now() - timedelta(minutes=1)
+    )
+    page_url = reverse("admin:numbers_provisioningjob_change", args=[job.pk])
+    run_url = reverse("admin:numbers_provisioningjob_run", args=[job.pk])
+
+    # Running (recently started): the page follows it, and it cannot be started twice.
+    page = admin_client.get(page_url).content.decode()
+    assert 'http-equiv="refresh"' in page
+    assert "Run again" not in page
+    assert "is running" in admin_client.post(run_url, follow=True).content.decode()
+
+    # Its worker died: after JOB_STALE_AFTER staff can run it again, and the page stops reloading.
+    ProvisioningJob.objects.filter(pk=job.pk).update(
+        started_at=timezone.now() - JOB_STALE_AFTER - timedelta(minutes=1)
+    )
+    page = admin_client.get(page_url).content.decode()
+    assert 'http-equiv="refresh"' not in page
+    assert "Run again" in page
+
+    admin_client.post(run_url)
+
+    job.refresh_from_db()
+    assert job.status == ProvisioningJob.Status.SUCCEEDED
+
+
+def test_history_pages(admin_client: Client) -> None:
+    (number,) = rent(1)
+    action(admin_client, "reserve", [number])
+    job = number.provisioning_job
+    assert job is not None
+
+    number_history = admin_client.get(
+        reverse("admin:numbers_virtualnumber_history", args=[number.pk])
+    )
+    job_history = admin_client.get(reverse("admin:numbers_provisioningjob_history", args=[job.pk]))
+
+    assert number_history.status_code == job_history.status_code == HTTPStatus.OK
+    assert "Reserved the number." in number_history.content.decode()

@@ -99,6 +99,7 @@ def test_bad_filters_are_400(api_client: APIClient, params: dict[str, str], fiel
     assert response.status_code == HTTPStatus.BAD_REQUEST
     body = response.json()
     assert body["code"] == "validation_error"
+    assert body["detail"] == "The request is not valid: see `fields`."  # a query, not a body
     assert field in body["fields"]
 
 

@@ -61,11 +61,12 @@ def test_provision_numbers_falling_short_exits_non_zero(vonage: FakeVonage) -> N
     vonage.fail("/number/buy", "447700900104", NOT_AVAILABLE)
     out = StringIO()
 
-    with pytest.raises(CommandError, match=r"partially done: Rented and configured 3 of 5"):
+    with pytest.raises(CommandError, match=r"partially done: Rented and configured 3 of 5") as err:
         call_command("provision_numbers", "--country", "GB", "--count", "5", stdout=out)
 
     assert "+447700900104 is no longer available" in out.getvalue()
     assert VirtualNumber.objects.count() == 3
+    assert str(err.value).endswith("retries it, renting only what is missing.")
 
 
 def test_provision_numbers_with_nothing_on_offer_fails() -> None:
@@ -107,6 +108,15 @@ def test_provision_numbers_dry_run_rents_nothing() -> None:
     assert not SandboxNumber.objects.exists()
 
 
+def test_provision_numbers_dry_run_beyond_one_search_page() -> None:
+    # The sandbox offers 1000 GB numbers; a search shows at most 100 of them at a time.
+    output = run("provision_numbers", "--country", "GB", "--count", "150", "--dry-run")
+
+    assert output.count("would rent +4477009") == 150
+    assert "would rent +447700900149" in output
+    assert "Dry run: would rent 150 number(s); nothing was rented." in output
+
+
 def test_provision_numbers_dry_run_short_exits_non_zero(vonage: FakeVonage) -> None:
     vonage.offer("447700900101")
 
@@ -131,6 +141,7 @@ def test_sync_numbers(vonage: FakeVonage) -> None:
 
     output = run("sync_numbers", "--country", "GB")
 
+    assert output.startswith("Listing the numbers the vonage account rents in GB...\n")
     assert "+447700900101 GB: added" in output
     assert "+447700900102 GB: released (no longer rented)" in output
     assert "Synced: 1 added, 0 updated, 0 unchanged, 1 no longer rented." in output

@@ -6,9 +6,11 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers import services
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.services import (
     number_configure,
@@ -281,6 +283,41 @@ def test_available_search_lists_without_buying(vonage: FakeVonage) -> None:
     assert vonage.calls("/number/buy") == []
 
 
+def test_available_search_pages_past_one_search(vonage: FakeVonage) -> None:
+    vonage.offer(*(f"4477009{n:05d}" for n in range(150)))
+
+    offers = numbers_available_search(country="GB", count=130)
+
+    assert len(offers) == 130
+    assert len({offer.msisdn for offer in offers}) == 130
+    assert [call.get("index", "1") for call in vonage.calls("/number/search")] == ["1", "2"]
+    assert vonage.calls("/number/buy") == []
+
+
+def test_available_search_stops_at_the_end_of_the_offer(vonage: FakeVonage) -> None:
+    vonage.offer(*(f"4477009{n:05d}" for n in range(120)))
+
+    offers = numbers_available_search(country="GB", count=300)
+
+    assert len(offers) == 120
+    assert len(vonage.calls("/number/search")) == 2
+
+
+def test_job_larger_than_a_search_page_keeps_searching(
+    vonage: FakeVonage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A search shows one page (100 numbers on Vonage, 10 here): a larger job searches again as
+    # long as the last search rented something.
+    monkeypatch.setattr(services, "MAX_SEARCH_SIZE", 10)
+    vonage.offer(*(f"4477009{n:05d}" for n in range(60)))
+
+    job = provisioning_job_run(job=_job(45))
+
+    assert job.status == ProvisioningJob.Status.SUCCEEDED, job.error
+    assert VirtualNumber.objects.filter(provisioning_job=job).count() == 45
+    assert len(vonage.calls("/number/search")) == 5
+
+
 def test_sync_adds_updates_and_retires(vonage: FakeVonage) -> None:
     kept = VirtualNumberFactory.create(
         msisdn="+447700900101", features="SMS", inbound_webhook_url=""
@@ -327,6 +364,79 @@ def test_sync_brings_back_a_number_marked_released(vonage: FakeVonage) -> None:
     number.refresh_from_db()
     assert number.status == VirtualNumber.Status.ACTIVE
     assert number.released_at is None
+
+
+def test_sync_closes_the_live_conversations_of_a_retired_number(vonage: FakeVonage) -> None:
+    gone = VirtualNumberFactory.create(msisdn="+447700900102")
+    live = ParticipantFactory.create(proxy_number=gone).conversation
+    closed_before = ParticipantFactory.create(proxy_number=gone).conversation
+    closed_before.status = Conversation.Status.CLOSED
+    closed_before.closed_at = timezone.now()
+    closed_before.close_reason = Conversation.CloseReason.API
+    closed_before.save()
+
+    result = numbers_sync()
+
+    assert result.retired == [gone]
+    assert result.closed_conversations == 1
+    assert result.summary.endswith("1 no longer rented, 1 live conversation(s) on them closed")
+    live.refresh_from_db()
+    assert (live.status, live.close_reason) == (Conversation.Status.CLOSED, "staff")
+    closed_before.refresh_from_db()
+    assert closed_before.close_reason == Conversation.CloseReason.API
+
+
+def test_sync_leaves_rows_that_changed_while_it_listed(vonage: FakeVonage) -> None:
+    # While Vonage compiles the list, a provisioning job records a number it just bought and
+    # staff release another: the listing is older than both rows, so neither is touched.
+    released_meanwhile = VirtualNumberFactory.create(msisdn="+447700900101")
+    vonage.rent("447700900101", url=WEBHOOK_URL)
+
+    def meanwhile() -> None:
+        VirtualNumberFactory.create(msisdn="+447700900150")
+        VirtualNumber.objects.filter(pk=released_meanwhile.pk).update(
+            status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+        )
+
+    vonage.on_list = meanwhile
+
+    result = numbers_sync()
+
+    assert result.retired == result.updated == result.added == []
+    bought = VirtualNumber.objects.get(msisdn="+447700900150")
+    assert bought.status == VirtualNumber.Status.ACTIVE
+    released_meanwhile.refresh_from_db()
+    assert released_meanwhile.status == VirtualNumber.Status.RELEASED
+
+    # The next sync, with a listing taken after both changes, judges them.
+    vonage.on_list = None
+    later = numbers_sync()
+    assert [number.msisdn for number in later.retired] == ["+447700900150"]
+    assert [number.msisdn for number in later.updated] == ["+447700900101"]
+
+
+def test_sync_does_not_fail_when_a_job_records_a_number_first(
+    vonage: FakeVonage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PostgreSQL: a job commits its row for a number after the sync looked for existing rows
+    # (so the sync did not see it) and before the sync inserts its own: the unique msisdn
+    # refuses the second row.
+    vonage.rent("447700900101", url=WEBHOOK_URL)
+    VirtualNumberFactory.create(msisdn="+447700900101", inbound_webhook_url="", configured_at=None)
+    lookup = VirtualNumber.objects.select_for_update
+    lookups: list[int] = []
+
+    def first_lookup_misses_the_new_row() -> QuerySet[VirtualNumber]:
+        lookups.append(1)
+        return VirtualNumber.objects.none() if len(lookups) == 1 else lookup()
+
+    monkeypatch.setattr(VirtualNumber.objects, "select_for_update", first_lookup_misses_the_new_row)
+
+    result = numbers_sync()
+
+    assert result.added == []
+    assert [number.msisdn for number in result.unchanged] == ["+447700900101"]
+    assert VirtualNumber.objects.get().inbound_webhook_url == ""  # the job's row, untouched
 
 
 def test_sync_failure_changes_nothing(vonage: FakeVonage) -> None:

@@ -27,14 +27,24 @@ class Command(BaseCommand):
             default=str(Path(settings.BASE_DIR) / ".run" / "admin-password"),
             help="Where the generated password is kept (default: .run/admin-password).",
         )
+        parser.add_argument(
+            "--if-local",
+            action="store_true",
+            help="Outside the local default, say so and exit 0 instead of failing "
+            "(`make run` with a Vonage account or PostgreSQL configured).",
+        )
 
-    def handle(self, *args: Any, password_file: str, **options: Any) -> None:
+    def handle(self, *args: Any, password_file: str, if_local: bool, **options: Any) -> None:
         engine = settings.DATABASES["default"]["ENGINE"]
         if settings.SMS_PROVIDER != "sandbox" or not engine.endswith("sqlite3"):
-            raise CommandError(
+            message = (
                 "local_admin only runs for the local default (sandbox provider, SQLite). "
                 "Create staff users with `manage.py createsuperuser`."
             )
+            if if_local:
+                self.stdout.write(self.style.WARNING(f"No local admin login: {message}"))
+                return
+            raise CommandError(message)
         users = get_user_model()
         path = Path(password_file)
         user = users.objects.filter(username=USERNAME).first()

@@ -20,7 +20,9 @@ class Command(BaseCommand):
     help = (
         "Search, buy and configure proxy numbers as a provisioning job: each number's inbound "
         "SMS webhook is pointed at PUBLIC_BASE_URL. Exits non-zero when fewer numbers than "
-        "--count could be rented; running it again rents only what is missing from a new job."
+        '--count could be rented and configured; the job\'s "Run again" button in the admin '
+        "then configures what it bought and rents only what is missing (running this command "
+        "again starts a new job for the full --count)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -72,7 +74,10 @@ class Command(BaseCommand):
         job = provisioning_job_run(job=job, on_step=self.print_step)
         rented = job.numbers.filter(status="active").count()
         if job.status != ProvisioningJob.Status.SUCCEEDED:
-            raise CommandError(f"Job #{job.pk} {job.get_status_display().lower()}: {job.error}")
+            raise CommandError(
+                f"Job #{job.pk} {job.get_status_display().lower()}: {job.error}. "
+                '"Run again" on the job\'s admin page retries it, renting only what is missing.'
+            )
         self.stdout.write(self.style.SUCCESS(f"Rented and configured {rented} number(s)."))
 
     def print_step(self, entry: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from smsproxy.common.errors import ApplicationError
@@ -20,6 +21,10 @@ class Command(BaseCommand):
         parser.add_argument("--country", default="", help="Only this country, e.g. GB.")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        scope = f" in {options['country'].upper()}" if options["country"] else ""
+        self.stdout.write(
+            f"Listing the numbers the {settings.SMS_PROVIDER} account rents{scope}..."
+        )
         try:
             result = numbers_sync(country=options["country"])
         except ApplicationError as exc:
