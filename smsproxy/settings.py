@@ -204,8 +204,14 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
 # Redis redelivers a task that was not acknowledged within this time (acks are late): longer
-# than any delivery can take, and longer than the longest retry ETA (30 minutes).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# than any delivery can take, and longer than the longest retry ETA (30 minutes). The socket
+# timeouts bound a publish to a Redis that accepts connections but does not answer (kombu waits
+# forever by default): the webhook that queued a forward must still answer Vonage in time.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 2,
+    "socket_timeout": 3,
+}
 # `celery -A smsproxy beat`: the outbox sweep (stuck rows, timed-out concatenated SMS, expired
 # conversations, queued rows whose hand-off was lost).
 CELERY_BEAT_SCHEDULE = {

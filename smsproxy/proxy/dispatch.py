@@ -8,9 +8,11 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-# A broker that does not answer must not hold up the request that queued the message: the
-# row is committed, and the beat sweep enqueues it again later.
-_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
+# A broker that does not answer must not hold up the request that queued the message (Vonage
+# gives a webhook ~15 s): the row is committed, and the beat sweep enqueues it again later. One
+# retry covers a pooled connection that Redis closed meanwhile; the socket timeouts of
+# CELERY_BROKER_TRANSPORT_OPTIONS bound each attempt.
+_PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
 
 
 def message_dispatch(*, message_id: int) -> None:

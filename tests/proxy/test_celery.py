@@ -7,8 +7,12 @@ does; it is skipped otherwise.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
@@ -16,6 +20,7 @@ from unittest import mock
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection, connections
 from django.test import Client
 from django.utils import timezone
 
@@ -53,6 +58,89 @@ class CountingProvider:
     def send_sms(self, **kwargs: Any) -> SendResult:
         CountingProvider.sends.append(kwargs)
         return get_provider().send_sms(**kwargs)
+
+
+@contextmanager
+def celery_broker(url: str) -> Iterator[None]:
+    """Point the Celery app at `url` for the block (its connection pools are built afresh)."""
+
+    def reset_pools() -> None:
+        amqp = celery_app.__dict__.get("amqp")
+        for owner, attribute in ((celery_app, "_pool"), (amqp, "_producer_pool")):
+            pool = getattr(owner, attribute, None) if owner is not None else None
+            if pool is not None:
+                pool.force_close_all()
+                setattr(owner, attribute, None)
+
+    previous = celery_app.conf.broker_url
+    celery_app.conf.update(broker_url=url)
+    reset_pools()
+    try:
+        yield
+    finally:
+        celery_app.conf.update(broker_url=previous)
+        reset_pools()
+
+
+@pytest.fixture
+def silent_broker() -> Iterator[str]:
+    """A "Redis" that accepts connections and never answers (frozen, or half-open behind NAT)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    finally:
+        stop.set()
+        thread.join(2)
+        for connection in accepted:
+            connection.close()
+        server.close()
+
+
+# --- the hand-off when the broker is down ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("broker", ["refusing", "silent"])
+def test_the_webhook_answers_in_time_and_keeps_the_forward_when_the_broker_is_down(
+    settings, caplog, silent_broker: str, broker: str
+) -> None:
+    url = silent_broker if broker == "silent" else "redis://127.0.0.1:1/0"
+    settings.CELERY_BROKER_URL = url
+    conversation_make()
+
+    answers: list[Any] = []
+
+    def deliver_webhook() -> None:
+        try:
+            answers.append(send_webhook(Client(), INBOUND_URL, payload("inbound_sms_text"), "form"))
+        finally:
+            connections.close_all()
+
+    with celery_broker(url):
+        # In a thread, so that a hand-off blocked on the broker fails the test, not hangs it.
+        webhook = threading.Thread(target=deliver_webhook, daemon=True)
+        webhook.start()
+        # Well inside the ~15 s Vonage waits (the broker's socket timeouts bound each attempt).
+        webhook.join(10)
+        assert not webhook.is_alive(), "the webhook is still waiting for the broker"
+
+    assert answers[0].status_code == HTTPStatus.OK
+    forward = Message.objects.get(direction=Message.Direction.OUTBOUND)
+    assert forward.status == Message.Status.QUEUED  # committed: the sweep enqueues it later
+    assert "sweep will enqueue it again" in caplog.text
 
 
 # --- the tasks, run in-process -------------------------------------------------------------------
@@ -146,28 +234,33 @@ def test_a_real_worker_sends_a_duplicated_text_exactly_once(settings, monkeypatc
     settings.SANDBOX_DELIVERY_RECEIPTS = True
     CountingProvider.sends = []
     monkeypatch.setattr(delivery, "get_provider", CountingProvider)
-    previous_broker = celery_app.conf.broker_url
-    celery_app.conf.update(broker_url=BROKER_URL)
-    celery_app.control.purge()
-    conversation_make()
-    client = Client()
-    try:
-        with start_worker(celery_app, perform_ping_check=False, shutdown_timeout=20):
-            # Vonage delivers the webhook twice; each copy commits before it answers.
-            for _ in range(2):
-                response = send_webhook(client, INBOUND_URL, payload("inbound_sms_text"), "form")
-                assert response.status_code == HTTPStatus.OK
-            forward = Message.objects.get(direction=Message.Direction.OUTBOUND)
-            deliver_message.delay(forward.pk)  # and the task is enqueued twice
+    # On PostgreSQL four worker threads race for the duplicated tasks; SQLite's in-memory test
+    # database does not take concurrent writers, so there one worker takes them in turn.
+    racing = connection.vendor == "postgresql"
+    with celery_broker(BROKER_URL):
+        celery_app.control.purge()
+        conversation_make()
+        client = Client()
+        # Vonage delivers the webhook twice; each copy commits (and enqueues) before it answers.
+        for _ in range(2):
+            response = send_webhook(client, INBOUND_URL, payload("inbound_sms_text"), "form")
+            assert response.status_code == HTTPStatus.OK
+        forward = Message.objects.get(direction=Message.Direction.OUTBOUND)
+        for _ in range(3):  # and the task is enqueued again: the sweep, a redelivery, ...
             deliver_message.delay(forward.pk)
 
+        with start_worker(
+            celery_app,
+            pool="threads" if racing else "solo",
+            concurrency=4 if racing else 1,
+            perform_ping_check=False,
+            shutdown_timeout=20,
+        ):
             deadline = time.monotonic() + 20
             while forward.status != Message.Status.DELIVERED and time.monotonic() < deadline:
                 time.sleep(0.1)
                 forward.refresh_from_db()
             time.sleep(1)  # let the duplicate tasks run out
-    finally:
-        celery_app.conf.update(broker_url=previous_broker)
 
     assert forward.status == Message.Status.DELIVERED
     assert len(CountingProvider.sends) == 1

@@ -448,3 +448,77 @@ def test_no_transaction_is_open_while_vonage_is_called(vonage: responses.Request
 
     assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
     assert in_transaction == [False]
+
+
+# --- a long wait for the rate limiter -------------------------------------------------------------
+
+
+class SlowLimiter:
+    """A limiter whose wait lasts `waited` on a fake clock (`timezone.now` moves on by it)."""
+
+    def __init__(self, monkeypatch, waited: timedelta, *, sweep: bool = False) -> None:
+        self.waited, self.sweep = waited, sweep
+        self.offset = timedelta(0)
+        real_now = timezone.now
+        monkeypatch.setattr(timezone, "now", lambda: real_now() + self.offset)
+
+    def acquire(self) -> float:
+        self.offset += self.waited
+        if self.sweep:  # the stale sweep runs at the end of the wait
+            outbox_recover_stale()
+        return self.waited.total_seconds()
+
+
+def test_the_stale_clock_restarts_after_waiting_for_the_limiter(
+    vonage: responses.RequestsMock, monkeypatch
+) -> None:
+    message = queued()
+    limiter = SlowLimiter(monkeypatch, STALE_SENDING_AFTER * 0.8)
+    monkeypatch.setattr(delivery, "rate_limiter_get", lambda: limiter)
+    recovered_during_send = []
+
+    def answer(request):
+        # The sweep runs while Vonage is being called, a little later: 1.2 stale periods after
+        # the claim, but only 0.4 after the wait for a token ended.
+        later = timezone.now() + STALE_SENDING_AFTER * 0.4
+        recovered_during_send.extend(outbox_recover_stale(now=later))
+        return (200, {}, '{"message-count": "1", "messages": [{"status": "0", "message-id": "X"}]}')
+
+    vonage.add_callback(responses.POST, SMS_SEND_URL, callback=answer)
+
+    assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
+    assert recovered_during_send == []  # the send was not mistaken for a dead worker's
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == ("sent", "")
+
+
+def test_a_row_the_sweep_took_back_during_the_wait_is_not_sent(
+    vonage: responses.RequestsMock, monkeypatch
+) -> None:
+    message = queued()
+    limiter = SlowLimiter(monkeypatch, STALE_SENDING_AFTER + timedelta(seconds=1), sweep=True)
+    monkeypatch.setattr(delivery, "rate_limiter_get", lambda: limiter)
+
+    result = message_deliver(message_id=message.pk)
+
+    assert result.outcome == Outcome.SKIPPED
+    assert len(vonage.calls) == 0
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == ("queued", INTERRUPTED)
+
+
+def test_a_late_failure_does_not_undo_another_attempts_send(
+    vonage: responses.RequestsMock,
+) -> None:
+    message = queued()
+
+    def answer(request):
+        # Meanwhile the sweep gave the row to another worker, which sent it.
+        Message.objects.filter(pk=message.pk).update(status=Message.Status.SENT)
+        return (200, {}, '{"message-count": "1", "messages": [{"status": "9", "error-text": "Q"}]}')
+
+    vonage.add_callback(responses.POST, SMS_SEND_URL, callback=answer)
+
+    assert message_deliver(message_id=message.pk).outcome == Outcome.SKIPPED
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == ("sent", "")

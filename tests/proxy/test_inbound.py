@@ -292,6 +292,25 @@ def test_no_reply_to_an_alphanumeric_sender_or_to_our_own_number() -> None:
         ("US: (555) 010-0123 or 555.010.0124", f"US: {REDACTED_NUMBER} or {REDACTED_NUMBER}"),
         ("spaced 0 7 7 0 0 9 0 0 1 2 3", f"spaced {REDACTED_NUMBER}"),
         ("Flat 12, ready 10.30 - 11.45, £25.50", "Flat 12, ready 10.30 - 11.45, £25.50"),
+        ("0770-090-0123 or 07700.900.123", f"{REDACTED_NUMBER} or {REDACTED_NUMBER}"),
+        # Fullwidth digits, as some phone keyboards type them.
+        (
+            "fullwidth \uff10\uff17\uff17\uff10\uff10 \uff19\uff10\uff10\uff11\uff12\uff13",
+            f"fullwidth {REDACTED_NUMBER}",
+        ),
+        # Ordinary digits are kept: minutes, codes, a 6-digit order number, a postcode.
+        ("5 minutes, code 4921, order 123456", "5 minutes, code 4921, order 123456"),
+        ("Postcode SW1A 1AA, flat 221B", "Postcode SW1A 1AA, flat 221B"),
+        # Dates and time ranges look like numbers to both passes; they are kept.
+        ("ready 10.30-11.45 on 24.11.2026", "ready 10.30-11.45 on 24.11.2026"),
+        ("check-in 2026-11-24, out 26-11-26", "check-in 2026-11-24, out 26-11-26"),
+        ("on 24.11.2026 call 07700 900123", f"on 24.11.2026 call {REDACTED_NUMBER}"),
+        # Amounts after a currency sign are kept; a number dressed up as one is not.
+        ("deposit £1 250 000 or $2,500,000.50", "deposit £1 250 000 or $2,500,000.50"),
+        ("paid £5 07700900123", f"paid £5 {REDACTED_NUMBER}"),
+        ("£ 0770 0900 123", f"£ {REDACTED_NUMBER}"),
+        # Seven or more digits go, whatever they were meant to be: a local number looks the same.
+        ("order 1234567", f"order {REDACTED_NUMBER}"),
     ],
 )
 def test_text_redact_numbers(text: str, expected: str) -> None:

@@ -17,7 +17,7 @@ from smsproxy.proxy.models import Message
 from smsproxy.proxy.services.delivery import message_claim
 from smsproxy.proxy.services.inbound import InboundSms, Outcome, inbound_receive
 from tests.factories import MessageFactory
-from tests.proxy.fixtures import ALICE, ALICE_PROXY, conversation_make
+from tests.proxy.fixtures import ALICE, ALICE_PROXY, conversation_end, conversation_make
 
 pytestmark = [
     pytest.mark.postgres,
@@ -78,6 +78,19 @@ def test_the_last_parts_arriving_together_are_joined_at_once() -> None:
 
     assert sorted(r.outcome for r in results) == [Outcome.PART_STORED, Outcome.ROUTED]
     assert Message.objects.filter(direction=Message.Direction.OUTBOUND).count() == 1
+
+
+def test_texts_arriving_together_after_the_close_get_one_out_of_session_reply() -> None:
+    conversation_end(conversation_make())
+
+    results = run_together(
+        [functools.partial(inbound_receive, sms=sms(f"0A00000000OOS{n}")) for n in range(6)]
+    )
+
+    assert [r.outcome for r in results] == [Outcome.UNROUTED] * 6
+    assert Message.objects.filter(status=Message.Status.UNROUTED).count() == 6
+    replies = Message.objects.filter(purpose=Message.Purpose.OUT_OF_SESSION)
+    assert list(replies.values_list("sender", "recipient")) == [(ALICE_PROXY, ALICE)]
 
 
 def test_concurrent_claims_let_exactly_one_through() -> None:

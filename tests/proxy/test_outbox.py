@@ -6,11 +6,13 @@ import os
 import signal
 import threading
 from datetime import timedelta
+from http import HTTPStatus
 from io import StringIO
 from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
@@ -27,7 +29,17 @@ from smsproxy.proxy.services.outbox import (
     outbox_redispatch,
 )
 from tests.factories import MessageFactory
-from tests.proxy.fixtures import ALICE, ALICE_PROXY, BOB, BOB_PROXY, conversation_make, number
+from tests.proxy.fixtures import (
+    ALICE,
+    ALICE_PROXY,
+    BOB,
+    BOB_PROXY,
+    INBOUND_URL,
+    conversation_make,
+    number,
+    payload,
+    send_webhook,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -183,6 +195,19 @@ def test_a_broker_outage_does_not_fail_the_caller(settings, caplog) -> None:
         dispatch.message_dispatch(message_id=42)
 
     assert "sweep will enqueue it again" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_hand_off_never_fails_the_webhook_that_queued_the_forward(caplog) -> None:
+    conversation_make()
+
+    with mock.patch.object(dispatch, "message_dispatch", side_effect=RuntimeError("broken")):
+        response = send_webhook(Client(), INBOUND_URL, payload("inbound_sms_text"), "form")
+
+    assert response.status_code == HTTPStatus.OK
+    forward = Message.objects.get(direction=Message.Direction.OUTBOUND)
+    assert forward.status == Message.Status.QUEUED  # committed: a dispatcher finds it later
+    assert "broken" in caplog.text
 
 
 def test_redispatch_hands_over_due_rows_nobody_picked_up() -> None:

@@ -11,13 +11,14 @@ from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.services.outbox import message_retry
 from smsproxy.proxy.services.receipts import receipt_parse, receipt_record
 from tests.factories import MessageFactory
-from tests.proxy.fixtures import payload
+from tests.proxy.fixtures import BOB, BOB_PROXY, payload
 
 pytestmark = pytest.mark.django_db
 
 
 def sent(*part_ids: str, status: str = Message.Status.SENT) -> Message:
-    message = MessageFactory.create(status=status)
+    # The numbers of the saved receipt: Bob's proxy number sent it to Bob.
+    message = MessageFactory.create(status=status, sender=BOB_PROXY, recipient=BOB)
     for part_id in part_ids:
         MessagePart.objects.create(message=message, vonage_message_id=part_id)
     return message
@@ -127,7 +128,7 @@ def test_a_later_failure_does_not_undo_a_failed_message() -> None:
 
 
 def test_a_receipt_before_the_send_result_is_found_by_client_ref() -> None:
-    message = MessageFactory.create(status=Message.Status.SENDING)
+    message = sent(status=Message.Status.SENDING)
 
     part = receive("P1", "delivered", client_ref=str(message.pk))
 
@@ -141,6 +142,26 @@ def test_a_receipt_before_the_send_result_is_found_by_client_ref() -> None:
 def test_a_receipt_for_an_unknown_message_is_ignored(client_ref: str) -> None:
     assert receive("P404", "delivered", client_ref=client_ref) is None
     assert MessagePart.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "numbers", [{"to": "447700900999"}, {"msisdn": "447700901999"}, {"to": "", "msisdn": "x"}]
+)
+def test_another_applications_receipt_with_a_numeric_client_ref_is_ignored(
+    numbers: dict[str, str],
+) -> None:
+    """Another app on the same Vonage account may number its client-refs like ours."""
+    message = sent(status=Message.Status.SENDING)
+    params = {
+        **payload("delivery_receipt_failed", messageId="THEIRS1", client_ref=str(message.pk)),
+        **numbers,
+    }
+
+    assert receipt_record(receipt=receipt_parse(params)) is None
+
+    assert MessagePart.objects.count() == 0
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENDING
 
 
 def test_a_receipt_naming_an_inbound_message_is_ignored() -> None:

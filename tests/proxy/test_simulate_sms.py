@@ -166,3 +166,9 @@ def test_a_bad_number_is_a_command_error(option: str, value: str) -> None:
 
     with pytest.raises(CommandError, match=option):
         simulate("--from", numbers["--from"], "--to", numbers["--to"], "hello")
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1"])
+def test_a_timeout_must_be_positive(timeout: str) -> None:
+    with pytest.raises(CommandError, match="--timeout"):
+        simulate("--from", ALICE, "--to", ALICE_PROXY, "hello", "--timeout", timeout)

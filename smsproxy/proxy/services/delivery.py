@@ -34,6 +34,10 @@ included) the sweep of either dispatcher (`outbox_recover_stale`) decides:
 - a row interrupted again right after such a re-queue (error code still `interrupted`), or
   with no attempts left, is `failed` with code `interrupted`: a message that keeps killing its
   worker must not loop, and staff see it in the admin.
+A live worker is never mistaken for a dead one: the claim's clock restarts once the rate
+limiter lets the send go (a long wait for a token is not a crash), and a worker whose row the
+sweep took back meanwhile does not send it; a late result of such a worker never overwrites
+the outcome of the attempt that owns the row now, except a success (Vonage took the text).
 """
 
 from __future__ import annotations
@@ -143,6 +147,15 @@ def message_deliver(*, message_id: int) -> DeliveryResult:
             updated_at=timezone.now(),
         )
         raise
+    # The wait for a token can be long (a low SMS_RATE_LIMIT shared by many workers): restart
+    # the stale clock now, and check that the sweep did not take the row back meanwhile — then
+    # it is someone else's to send, and sending it here too would send it twice.
+    if not Message.objects.filter(
+        pk=message_id, status=Message.Status.SENDING, claimed_at=message.claimed_at
+    ).update(claimed_at=timezone.now()):
+        return DeliveryResult(
+            Outcome.SKIPPED, detail="taken back by the stale sweep while waiting for the limiter"
+        )
     try:
         result = get_provider().send_sms(
             sender=message.sender,
@@ -275,6 +288,18 @@ def _record_failure(
 ) -> DeliveryResult:
     with transaction.atomic():
         message = Message.objects.select_for_update().get(pk=message_id)
+        if message.status != Message.Status.SENDING:
+            # The stale sweep took the row back meanwhile and another attempt owns it now (it
+            # may even have been sent): this late failure must not overwrite that outcome.
+            _parts_store(message=message, parts=accepted_parts, superseded=True)
+            logger.warning(
+                "Message %s was %s when its send failed (%s: %s).",
+                message_id,
+                message.status,
+                code,
+                text,
+            )
+            return DeliveryResult(Outcome.SKIPPED, message, f"no longer sending: {text}")
         _parts_store(message=message, parts=accepted_parts)
         _fail(message, code=code, text=text)
     return DeliveryResult(Outcome.FAILED, message, f"{text} (code {code})")

@@ -40,7 +40,10 @@ def message_queue_outbound(
         text=text,
         forwarded_from=forwarded_from,
     )
-    transaction.on_commit(lambda: _dispatch(message.pk))
+    # robust: a hand-off that fails is logged and the other callbacks still run (two intro SMS
+    # of one conversation); it never raises into the request that committed the row, since the
+    # sweep re-dispatches what was committed but not handed over.
+    transaction.on_commit(lambda: _dispatch(message.pk), robust=True)
     return message
 
 
@@ -127,5 +130,5 @@ def message_retry(*, message: Message) -> Message:
             ]
         )
         message_id = locked.pk
-        transaction.on_commit(lambda: _dispatch(message_id))
+        transaction.on_commit(lambda: _dispatch(message_id), robust=True)
     return locked

@@ -9,9 +9,12 @@ the worker has written the send's result — the message is still `sending` and 
 does not exist yet. The receipt then finds the message by its `client-ref` (always the message
 id) and creates the part itself with the receipt's status; when the worker writes the send
 result it reuses that row and recomputes the message's status from all its parts. Nothing is
-lost whichever side commits first. A receipt that matches neither a part nor a message (another
-application on the same account, or a message deleted since) is logged and ignored: it answers
-200 so that Vonage does not retry it for three days.
+lost whichever side commits first. A receipt found by `client-ref` alone must also name the
+message's numbers (`to` our sender, `msisdn` its recipient): another application on the same
+Vonage account may number its client-refs like ours, and its receipts must never touch ours.
+A receipt that matches neither a part nor a message (another application on the same account,
+or a message deleted since) is logged and ignored: it answers 200 so that Vonage does not retry
+it for three days.
 """
 
 from __future__ import annotations
@@ -51,6 +54,10 @@ class DeliveryReceipt:
     client_ref: str = ""
     price: Decimal | None = None
     network: str = ""
+    # The receipt's `to` (the number that sent our SMS) and `msisdn` (its recipient), E.164
+    # with '+'; empty when the receipt does not carry them.
+    sender: str = ""
+    recipient: str = ""
 
 
 def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
@@ -94,7 +101,15 @@ def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
         client_ref=params.get("client-ref", "").strip(),
         price=price if price is None or price.is_finite() else None,
         network=params.get("network-code", "").strip()[:16],
+        sender=_e164(params.get("to", "")),
+        recipient=_e164(params.get("msisdn", "")),
     )
+
+
+def _e164(value: str) -> str:
+    """Vonage's "447700900123" as "+447700900123"; the value as it is if not a number."""
+    digits = value.strip().removeprefix("+")
+    return f"+{digits}" if digits.isdigit() else value.strip()
 
 
 def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
@@ -109,7 +124,8 @@ def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
             .values_list("message_id", flat=True)
             .first()
         )
-        if message_id is None and receipt.client_ref.isdigit():
+        by_client_ref = message_id is None
+        if by_client_ref and receipt.client_ref.isdigit():
             message_id = int(receipt.client_ref)
         message = (
             Message.objects.select_for_update()
@@ -118,6 +134,8 @@ def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
             if message_id is not None
             else None
         )
+        if message is not None and by_client_ref and not _numbers_match(receipt, message):
+            message = None
         if message is None:
             logger.warning(
                 "Delivery receipt for unknown message %s (client-ref %r) ignored.",
@@ -165,6 +183,11 @@ def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
         message.status,
     )
     return part
+
+
+def _numbers_match(receipt: DeliveryReceipt, message: Message) -> bool:
+    """Whether the numbers a receipt names (when it names them) are those of `message`."""
+    return receipt.sender in ("", message.sender) and receipt.recipient in ("", message.recipient)
 
 
 def message_status_refresh(*, message: Message) -> Message:

@@ -29,10 +29,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
-            "--from", dest="sender", required=True, help="The sender's real number (E.164)."
+            "--from",
+            dest="sender",
+            required=True,
+            help="The sender's real number (E.164, national or Vonage's digits).",
         )
         parser.add_argument(
-            "--to", dest="recipient", required=True, help="The proxy number texted (E.164)."
+            "--to",
+            dest="recipient",
+            required=True,
+            help="The proxy number texted (E.164, national or Vonage's digits).",
         )
         parser.add_argument("text", nargs="+", help="The text of the SMS.")
         parser.add_argument(
@@ -53,6 +59,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["timeout"] <= 0:
+            raise CommandError("--timeout must be a positive number of seconds.")
         sender = self._vonage_number(options["sender"], "--from")
         recipient = self._vonage_number(options["recipient"], "--to")
         text = " ".join(options["text"])
