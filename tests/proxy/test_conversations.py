@@ -346,6 +346,34 @@ def test_a_number_given_to_the_person_after_it_was_chosen_is_skipped(
     assert "taken for" in caplog.text and "concurrently" in caplog.text
 
 
+def test_a_number_released_after_it_was_chosen_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A concurrent release, replayed in order: the number was read as active, then released
+    before the participant was written; the next candidate is used instead."""
+    caplog.set_level("INFO", logger=conversation_services.__name__)
+    doomed, spare = VirtualNumberFactory.create_batch(2)
+    choose = conversation_services.proxy_number_candidate_list
+    stale_reads = [VirtualNumber.objects.filter(pk=doomed.pk)]
+
+    def choose_then_release(**kwargs: Any) -> Any:
+        if stale_reads:
+            chosen = stale_reads.pop()
+            VirtualNumber.objects.filter(pk=doomed.pk).update(
+                status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+            )
+            return chosen
+        return choose(**kwargs)
+
+    monkeypatch.setattr(conversation_services, "proxy_number_candidate_list", choose_then_release)
+
+    conversation = open_between(person(0), person(1))
+
+    assert not stale_reads
+    assert set(conversation.participants.values_list("proxy_number", flat=True)) == {spare.pk}
+    assert "released meanwhile" in caplog.text
+
+
 class _LockConflict(Exception):
     """Stands for psycopg's DeadlockDetected: what Django's OperationalError wraps."""
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Participant
 from smsproxy.proxy.services import conversations as conversation_services
 from smsproxy.proxy.services.conversations import conversation_create, conversations_expire
@@ -164,3 +166,45 @@ def test_concurrent_expiry_sweeps_close_each_conversation_once() -> None:
     assert sum(closed) == len(conversations)
     assert Conversation.objects.filter(status=Conversation.Status.ACTIVE).count() == 0
     assert not Participant.objects.filter(active=True).exists()
+
+
+def test_a_number_released_while_it_is_being_assigned_is_never_assigned() -> None:
+    """The release holds the number's row lock and has not committed yet when the assignment
+    reads the pool: the assignment must wait for it and then take another number, instead of
+    committing a live participant on a number whose rental is gone."""
+    doomed, spare = VirtualNumberFactory.create_batch(2)
+    locked = threading.Event()
+    errors: list[BaseException] = []
+
+    def release() -> None:
+        try:
+            with transaction.atomic():
+                number = VirtualNumber.objects.select_for_update().get(pk=doomed.pk)
+                number.status = VirtualNumber.Status.RELEASED
+                number.released_at = timezone.now()
+                number.save(update_fields=["status", "released_at"])
+                locked.set()
+                time.sleep(1.0)  # the assignment reads the pool meanwhile
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            locked.set()
+        finally:
+            connections.close_all()
+
+    releaser = threading.Thread(target=release)
+    releaser.start()
+    assert locked.wait(timeout=10)
+    try:
+        conversation = conversation_create(
+            participants=[
+                {"number": "+447700900500", "name": "Alice"},
+                {"number": "+447700900501", "name": "Bob"},
+            ]
+        )
+    finally:
+        releaser.join(timeout=30)
+    assert not errors, errors
+
+    assigned = set(conversation.participants.values_list("proxy_number", flat=True))
+    assert assigned == {spare.pk}
+    assert not Participant.objects.filter(proxy_number=doomed, active=True).exists()

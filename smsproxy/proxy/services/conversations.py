@@ -12,7 +12,7 @@ from typing import Any
 
 import phonenumbers
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -348,6 +348,8 @@ def _participant_assign(
         _expired_routes_close(real_number=spec.number.e164, proxy_number=proxy_number, now=now)
         try:
             with transaction.atomic():
+                if _number_status_locked(number_id=proxy_number.pk) != VirtualNumber.Status.ACTIVE:
+                    raise _NumberReleasedMeanwhile
                 return Participant.objects.create(
                     conversation=conversation,
                     name=spec.name,
@@ -355,6 +357,8 @@ def _participant_assign(
                     country=spec.number.country,
                     proxy_number=proxy_number,
                 )
+        except _NumberReleasedMeanwhile:
+            logger.info("Proxy number %s was released meanwhile; trying the next one", proxy_number)
         except IntegrityError:
             # A concurrent request gave this real number the same proxy number first.
             logger.info(
@@ -363,6 +367,31 @@ def _participant_assign(
                 _masked(spec.number.e164),
             )
     raise _assignment_conflict_error()
+
+
+def _number_status_locked(*, number_id: int) -> str | None:
+    """The number's current status, locked against a concurrent release until commit.
+
+    `number_release` locks the row FOR UPDATE before it closes the number's conversations.
+    A KEY SHARE lock here conflicts with that lock only (assignments do not block each other):
+    either the release waits for this transaction and then sees (and closes) the participant,
+    or it committed first and this read sees the number released. Django's foreign keys are
+    deferred on PostgreSQL, so the insert alone would not take that lock until commit.
+    On SQLite every write transaction is exclusive (IMMEDIATE), so a plain read is enough.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status FROM {VirtualNumber._meta.db_table} WHERE id = %s FOR KEY SHARE",  # noqa: S608
+                [number_id],
+            )
+            row = cursor.fetchone()
+        return row[0] if row else None
+    return VirtualNumber.objects.filter(pk=number_id).values_list("status", flat=True).first()
+
+
+class _NumberReleasedMeanwhile(Exception):
+    """The chosen number was released by a concurrent transaction (rolls back the savepoint)."""
 
 
 def _assignment_conflict_error() -> ApplicationError:
