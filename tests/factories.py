@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import factory
+from django.db.models import F
 from django.utils import timezone
 
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
@@ -45,6 +48,17 @@ class ParticipantFactory(factory.django.DjangoModelFactory[Participant]):
     real_number = factory.Sequence(lambda n: f"+447700901{n % 1000:03d}")
     country = "GB"
     proxy_number = factory.SubFactory(VirtualNumberFactory)
+
+    @classmethod
+    def _create(cls, model_class: type[Participant], *args: Any, **kwargs: Any) -> Participant:
+        """Keep the number's stored load right, as the conversation services do."""
+        participant = super()._create(model_class, *args, **kwargs)
+        if participant.active:
+            VirtualNumber.objects.filter(pk=participant.proxy_number_id).update(
+                assigned_participants=F("assigned_participants") + 1
+            )
+            participant.proxy_number.refresh_from_db(fields=["assigned_participants"])
+        return participant
 
 
 class MessageFactory(factory.django.DjangoModelFactory[Message]):

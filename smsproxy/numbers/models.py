@@ -30,6 +30,11 @@ class VirtualNumber(models.Model):
     reserved = models.BooleanField(
         default=False, help_text="Reserved numbers are never picked for new conversations."
     )
+    # How many participants flagged active use this number: the load that assignment ranks
+    # candidates by (rule 3). Kept in the transactions that create, move and close
+    # participants (smsproxy.proxy.services.conversations), because counting them per candidate
+    # on every new conversation grows with the number of live conversations (bench/RESULTS.md).
+    assigned_participants = models.PositiveIntegerField(default=0, editable=False)
     inbound_webhook_url = models.URLField("configured webhook", max_length=500, blank=True)
     configured_at = models.DateTimeField(null=True, blank=True)
     rented_at = models.DateTimeField(default=timezone.now)

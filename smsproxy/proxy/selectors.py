@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 
 from django.db.models import (
     Case,
-    Count,
     DateTimeField,
     Exists,
     F,
@@ -79,7 +78,9 @@ def proxy_number_candidate_list(
 
     Eligible: active, unreserved, SMS-capable, and not used by this real number in a live
     conversation. Preferred in order: the participant's country; not used by this real number
-    within `RECENT_USE_WINDOW` (else the least recently used); the fewest live participants.
+    within `RECENT_USE_WINDOW` (else the least recently used); the least loaded (the stored
+    `assigned_participants`, which also counts expired conversations the sweep has not closed
+    yet: they hold their route until then).
 
     A number whose only use by this real number is in an expired conversation that the sweep
     has not closed yet is eligible: the caller closes that conversation before assigning.
@@ -104,13 +105,6 @@ def proxy_number_candidate_list(
         .annotate(last_used=Max("used_until"))
         .values("last_used")
     )
-    live_load = (
-        participant_live_list(now=now)
-        .filter(proxy_number=OuterRef("pk"))
-        .values("proxy_number")
-        .annotate(load=Count("pk"))
-        .values("load")
-    )
     return (
         VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE, reserved=False)
         .filter(sms_capable_q())
@@ -123,13 +117,12 @@ def proxy_number_candidate_list(
                 output_field=IntegerField(),
             ),
             recently_used_at=Subquery(recent_use, output_field=DateTimeField()),
-            live_load=Coalesce(Subquery(live_load, output_field=IntegerField()), Value(0)),
         )
         .order_by(
             "other_country",
             # NULL (not used recently) first, then the least recently used.
             F("recently_used_at").asc(nulls_first=True),
-            "live_load",
+            "assigned_participants",
             "pk",
         )
     )

@@ -585,3 +585,57 @@ def test_reassign_closes_an_expired_holder_of_the_route() -> None:
     assert participant.proxy_number == held
     old.refresh_from_db()
     assert (old.status, old.close_reason) == ("closed", "expired")
+
+
+# --- The numbers' stored load (rule 3's "least loaded") -------------------------------------------
+
+
+def actual_loads() -> dict[int, int]:
+    counts = Counter(
+        Participant.objects.filter(active=True).values_list("proxy_number_id", flat=True)
+    )
+    return {number.pk: counts.get(number.pk, 0) for number in VirtualNumber.objects.all()}
+
+
+def stored_loads() -> dict[int, int]:
+    return dict(VirtualNumber.objects.values_list("pk", "assigned_participants"))
+
+
+def test_the_stored_load_follows_every_change_of_participants() -> None:
+    first, second, third = VirtualNumberFactory.create_batch(3)
+    conversations = [open_between(person(2 * i), person(2 * i + 1)) for i in range(4)]
+    assert sum(stored_loads().values()) == 8
+    assert stored_loads() == actual_loads()
+
+    conversation_close(conversation=conversations[0], reason=Conversation.CloseReason.API)
+    assert stored_loads() == actual_loads()
+
+    Conversation.objects.filter(pk=conversations[1].pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert conversations_expire() == 1
+    assert stored_loads() == actual_loads()
+
+    alice = conversations[2].participants.get(real_number=person(4))
+    target = next(n for n in (first, second, third) if n.pk != alice.proxy_number_id)
+    participant_reassign(participant=alice, proxy_number=target)
+    assert stored_loads() == actual_loads()
+    assert sum(stored_loads().values()) == 4
+
+
+def test_the_least_loaded_number_is_read_from_the_stored_load() -> None:
+    busy, idle = VirtualNumberFactory.create_batch(2)
+    VirtualNumber.objects.filter(pk=busy.pk).update(assigned_participants=5)
+    # Neither is used by these people: the stored load alone decides (busy has the lower id).
+    conversation = open_between(person(0), person(1))
+    assert set(conversation.participants.values_list("proxy_number", flat=True)) == {idle.pk}
+
+
+def test_recount_repairs_a_stored_load_changed_outside_the_services() -> None:
+    VirtualNumberFactory.create_batch(2)
+    open_between(person(0), person(1))
+    VirtualNumber.objects.update(assigned_participants=7)
+
+    assert conversation_services.number_loads_recount() == 2
+    assert stored_loads() == actual_loads()
+    assert conversation_services.number_loads_recount() == 0

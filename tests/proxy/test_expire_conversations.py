@@ -9,6 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Participant
 from smsproxy.proxy.services.conversations import conversation_create
 from tests.factories import VirtualNumberFactory
@@ -74,3 +75,15 @@ def test_help() -> None:
 
     parser = Command().create_parser("manage.py", "expire_conversations")
     assert "expiry time has passed" in parser.format_help()
+
+
+def test_recount_loads_repairs_the_numbers_stored_load() -> None:
+    number = VirtualNumberFactory.create()
+    open_pair(0)
+    VirtualNumber.objects.filter(pk=number.pk).update(assigned_participants=9)
+
+    out = run("--recount-loads")
+
+    assert "Recounted the numbers' loads: 1 corrected." in out
+    number.refresh_from_db()
+    assert number.assigned_participants == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from typing import Any
 import phonenumbers
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import F
+from django.db.models import Count, F, QuerySet
 from django.utils import timezone
 
 from smsproxy import gateway
@@ -315,6 +316,7 @@ def _conversation_write(*, specs: list[_ParticipantSpec], reference: str, ttl: i
         created = [
             _participant_assign(conversation=conversation, spec=spec, now=now) for spec in specs
         ]
+        number_loads_adjust(Counter(participant.proxy_number_id for participant in created))
         for participant, other in ((created[0], created[1]), (created[1], created[0])):
             message_queue_outbound(
                 sender=participant.proxy_number.msisdn,
@@ -458,6 +460,53 @@ def _proxy_number_rent(*, country: str) -> VirtualNumber:
 # --- Closing and expiry ------------------------------------------------------------------------
 
 
+def number_loads_adjust(changes: Counter[int]) -> None:
+    """Add `changes` (number id → participants gained or lost) to the numbers' stored load.
+
+    Call it in the transaction that changes the participants. Rows are updated in id order, so
+    two transactions touching the same numbers queue behind each other instead of deadlocking.
+    """
+    for number_id in sorted(changes):
+        if changes[number_id]:
+            VirtualNumber.objects.filter(pk=number_id).update(
+                assigned_participants=F("assigned_participants") + changes[number_id]
+            )
+
+
+def _participants_deactivate(participants: QuerySet[Participant]) -> None:
+    """Clear the `active` flag (freeing the routes) and take them off their numbers' load."""
+    active = participants.filter(active=True)
+    freed = Counter(active.values_list("proxy_number_id", flat=True))
+    active.update(active=False)
+    number_loads_adjust(Counter({number_id: -count for number_id, count in freed.items()}))
+
+
+def number_loads_recount() -> int:
+    """Recompute every number's stored load from the participants; returns how many changed.
+
+    The services keep the load exact; this repairs it after changes made outside them (a
+    shell session, a restored backup). `expire_conversations --recount-loads` runs it.
+    """
+    changed = 0
+    with transaction.atomic():
+        # Every number locked first: assignments and closes in flight finish before the count.
+        numbers = list(
+            VirtualNumber.objects.select_for_update().only("pk", "assigned_participants")
+        )
+        counts = dict(
+            Participant.objects.filter(active=True)
+            .values("proxy_number")
+            .annotate(total=Count("pk"))
+            .values_list("proxy_number", "total")
+        )
+        for number in numbers:
+            expected = counts.get(number.pk, 0)
+            if number.assigned_participants != expected:
+                VirtualNumber.objects.filter(pk=number.pk).update(assigned_participants=expected)
+                changed += 1
+    return changed
+
+
 def conversation_close(
     *, conversation: Conversation, reason: str, now: datetime | None = None
 ) -> Conversation:
@@ -481,7 +530,7 @@ def conversation_close(
         locked.closed_at = closed_at
         locked.close_reason = reason
         locked.save(update_fields=["status", "closed_at", "close_reason"])
-        Participant.objects.filter(conversation=locked, active=True).update(active=False)
+        _participants_deactivate(Participant.objects.filter(conversation=locked))
     logger.info("Closed conversation %s (%s)", locked.public_id, reason)
     return locked
 
@@ -517,7 +566,7 @@ def conversations_expire(
                 closed_at=F("expires_at"),
                 close_reason=Conversation.CloseReason.EXPIRED,
             )
-            Participant.objects.filter(conversation_id__in=ids, active=True).update(active=False)
+            _participants_deactivate(Participant.objects.filter(conversation_id__in=ids))
         total += closed
         if on_batch is not None:
             on_batch(closed)
@@ -585,7 +634,7 @@ def participant_reassign(
         _expired_routes_close(
             real_number=participant.real_number, proxy_number=proxy_number, now=now
         )
-        previous = participant.proxy_number.msisdn
+        previous = participant.proxy_number
         participant.proxy_number = proxy_number
         try:
             with transaction.atomic():
@@ -596,6 +645,8 @@ def participant_reassign(
                 "conversation just now; choose another number.",
                 code="proxy_number_in_use",
             ) from exc
+        if participant.active:
+            number_loads_adjust(Counter({previous.pk: -1, proxy_number.pk: 1}))
         other = (
             Participant.objects.filter(conversation=participant.conversation)
             .exclude(pk=participant.pk)
@@ -611,7 +662,7 @@ def participant_reassign(
     logger.info(
         "Moved a participant of conversation %s from %s to %s",
         participant.conversation.public_id,
-        previous,
+        previous.msisdn,
         proxy_number.msisdn,
     )
     return participant

@@ -6,7 +6,11 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from smsproxy.proxy.services.conversations import EXPIRE_BATCH_SIZE, conversations_expire
+from smsproxy.proxy.services.conversations import (
+    EXPIRE_BATCH_SIZE,
+    conversations_expire,
+    number_loads_recount,
+)
 
 
 class Command(BaseCommand):
@@ -23,6 +27,12 @@ class Command(BaseCommand):
             type=int,
             default=EXPIRE_BATCH_SIZE,
             help=f"Conversations closed per transaction (default {EXPIRE_BATCH_SIZE}).",
+        )
+        parser.add_argument(
+            "--recount-loads",
+            action="store_true",
+            help="Also recompute every proxy number's stored load (participants using it) "
+            "from the participants: a repair after changes made outside the services.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -42,3 +52,6 @@ class Command(BaseCommand):
             self.stdout.write(self.style.SUCCESS(f"Closed {total} expired conversation(s)."))
         else:
             self.stdout.write("No expired conversations to close.")
+        if options["recount_loads"]:
+            changed = number_loads_recount()
+            self.stdout.write(f"Recounted the numbers' loads: {changed} corrected.")
