@@ -30,7 +30,6 @@ from smsproxy.numbers.selectors import (
     inbound_webhook_url,
     number_is_configured,
     number_list_with_usage,
-    number_live_participant_counts,
     provisioning_job_is_runnable,
     provisioning_job_is_stale,
 )
@@ -199,8 +198,8 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     def release(
         self, request: HttpRequest, queryset: QuerySet[VirtualNumber]
     ) -> TemplateResponse | None:
-        numbers = list(queryset.order_by("msisdn"))
-        counts = number_live_participant_counts(numbers=numbers)
+        numbers = list(number_list_with_usage(queryset=queryset).order_by("msisdn"))
+        counts = {number.pk: int(getattr(number, "active_participants", 0)) for number in numbers}
         form = ReleaseConfirmForm(request.POST if request.POST.get("post") else None)
         if form.is_bound and form.is_valid():
             self._release_confirmed(request, numbers, counts, force=form.cleaned_data["force"])
@@ -463,7 +462,7 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
         """Run a job again: configure what it bought, buy what is missing.
 
         Also for a pending job, whose hand-off to a worker may have been lost (a broker outage),
-        and for a job left "running" by a worker or request that died (after JOB_STALE_AFTER);
+        and for a job left "running" by a worker or request that died (silent for JOB_STALE_AFTER);
         if a worker runs it meanwhile, the service lets only one of them claim it.
         """
         if not request.user.has_perm("numbers.change_virtualnumber"):

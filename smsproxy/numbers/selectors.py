@@ -9,28 +9,31 @@ from http import HTTPStatus
 from django.conf import settings
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 
-INBOUND_WEBHOOK_PATH = "/webhooks/vonage/inbound-sms/"
-# A job "running" for longer than this lost its worker (killed, redeployed): it may run again.
+# A "running" job that logged nothing for this long lost its worker (killed, redeployed): it
+# may run again. A live run logs every search, purchase and configuration, each bounded by the
+# provider's timeout, so a long job is not stale while it makes progress.
 JOB_STALE_AFTER = timedelta(minutes=15)
 
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# A number in E.164 with '+', as numbers are stored and cross the provider boundary.
+E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 def inbound_webhook_url() -> str:
     """The URL every rented number's inbound SMS webhook (`moHttpUrl`) must point at."""
-    return settings.PUBLIC_BASE_URL.rstrip("/") + INBOUND_WEBHOOK_PATH
+    return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("vonage-inbound-sms")
 
 
 def msisdn_normalize(raw: str) -> str:
     """A number as staff type it ("447700900123", "+44 7700 900123") → E.164 with '+'."""
     digits = re.sub(r"[\s\-().]", "", raw.strip())
     candidate = digits if digits.startswith("+") else f"+{digits}"
-    if not _E164.match(candidate):
+    if not E164_RE.match(candidate):
         raise ApplicationError(
             f"{raw!r} is not a phone number in international format (e.g. +447700900123).",
             code="invalid_number",
@@ -70,7 +73,10 @@ def number_active_participants_subquery() -> Coalesce:
 def number_list_with_usage(
     *, queryset: QuerySet[VirtualNumber] | None = None
 ) -> QuerySet[VirtualNumber]:
-    """Numbers annotated with `active_participants`: participants of live conversations."""
+    """Numbers annotated with `active_participants`: participants of live conversations.
+
+    The one way to count a number's live participants (the API, the admin, release_numbers).
+    """
     queryset = VirtualNumber.objects.all() if queryset is None else queryset
     return queryset.annotate(active_participants=number_active_participants_subquery())
 
@@ -85,34 +91,33 @@ def number_list(*, status: str = "", country: str = "") -> QuerySet[VirtualNumbe
     return number_list_with_usage(queryset=queryset).order_by("msisdn")
 
 
-def number_live_participant_counts(*, numbers: list[VirtualNumber]) -> dict[int, int]:
-    """`{number id: live participants}` for the given numbers, in one query."""
-    from smsproxy.proxy.selectors import participant_live_list
-
-    counts = (
-        participant_live_list()
-        .filter(proxy_number__in=numbers)
-        .order_by()
-        .values("proxy_number")
-        .annotate(total=Count("pk"))
-    )
-    result = {number.pk: 0 for number in numbers}
-    result.update({row["proxy_number"]: row["total"] for row in counts})
-    return result
-
-
 def number_is_configured(*, number: VirtualNumber) -> bool:
     """The number's inbound webhook points at this deployment."""
     return number.configured_at is not None and number.inbound_webhook_url == inbound_webhook_url()
 
 
+def provisioning_job_last_activity(*, job: ProvisioningJob) -> datetime | None:
+    """When the job last showed it was alive: its latest log entry, or the start of its run."""
+    moments = [job.started_at] if job.started_at is not None else []
+    if job.log and isinstance(job.log[-1], dict):
+        try:
+            logged = datetime.fromisoformat(str(job.log[-1].get("at", "")))
+        except ValueError:
+            pass
+        else:
+            if logged.tzinfo is not None:
+                moments.append(logged)
+    return max(moments, default=None)
+
+
 def provisioning_job_is_stale(*, job: ProvisioningJob, now: datetime | None = None) -> bool:
-    """A job "running" for longer than JOB_STALE_AFTER lost its worker (killed, redeployed)."""
+    """A job "running" that has logged nothing for JOB_STALE_AFTER lost its worker."""
     now = now or timezone.now()
+    last_activity = provisioning_job_last_activity(job=job)
     return (
         job.status == ProvisioningJob.Status.RUNNING
-        and job.started_at is not None
-        and job.started_at < now - JOB_STALE_AFTER
+        and last_activity is not None
+        and last_activity < now - JOB_STALE_AFTER
     )
 
 

@@ -498,7 +498,8 @@ def _number_set_reserved(*, number: VirtualNumber, reserved: bool) -> VirtualNum
 
 def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumber:
     """Cancel the rental. Refused while the number serves a live conversation, unless forced,
-    in which case those conversations are closed (reason "staff") first."""
+    in which case those conversations are closed (reason "staff") first. SMS still queued to
+    go out from the number fail (error code "sender_released")."""
     from smsproxy.proxy.selectors import participant_live_list
 
     _number_require_active(number)
@@ -538,6 +539,7 @@ def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumb
         current.status = VirtualNumber.Status.RELEASED
         current.released_at = timezone.now()
         current.save(update_fields=["status", "released_at"])
+        _queued_messages_fail_for_number(number=current)
     number.refresh_from_db()
     return number
 
@@ -554,6 +556,27 @@ def _conversations_close_for_number(*, number: VirtualNumber) -> int:
     for conversation in conversations:
         conversation_close(conversation=conversation, reason=Conversation.CloseReason.STAFF)
     return len(conversations)
+
+
+def _queued_messages_fail_for_number(*, number: VirtualNumber) -> int:
+    """Fail the queued outbound SMS whose sender is `number`; returns how many.
+
+    Call it in the transaction that marks the number released: a number the account no longer
+    rents must not send them (and may be someone else's by the time they would go out).
+    """
+    from smsproxy.proxy.models import Message
+
+    return Message.objects.filter(
+        direction=Message.Direction.OUTBOUND,
+        status=Message.Status.QUEUED,
+        sender=number.msisdn,
+    ).update(
+        status=Message.Status.FAILED,
+        error_code="sender_released",
+        error_text=f"Not sent: the proxy number {number.msisdn} was released before it went out.",
+        next_attempt_at=None,
+        updated_at=timezone.now(),
+    )
 
 
 # --- Sync -------------------------------------------------------------------------------------
@@ -586,8 +609,9 @@ def numbers_sync(*, country: str = "") -> SyncResult:
 
     Numbers rented elsewhere (the dashboard, another tool) are imported; features and webhook
     state are refreshed; numbers the pool holds as rented but the provider no longer lists are
-    marked released, and the live conversations they carried are closed (reason "staff"): a
-    number the account no longer rents can neither receive nor send their SMS.
+    marked released, the live conversations they carried are closed (reason "staff") and the SMS
+    queued from them fail ("sender_released"): a number the account no longer rents can neither
+    receive nor send their SMS.
 
     A row rented, configured or released after the listing was requested (a provisioning job
     or a release running meanwhile) is newer than what the listing says about it, and is left
@@ -677,6 +701,7 @@ def numbers_sync(*, country: str = "") -> SyncResult:
             number.last_synced_at = now
             number.save(update_fields=["status", "released_at", "last_synced_at"])
             result.closed_conversations += _conversations_close_for_number(number=number)
+            _queued_messages_fail_for_number(number=number)
             result.retired.append(number)
     return result
 

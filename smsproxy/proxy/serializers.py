@@ -9,6 +9,7 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.conversations import (
@@ -64,6 +65,41 @@ class ConversationCreateInputSerializer(serializers.Serializer[Any]):
         default=None,
         help_text="Lifetime in seconds; defaults to PROXY_CONVERSATION_TTL (0 = no expiry).",
     )
+
+    def invalid_number_error(self) -> ApplicationError | None:
+        """After a failed `is_valid()`: the `invalid_number` error of DESIGN §7 when the only
+        errors are participants' numbers (missing, blank, too long), else None."""
+        errors = dict(self.errors)
+        items = errors.pop("participants", None)
+        # DRF reports the items of a list by index: {1: {...}} (older releases: a list).
+        if isinstance(items, list):
+            items = dict(enumerate(items))
+        if errors or not isinstance(items, dict) or not all(isinstance(k, int) for k in items):
+            return None
+        fields: dict[str, Any] = {}
+        for position, item in sorted(items.items()):
+            if not item:
+                continue
+            if set(item) != {"number"}:
+                return None
+            fields[str(position)] = {"number": [str(message) for message in item["number"]]}
+        if not fields:
+            return None
+        position = int(next(iter(fields)))
+        entries = (
+            self.initial_data.get("participants") if isinstance(self.initial_data, dict) else None
+        )
+        entry = entries[position] if isinstance(entries, list) else None
+        name = entry.get("name") if isinstance(entry, dict) else None
+        label = f"participant {position + 1}" + (
+            f" ({name})" if isinstance(name, str) and name else ""
+        )
+        return ApplicationError(
+            f"The number of {label} is missing or not a valid phone number: "
+            f"{fields[str(position)]['number'][0]}",
+            code="invalid_number",
+            fields={"participants": fields},
+        )
 
 
 class ConversationFilterSerializer(serializers.Serializer[Any]):

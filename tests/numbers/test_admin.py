@@ -496,8 +496,10 @@ def test_a_job_left_running_by_a_dead_worker_can_be_run_again(admin_client: Clie
     assert "is running" in admin_client.post(run_url, follow=True).content.decode()
 
     # Its worker died: after JOB_STALE_AFTER staff can run it again, and the page stops reloading.
+    silent_since = timezone.now() - JOB_STALE_AFTER - timedelta(minutes=1)
     ProvisioningJob.objects.filter(pk=job.pk).update(
-        started_at=timezone.now() - JOB_STALE_AFTER - timedelta(minutes=1)
+        started_at=silent_since,
+        log=[{**entry, "at": silent_since.isoformat()} for entry in job.log],
     )
     page = admin_client.get(page_url).content.decode()
     assert 'http-equiv="refresh"' not in page

@@ -13,7 +13,6 @@ from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
     number_get,
     number_list,
-    number_live_participant_counts,
     provisioning_job_numbers,
 )
 from smsproxy.numbers.services import (
@@ -26,7 +25,13 @@ from smsproxy.numbers.services import (
     provisioning_job_create,
     provisioning_job_run,
 )
-from tests.factories import ConversationFactory, ParticipantFactory, VirtualNumberFactory
+from smsproxy.proxy.models import Message
+from tests.factories import (
+    ConversationFactory,
+    MessageFactory,
+    ParticipantFactory,
+    VirtualNumberFactory,
+)
 
 from .conftest import WEBHOOK_URL
 
@@ -93,6 +98,46 @@ def test_rent_one_and_release() -> None:
     assert number.status == VirtualNumber.Status.RELEASED
 
 
+def _queued_from(msisdn: str) -> tuple[Message, Message, Message]:
+    """A queued SMS from `msisdn`, one already sent from it, and one queued from another number."""
+    queued = MessageFactory.create(sender=msisdn)
+    sent = MessageFactory.create(sender=msisdn, status=Message.Status.SENT)
+    other = MessageFactory.create(sender="+447700900999")
+    return queued, sent, other
+
+
+def _assert_only_first_failed(queued: Message, sent: Message, other: Message) -> None:
+    queued.refresh_from_db()
+    assert queued.status == Message.Status.FAILED
+    assert queued.error_code == "sender_released"
+    assert "released" in queued.error_text
+    sent.refresh_from_db()
+    other.refresh_from_db()
+    assert (sent.status, other.status) == (Message.Status.SENT, Message.Status.QUEUED)
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_release_fails_the_sms_queued_from_the_number(force: bool) -> None:
+    number = number_rent_one(country="GB")
+    if force:
+        ParticipantFactory.create(proxy_number=number)
+    messages = _queued_from(number.msisdn)
+
+    number_release(number=number, force=force)
+
+    _assert_only_first_failed(*messages)
+
+
+def test_sync_retirement_fails_the_sms_queued_from_the_number() -> None:
+    number = number_rent_one(country="GB")
+    SandboxNumber.objects.filter(msisdn=number.msisdn).update(cancelled_at=timezone.now())
+    messages = _queued_from(number.msisdn)
+
+    assert [retired.msisdn for retired in numbers_sync().retired] == [number.msisdn]
+
+    _assert_only_first_failed(*messages)
+
+
 def test_rent_one_in_a_country_without_numbers() -> None:
     with pytest.raises(ApplicationError) as error:
         number_rent_one(country="FR")
@@ -157,7 +202,6 @@ def test_live_participant_counts_ignore_closed_and_expired() -> None:
     expired = ConversationFactory.create(expires_at=timezone.now() - timedelta(minutes=1))
     ParticipantFactory.create(proxy_number=idle, conversation=expired)
 
-    assert number_live_participant_counts(numbers=[busy, idle]) == {busy.pk: 2, idle.pk: 0}
     counts = {
         number.msisdn: getattr(number, "active_participants", None) for number in number_list()
     }

@@ -12,6 +12,7 @@ from django.utils import timezone
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers import services
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.selectors import JOB_STALE_AFTER
 from smsproxy.numbers.services import (
     number_configure,
     number_release,
@@ -182,15 +183,35 @@ def test_a_succeeded_or_running_job_is_not_run_again(vonage: FakeVonage) -> None
     assert busy.value.code == "job_running"
 
 
+def _running_since(job: ProvisioningJob, *, started: timedelta, last_logged: timedelta) -> None:
+    """Make `job` look run by a worker that started `started` ago and logged `last_logged` ago."""
+    now = timezone.now()
+    log = [{**entry, "at": (now - last_logged).isoformat()} for entry in job.log]
+    ProvisioningJob.objects.filter(pk=job.pk).update(
+        status=ProvisioningJob.Status.RUNNING, started_at=now - started, log=log
+    )
+
+
 def test_a_stale_running_job_may_run_again(vonage: FakeVonage) -> None:
     vonage.offer("447700900101")
     job = _job(1)
-    ProvisioningJob.objects.filter(pk=job.pk).update(
-        status=ProvisioningJob.Status.RUNNING,
-        started_at=timezone.now() - timedelta(hours=1),
+    _running_since(
+        job, started=timedelta(hours=1), last_logged=JOB_STALE_AFTER + timedelta(minutes=1)
     )
 
     assert provisioning_job_run(job=job).status == ProvisioningJob.Status.SUCCEEDED
+
+
+def test_a_long_job_still_logging_is_not_stale(vonage: FakeVonage) -> None:
+    """Staleness counts from the last log entry, not the start: 50 numbers can take a while."""
+    vonage.offer("447700900101")
+    job = _job(1)
+    _running_since(job, started=timedelta(hours=1), last_logged=timedelta(minutes=1))
+
+    with pytest.raises(ApplicationError) as busy:
+        provisioning_job_run(job=job)
+    assert busy.value.code == "job_running"
+    assert vonage.calls("/number/buy") == []
 
 
 def test_job_skips_numbers_the_pool_already_has(vonage: FakeVonage) -> None:

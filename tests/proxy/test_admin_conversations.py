@@ -15,6 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.admin.conversations import MESSAGE_INLINE_LIMIT
 from smsproxy.proxy.models import Conversation, Message
 from smsproxy.proxy.services.conversations import conversation_close, conversation_create
 from tests.factories import MessageFactory, VirtualNumberFactory
@@ -170,6 +171,34 @@ def test_change_page_shows_participants_and_messages(
         assert participant.real_number in content
     assert "On my way" in content
     assert "You can now text" in content  # the intro messages
+
+
+def test_change_page_shows_the_latest_messages_and_links_to_all(
+    admin_client: Client, conversation: Conversation
+) -> None:
+    for index in range(MESSAGE_INLINE_LIMIT + 5):
+        MessageFactory.create(conversation=conversation, text=f"Numbered message {index:03d}")
+    elsewhere = MessageFactory.create(text="Another conversation's message")
+
+    response = admin_client.get(change_url(conversation))
+
+    assert response.status_code == HTTPStatus.OK
+    content = response.content.decode()
+    shown = [
+        index for index in range(MESSAGE_INLINE_LIMIT + 5) if f"message {index:03d}" in content
+    ]
+    assert shown == list(range(5, MESSAGE_INLINE_LIMIT + 5))
+    assert "On my way" not in content  # older than the latest 50
+    total = conversation.messages.count()
+    link = f"{reverse('admin:proxy_message_changelist')}?conversation__id__exact={conversation.pk}"
+    assert f'<a href="{link}">All {total} message(s)</a>' in content
+
+    listing = admin_client.get(link)
+    assert listing.status_code == HTTPStatus.OK
+    assert listing.context["cl"].result_count == total
+    listed = listing.content.decode()
+    assert "On my way" in listed
+    assert elsewhere.text not in listed
 
 
 def test_history_page(admin_client: Client, conversation: Conversation) -> None:

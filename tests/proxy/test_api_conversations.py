@@ -146,6 +146,52 @@ def test_create_with_an_invalid_number(api_client: APIClient, pool: list[Any]) -
     assert counts() == (0, 0, 0)
 
 
+@pytest.mark.parametrize(
+    ("bob", "message"),
+    [
+        ({"name": "Bob"}, "This field is required."),
+        ({"name": "Bob", "number": ""}, "This field may not be blank."),
+        ({"name": "Bob", "number": None}, "This field may not be null."),
+        ({"name": "Bob", "number": "7" * 33}, "Ensure this field has no more than 32 characters."),
+    ],
+)
+def test_create_with_a_missing_or_malformed_number(
+    api_client: APIClient, pool: list[Any], bob: dict[str, Any], message: str
+) -> None:
+    payload = {"participants": [{"number": ALICE, "name": "Alice"}, bob]}
+    response = api_client.post(LIST_URL, payload, format="json")
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    data = response.json()
+    assert data["code"] == "invalid_number"
+    assert "participant 2 (Bob)" in data["detail"]
+    assert data["fields"] == {"participants": {"1": {"number": [message]}}}
+    assert counts() == (0, 0, 0)
+
+
+def test_create_with_a_phone_number_in_a_name(api_client: APIClient, pool: list[Any]) -> None:
+    payload = body()
+    payload["participants"][1]["name"] = "Bob 07700 900456"
+    response = api_client.post(LIST_URL, payload, format="json")
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    data = response.json()
+    assert data["code"] == "invalid_participants"
+    assert data["fields"] == {"participants": {"1": {"name": ["Must not contain a phone number."]}}}
+    assert counts() == (0, 0, 0)
+
+
+def test_create_with_one_of_our_proxy_numbers(api_client: APIClient, pool: list[Any]) -> None:
+    response = api_client.post(LIST_URL, body(pool[0].msisdn, BOB), format="json")
+
+    assert response.status_code == HTTPStatus.BAD_REQUEST
+    data = response.json()
+    assert data["code"] == "invalid_number"
+    assert "participant 1 (Alice)" in data["detail"]
+    assert list(data["fields"]["participants"]) == ["0"]
+    assert counts() == (0, 0, 0)
+
+
 def test_create_with_a_number_insight_rejects(
     api_client: APIClient, pool: list[Any], vonage: None, mocked_responses: responses.RequestsMock
 ) -> None:
@@ -234,7 +280,7 @@ def test_create_with_the_same_number_twice(api_client: APIClient, pool: list[Any
     ("payload", "field"),
     [
         ({"participants": "alice and bob"}, "participants"),
-        ({"participants": [{"name": "Alice"}, {"number": BOB}]}, "participants"),
+        ({"participants": [{"name": "Alice", "number": ALICE}, {"number": BOB}], "ttl": 0}, "ttl"),
         (body(ttl=0), "ttl"),
         (body(ttl="soon"), "ttl"),
         (body(reference="x" * 201), "reference"),

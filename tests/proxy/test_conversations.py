@@ -120,6 +120,50 @@ def test_a_number_insight_rejects_is_refused() -> None:
     assert snapshot() == (0, 0, 0)
 
 
+@pytest.mark.parametrize("name", ["Bob 07700 900456", "Bob +44 7700 900456", "call 447700900456"])
+def test_a_name_containing_a_phone_number_is_refused(name: str) -> None:
+    """The name is sent to the other participant in the intro SMS (rule 9)."""
+    VirtualNumberFactory.create_batch(2)
+    with pytest.raises(ApplicationError) as error:
+        conversation_create(
+            participants=[
+                {"number": person(0), "name": "Alice"},
+                {"number": person(1), "name": name},
+            ]
+        )
+    assert error.value.code == "invalid_participants"
+    assert "participant 2" in error.value.detail
+    assert error.value.fields == {
+        "participants": {"1": {"name": ["Must not contain a phone number."]}}
+    }
+    assert snapshot() == (0, 0, 0)
+
+
+def test_a_name_with_short_digits_is_kept() -> None:
+    VirtualNumberFactory.create_batch(2)
+    conversation = conversation_create(
+        participants=[{"number": person(0), "name": "Flat 12"}, {"number": person(1)}]
+    )
+    assert conversation.participants.filter(name="Flat 12").exists()
+
+
+@pytest.mark.parametrize("status", [VirtualNumber.Status.ACTIVE, VirtualNumber.Status.RELEASED])
+def test_one_of_our_proxy_numbers_is_refused_as_a_participant(status: str) -> None:
+    VirtualNumberFactory.create_batch(2)
+    ours = VirtualNumberFactory.create(
+        msisdn=person(1),
+        status=status,
+        released_at=timezone.now() if status == VirtualNumber.Status.RELEASED else None,
+    )
+    with pytest.raises(ApplicationError) as error:
+        open_between(person(0), "07700 900501")
+    assert error.value.code == "invalid_number"
+    assert "participant 2 (Bob)" in error.value.detail
+    assert ours.msisdn in error.value.detail
+    assert list(error.value.fields["participants"]) == ["1"]
+    assert snapshot() == (0, 0, 0)
+
+
 @pytest.mark.parametrize("ttl", [0, -5, True, 10**12])
 def test_ttl_must_be_positive_seconds(ttl: int) -> None:
     VirtualNumberFactory.create_batch(2)
@@ -571,6 +615,35 @@ def test_reassign_refuses_a_closed_conversation_and_a_released_number() -> None:
     with pytest.raises(ApplicationError) as error:
         participant_reassign(participant=participant, proxy_number=spare)
     assert error.value.code == "conversation_closed"
+
+
+def test_reassign_refuses_a_number_released_after_it_was_checked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    VirtualNumberFactory.create()
+    conversation = open_between(person(0), person(1))
+    participant = conversation.participants.get(real_number=person(0))
+    target = VirtualNumberFactory.create()
+    validate = conversation_services.participant_reassign_validate
+
+    def validate_then_release(**kwargs: Any) -> None:
+        # The admin form checked the number; a release commits before the save.
+        validate(**kwargs)
+        VirtualNumber.objects.filter(pk=target.pk).update(
+            status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+        )
+
+    monkeypatch.setattr(
+        conversation_services, "participant_reassign_validate", validate_then_release
+    )
+    before = snapshot()
+
+    with pytest.raises(ApplicationError) as error:
+        participant_reassign(participant=participant, proxy_number=target)
+    assert error.value.code == "number_not_active"
+    participant.refresh_from_db()
+    assert participant.proxy_number != target
+    assert snapshot() == before
 
 
 def test_reassign_closes_an_expired_holder_of_the_route() -> None:

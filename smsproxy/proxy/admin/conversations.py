@@ -18,7 +18,10 @@ from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q, QuerySet
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.http import urlencode
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
@@ -103,8 +106,16 @@ _MESSAGE_INLINE_FIELDS = (
 )
 
 
+# A busy conversation can have thousands of messages: the change page shows the latest ones and
+# links to the messages changelist filtered by the conversation for the rest.
+MESSAGE_INLINE_LIMIT = 50
+
+
 class MessageInline(admin.TabularInline):
+    """The conversation's latest MESSAGE_INLINE_LIMIT messages (see ConversationAdmin)."""
+
     model = Message
+    verbose_name_plural = f"messages (the latest {MESSAGE_INLINE_LIMIT})"
     fields = _MESSAGE_INLINE_FIELDS
     readonly_fields = _MESSAGE_INLINE_FIELDS
     ordering = ["created_at", "id"]
@@ -172,6 +183,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "expires_at",
         "closed_at",
         "close_reason",
+        "all_messages",
     ]
     readonly_fields = [
         "public_id",
@@ -180,6 +192,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "expires_at",
         "closed_at",
         "close_reason",
+        "all_messages",
     ]
     inlines = [ParticipantInline, MessageInline]
     actions = ["close_conversations"]
@@ -209,6 +222,36 @@ class ConversationAdmin(admin.ModelAdmin):
         if conversation.status == Conversation.Status.ACTIVE:
             return "Expired, not yet swept"
         return "Closed"
+
+    @admin.display(description="messages")
+    def all_messages(self, conversation: Conversation) -> str:
+        total = conversation.messages.count()
+        url = reverse("admin:proxy_message_changelist")
+        shown = (
+            f"the latest {MESSAGE_INLINE_LIMIT} below" if total > MESSAGE_INLINE_LIMIT else "below"
+        )
+        return format_html(
+            '<a href="{}?{}">All {} message(s)</a> ({})',
+            url,
+            urlencode({"conversation__id__exact": conversation.pk}),
+            total,
+            shown,
+        )
+
+    def get_formset_kwargs(
+        self, request: HttpRequest, obj: Any, inline: Any, prefix: str
+    ) -> dict[str, Any]:
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, MessageInline) and obj is not None and obj.pk:
+            # The formset filters its queryset again, which a sliced one refuses: select the
+            # latest ids first.
+            latest = list(
+                Message.objects.filter(conversation=obj)
+                .order_by("-created_at", "-id")
+                .values_list("pk", flat=True)[:MESSAGE_INLINE_LIMIT]
+            )
+            kwargs["queryset"] = inline.get_queryset(request).filter(pk__in=latest)
+        return kwargs
 
     @admin.display(description="participants")
     def participant_summary(self, conversation: Conversation) -> str:

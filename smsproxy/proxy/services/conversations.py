@@ -21,6 +21,7 @@ from smsproxy import gateway
 from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import InvalidNumberError, ProviderError, TransientProviderError
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.numbers.selectors import E164_RE
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import (
     conversation_is_live,
@@ -29,6 +30,7 @@ from smsproxy.proxy.selectors import (
     proxy_number_candidate_list,
     sms_capable_q,
 )
+from smsproxy.proxy.services.inbound import text_redact_numbers
 from smsproxy.proxy.services.outbox import message_queue_outbound
 
 logger = logging.getLogger(__name__)
@@ -50,8 +52,6 @@ _LOCK_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
 # taking the first one for the same real number.
 AUTO_PROVISION_MAX_RENTALS = 2
 EXPIRE_BATCH_SIZE = 500
-
-_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ def real_number_parse(*, number: str, default_country: str | None = None) -> Rea
         if not phonenumbers.is_possible_number(parsed):
             continue
         e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-        if not _E164.match(e164):
+        if not E164_RE.match(e164):
             continue
         country = phonenumbers.region_code_for_number(
             parsed
@@ -138,7 +138,7 @@ def real_number_confirm(*, number: RealNumber) -> RealNumber:
             "Number Insight failed for %s (%s); using the local parse", _masked(number.e164), exc
         )
         return number
-    if not _E164.match(insight.e164):
+    if not E164_RE.match(insight.e164):
         logger.error(
             "Number Insight answered %r for %s; using the local parse",
             insight.e164,
@@ -182,6 +182,8 @@ def conversation_create(
     confirmed = [_participant_confirm(spec) for spec in specs]
     if confirmed[0].number.e164 == confirmed[1].number.e164:
         raise _same_number_error()
+    # Insight may have rewritten a number into one of ours.
+    _pool_numbers_refuse(confirmed)
 
     rentals = 0
     lock_conflicts = 0
@@ -241,10 +243,44 @@ def _participants_validate(participants: Sequence[Mapping[str, Any]]) -> list[_P
         parsed = real_number_parse(number=raw_number) if isinstance(raw_number, str) else None
         if parsed is None:
             raise _invalid_number_error(position, name, raw_number)
+        # The name goes into the other participant's intro SMS: a phone number in it would
+        # hand out a real number (rule 9).
+        region = parsed.country or settings.PROXY_DEFAULT_COUNTRY
+        if text_redact_numbers(text=name, region=region) != name:
+            raise ApplicationError(
+                f"The name of participant {position + 1} contains a phone number; it is shown "
+                "to the other participant, whose real number must stay private.",
+                code="invalid_participants",
+                fields=_participant_fields(position, "name", "Must not contain a phone number."),
+            )
         specs.append(_ParticipantSpec(position=position, name=name, number=parsed))
     if specs[0].number.e164 == specs[1].number.e164:
         raise _same_number_error()
+    _pool_numbers_refuse(specs)
     return specs
+
+
+def _pool_numbers_refuse(specs: Sequence[_ParticipantSpec]) -> None:
+    """A participant's real number may not be one of our proxy numbers.
+
+    Released numbers count too: until the provider gives them to someone else they may still
+    route to our webhook, and a conversation with ourselves would forward SMS in a loop.
+    """
+    pool = set(
+        VirtualNumber.objects.filter(msisdn__in=[spec.number.e164 for spec in specs]).values_list(
+            "msisdn", flat=True
+        )
+    )
+    for spec in specs:
+        if spec.number.e164 in pool:
+            raise ApplicationError(
+                f"The number of {_participant_label(spec.position, spec.name)}, "
+                f"{spec.number.e164}, is one of this service's proxy numbers, not a person's.",
+                code="invalid_number",
+                fields=_participant_fields(
+                    spec.position, "number", "A proxy number of this service, not a real one."
+                ),
+            )
 
 
 def _participant_confirm(spec: _ParticipantSpec) -> _ParticipantSpec:
@@ -631,6 +667,13 @@ def participant_reassign(
         )
         participant.conversation = conversation
         participant_reassign_validate(participant=participant, proxy_number=proxy_number, now=now)
+        # `proxy_number` was read before this transaction (the admin form): a release may have
+        # committed since. The lock makes a release running now wait until this commits.
+        if _number_status_locked(number_id=proxy_number.pk) != VirtualNumber.Status.ACTIVE:
+            raise ApplicationError(
+                f"{proxy_number.msisdn} has just been released and cannot be assigned.",
+                code="number_not_active",
+            )
         _expired_routes_close(
             real_number=participant.real_number, proxy_number=proxy_number, now=now
         )

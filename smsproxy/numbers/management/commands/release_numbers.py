@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.numbers.selectors import number_get, number_live_participant_counts
+from smsproxy.numbers.selectors import number_get, number_list_with_usage
 from smsproxy.numbers.services import number_release
 
 
@@ -43,7 +43,12 @@ class Command(BaseCommand):
         ]
         if released:
             raise CommandError(f"Already released: {', '.join(released)}.")
-        counts = number_live_participant_counts(numbers=list(numbers.values()))
+        counts = {
+            number.pk: int(getattr(number, "active_participants", 0))
+            for number in number_list_with_usage(
+                queryset=VirtualNumber.objects.filter(pk__in=numbers)
+            )
+        }
         in_use = {number.msisdn: counts[pk] for pk, number in numbers.items() if counts[pk]}
         if in_use and not force:
             listed = ", ".join(f"{msisdn} ({count} live)" for msisdn, count in in_use.items())
