@@ -6,6 +6,7 @@ Every variable is documented in `.env.example` and in the README's configuration
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -62,7 +63,6 @@ WSGI_APPLICATION = "smsproxy.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [BASE_DIR / "smsproxy" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -154,9 +154,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
-# --- Caches (the DRF throttle keeps its counters here) -----------------------------------------
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 # --- smsproxy -----------------------------------------------------------------------------------
 PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
 
@@ -185,6 +182,27 @@ SANDBOX_DELIVERY_RECEIPTS = env.bool("SANDBOX_DELIVERY_RECEIPTS", default=True)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 SMS_RATE_LIMIT = env.float("SMS_RATE_LIMIT", default=25.0)
+
+# --- Caches (the DRF throttle keeps its counters here) -----------------------------------------
+# Production runs several web processes: their cache (and so the API throttle) must be shared,
+# in the Redis the workers use, under a prefix of its own. A single-process local run keeps it
+# in memory. The socket timeouts bound a request's wait on a Redis that does not answer.
+if CELERY_BROKER_URL and urlsplit(CELERY_BROKER_URL).scheme not in {"redis", "rediss"}:
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL must be a redis:// or rediss:// URL: the web processes share their "
+        "cache, and the workers their SMS rate limit, through it."
+    )
+if CELERY_BROKER_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CELERY_BROKER_URL,
+            "KEY_PREFIX": "smsproxy:cache",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 3},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
 PROXY_DEFAULT_COUNTRY = env.str("PROXY_DEFAULT_COUNTRY", default="GB").upper()
 PROXY_CONVERSATION_TTL = env.int("PROXY_CONVERSATION_TTL", default=0)

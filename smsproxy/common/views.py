@@ -39,7 +39,7 @@ def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
 def handler500(request: HttpRequest) -> HttpResponse:
     if request.path.startswith(_MACHINE_PREFIXES):
         return JsonResponse(
-            {"code": "server_error", "detail": "Internal server error; nothing was changed."},
+            {"code": "server_error", "detail": "Internal server error."},
             status=HTTPStatus.INTERNAL_SERVER_ERROR,
         )
     return defaults.server_error(request)

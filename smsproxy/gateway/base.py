@@ -13,6 +13,7 @@ from typing import Protocol, runtime_checkable
 DEFAULT_NUMBER_TYPE = "mobile-lvn"
 NUMBER_TYPES = ("mobile-lvn", "landline", "landline-toll-free")
 NUMBER_FEATURES = ("SMS", "VOICE", "MMS")
+CLIENT_REF_MAX_LENGTH = 40  # Vonage's limit for an SMS's `client-ref`
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import sys
 import threading
 from dataclasses import dataclass
 from decimal import Decimal
@@ -26,6 +25,7 @@ from django.utils import timezone
 from phonenumbers import PhoneNumberFormat, geocoder
 
 from .base import (
+    CLIENT_REF_MAX_LENGTH,
     DEFAULT_NUMBER_TYPE,
     AvailableNumber,
     InvalidNumberError,
@@ -77,7 +77,6 @@ SANDBOX_BALANCE = Decimal("100.00000000")
 # Delivery receipts of a send made outside any transaction are fed back this much later, as
 # Vonage's arrive a moment after the send (after the caller has stored the message ids).
 RECEIPT_DELAY_SECONDS = 1.0
-CLIENT_REF_MAX_LENGTH = 40
 
 
 def drama_range_for(digits: str) -> DramaRange | None:
@@ -89,7 +88,7 @@ def _digits(msisdn: str) -> str:
 
 
 class SandboxProvider:
-    """SmsProvider that records everything in the database and prints sent SMS."""
+    """SmsProvider that records everything in the database and logs each sent SMS."""
 
     name = "sandbox"
 
@@ -295,10 +294,9 @@ class SandboxProvider:
         line = f"[sandbox SMS] {sender} → {recipient}: {text}"
         if len(parts) > 1:
             line += f"  ({len(parts)} parts)"
+        # Logged only (at INFO, which the console shows by default): following a conversation
+        # in the terminal is the point, and printing it too showed every line twice.
         logger.info("%s", line)
-        # Printed as well as logged: following a conversation in the terminal is the point.
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()
         if callback_url and settings.SANDBOX_DELIVERY_RECEIPTS:
             self._schedule_receipts(message)
         return SendResult(parts=parts)

@@ -37,6 +37,7 @@ from vonage_numbers import ListOwnedNumbersFilter, SearchAvailableNumbersFilter
 from vonage_numbers.errors import NumbersError
 
 from .base import (
+    CLIENT_REF_MAX_LENGTH,
     DEFAULT_NUMBER_TYPE,
     NUMBER_FEATURES,
     AvailableNumber,
@@ -60,7 +61,6 @@ T = TypeVar("T")
 # Status codes of the SMS API and Number Insight that mean "try again later".
 TRANSIENT_STATUSES = frozenset({"1", "5"})
 NUMBERS_PAGE_SIZE = 100  # the Numbers API's maximum page size
-CLIENT_REF_MAX_LENGTH = 40  # Vonage's limit for `client-ref`
 # What a person may type in a phone number besides digits.
 _NUMBER_CHARS = frozenset("0123456789+-(). ")
 

@@ -1,15 +1,18 @@
 """Vonage's webhooks: inbound SMS and delivery receipts (DESIGN.md §8).
 
 Both accept the three encodings a Vonage account can be set to (GET query, POST form, POST
-JSON). The order of checks: an empty request (Vonage's bare GET when a number's webhook is
-configured) answers 200 and does nothing; then the signature, whenever
-`VONAGE_SIGNATURE_SECRET` is set (401, nothing stored); then the payload (400 when unusable);
-then one transaction of the service. Nothing here calls Vonage: forwards are queued and sent
-by a dispatcher, so the answer comes well inside Vonage's ~15 s.
+JSON). The order of checks: another method answers 405; an empty request (Vonage's bare GET
+when a number's webhook is configured) answers 200 and does nothing; then the signature,
+whenever `VONAGE_SIGNATURE_SECRET` is set (401, nothing stored); then the payload (400 when
+unusable); then one transaction of the service. Nothing here calls Vonage: forwards are queued
+and sent by a dispatcher, so the answer comes well inside Vonage's ~15 s.
 
 Answers are JSON: `{"status": "ok"}` for anything stored or deliberately ignored — the same
 body whatever happened, so that a caller cannot probe which real number is in a conversation
-on which proxy number — and `{"code", "detail"[, "fields"]}` on error, as in the API.
+on which proxy number — and `{"code", "detail"[, "fields"]}` on error, as in the API. A
+well-formed request we do not act on (a receipt status we do not know, an overlong sender id)
+is ignored with a warning rather than refused: Vonage retries anything but a 2xx for a day or
+more, and a retry would not change our answer.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_http_methods
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.signatures import (
     MalformedWebhookError,
     SignatureError,
@@ -33,8 +36,12 @@ from smsproxy.gateway.signatures import (
 )
 from smsproxy.proxy.services.inbound import inbound_parse, inbound_receive
 from smsproxy.proxy.services.receipts import receipt_parse, receipt_record
+from smsproxy.proxy.services.vonage_params import WebhookIgnored
 
 logger = logging.getLogger(__name__)
+
+# The methods Vonage calls webhooks with (GET query, POST form or JSON).
+_ALLOWED_METHODS = ("GET", "POST")
 
 
 def _error(
@@ -49,6 +56,15 @@ def _error(
 def _webhook(
     request: HttpRequest, handle: Callable[[dict[str, str]], object], *, name: str
 ) -> JsonResponse:
+    if request.method not in _ALLOWED_METHODS:
+        logger.warning("Rejected %s webhook: method %s.", name, request.method)
+        response = _error(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            f"Method {request.method} is not allowed; use {' or '.join(_ALLOWED_METHODS)}.",
+        )
+        response["Allow"] = ", ".join(_ALLOWED_METHODS)
+        return response
     try:
         params = webhook_params(request)
     except MalformedWebhookError as error:
@@ -69,6 +85,8 @@ def _webhook(
             return _error(HTTPStatus.UNAUTHORIZED, "invalid_signature", error.detail)
     try:
         handle(params)
+    except WebhookIgnored as ignored:
+        logger.warning("Ignored %s webhook: %s", name, ignored)
     except ApplicationError as error:
         logger.warning("Rejected %s webhook: %s", name, error.detail)
         return _error(error.status, error.code, error.detail, error.fields)
@@ -80,7 +98,7 @@ def _inbound(params: dict[str, str]) -> None:
     logger.info(
         "Inbound SMS %s from %s to %s: %s.",
         params.get("messageId"),
-        params.get("msisdn"),
+        mask_number(params.get("msisdn", "")),
         params.get("to"),
         result.outcome,
     )
@@ -91,12 +109,10 @@ def _receipt(params: dict[str, str]) -> None:
 
 
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
 def inbound_sms(request: HttpRequest) -> JsonResponse:
     return _webhook(request, _inbound, name="inbound-sms")
 
 
 @csrf_exempt
-@require_http_methods(["GET", "POST"])
 def delivery_receipt(request: HttpRequest) -> JsonResponse:
     return _webhook(request, _receipt, name="delivery-receipt")

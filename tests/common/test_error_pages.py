@@ -40,7 +40,8 @@ def test_server_error_on_api_is_json_500(settings):
     client = Client(raise_request_exception=False)
     response = client.get("/api/boom/")
     assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
-    assert response.json()["code"] == "server_error"
+    # Nothing says whether anything was changed: the error may have come after a commit.
+    assert response.json() == {"code": "server_error", "detail": "Internal server error."}
 
     response = client.get("/admin-boom/")
     assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR

@@ -6,20 +6,27 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
 _PRINT = (
     "import json, django; from django.conf import settings as s; "
     "print(json.dumps({'db': s.DATABASES['default'], 'provider': s.SMS_PROVIDER, "
-    "'debug': s.DEBUG, 'ssl': s.SECURE_SSL_REDIRECT, 'hosts': s.ALLOWED_HOSTS}, default=str))"
+    "'debug': s.DEBUG, 'ssl': s.SECURE_SSL_REDIRECT, 'hosts': s.ALLOWED_HOSTS, "
+    "'cache': s.CACHES['default'], 'templates': s.TEMPLATES}, default=str))"
 )
 
 
 def _settings(**environment: str) -> subprocess.CompletedProcess[str]:
+    return _run(_PRINT, **environment)
+
+
+def _run(code: str, **environment: str) -> subprocess.CompletedProcess[str]:
     env = {
         key: value
         for key, value in os.environ.items()
@@ -28,7 +35,7 @@ def _settings(**environment: str) -> subprocess.CompletedProcess[str]:
     env.update({"DJANGO_SETTINGS_MODULE": "smsproxy.settings", "DJANGO_READ_DOT_ENV": "0"})
     env.update(environment)
     return subprocess.run(
-        [sys.executable, "-c", _PRINT], cwd=ROOT, env=env, capture_output=True, text=True
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
     )
 
 
@@ -83,12 +90,52 @@ def test_provider_defaults_to_vonage_when_a_key_is_set():
         ({"SMS_PROVIDER": "twilio"}, "SMS_PROVIDER must be"),
         ({"SMS_PROVIDER": "vonage"}, "needs VONAGE_API_KEY"),
         ({"VONAGE_SIGNATURE_METHOD": "crc32"}, "VONAGE_SIGNATURE_METHOD must be"),
+        ({"CELERY_BROKER_URL": "amqp://guest@mq.internal//"}, "CELERY_BROKER_URL must be"),
     ],
 )
 def test_bad_settings_are_refused(environment, message):
     result = _settings(DJANGO_DEBUG="1", **environment)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_the_cache_is_in_memory_for_a_single_process():
+    assert _ok(DJANGO_DEBUG="1")["cache"] == {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache"
+    }
+
+
+def test_the_cache_is_shared_in_redis_when_celery_is_used():
+    url = "redis://:s3cret@redis.internal:6379/2"
+
+    cache = _ok(DJANGO_DEBUG="1", CELERY_BROKER_URL=url)["cache"]
+
+    assert cache["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
+    assert cache["LOCATION"] == url
+    assert cache["KEY_PREFIX"] == "smsproxy:cache"
+
+
+@pytest.mark.skipif(
+    not getattr(django_settings, "TEST_CELERY_BROKER_URL", ""),
+    reason="CELERY_BROKER_URL (a Redis database the tests may use) is not set",
+)
+def test_two_processes_share_the_cache_through_redis():
+    key = f"test-shared-{uuid.uuid4().hex}"
+    environment = {"DJANGO_DEBUG": "1", "CELERY_BROKER_URL": django_settings.TEST_CELERY_BROKER_URL}
+    code = "import django; django.setup(); from django.core.cache import cache; "
+
+    writer = _run(code + f"cache.set({key!r}, 'from the first process', 30)", **environment)
+    reader = _run(code + f"print(cache.get({key!r})); cache.delete({key!r})", **environment)
+
+    assert writer.returncode == 0, writer.stderr
+    assert reader.returncode == 0, reader.stderr
+    assert reader.stdout.strip() == "from the first process"
+
+
+def test_every_template_directory_exists():
+    for engine in _ok(DJANGO_DEBUG="1")["templates"]:
+        for directory in engine.get("DIRS", []):
+            assert Path(directory).is_dir(), directory
 
 
 def test_allowed_hosts_is_a_comma_list():

@@ -27,6 +27,7 @@ from smsproxy.gateway import (
     TransientProviderError,
     get_provider,
 )
+from smsproxy.gateway.base import CLIENT_REF_MAX_LENGTH
 from smsproxy.gateway.sandbox import SandboxProvider
 from smsproxy.gateway.vonage import VonageProvider
 
@@ -624,7 +625,7 @@ def test_send_sms_refuses_a_client_ref_longer_than_vonage_allows(
             sender="+447700900001",
             recipient="+447700900123",
             text="Hello",
-            client_ref="x" * 41,
+            client_ref="x" * (CLIENT_REF_MAX_LENGTH + 1),
             callback_url=CALLBACK,
         )
     assert len(mocked_responses.calls) == 0

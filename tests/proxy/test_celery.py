@@ -19,6 +19,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+from celery.signals import task_postrun
 from django.conf import settings as django_settings
 from django.db import connection, connections
 from django.test import Client
@@ -248,20 +249,37 @@ def test_a_real_worker_sends_a_duplicated_text_exactly_once(settings, monkeypatc
         forward = Message.objects.get(direction=Message.Direction.OUTBOUND)
         for _ in range(3):  # and the task is enqueued again: the sweep, a redelivery, ...
             deliver_message.delay(forward.pk)
+        enqueued = 4  # the first webhook's hand-off and the three above
 
-        with start_worker(
-            celery_app,
-            pool="threads" if racing else "solo",
-            concurrency=4 if racing else 1,
-            perform_ping_check=False,
-            shutdown_timeout=20,
-        ):
-            deadline = time.monotonic() + 20
-            while forward.status != Message.Status.DELIVERED and time.monotonic() < deadline:
-                time.sleep(0.1)
-                forward.refresh_from_db()
-            time.sleep(1)  # let the duplicate tasks run out
+        finished: list[tuple[tuple[Any, ...], str]] = []
+        finished_lock = threading.Lock()
 
+        def count_finished(task: Any, args: tuple[Any, ...], retval: Any, **_: Any) -> None:
+            if task.name == deliver_message.name:
+                with finished_lock:
+                    finished.append((tuple(args), retval))
+
+        task_postrun.connect(count_finished, weak=False)
+        try:
+            with start_worker(
+                celery_app,
+                pool="threads" if racing else "solo",
+                concurrency=4 if racing else 1,
+                perform_ping_check=False,
+                shutdown_timeout=20,
+            ):
+                # Until every enqueued task has run (not merely the first to send), then the
+                # receipt that the sandbox feeds back a moment after the send.
+                deadline = time.monotonic() + 20
+                while time.monotonic() < deadline and (
+                    len(finished) < enqueued or forward.status != Message.Status.DELIVERED
+                ):
+                    time.sleep(0.1)
+                    forward.refresh_from_db()
+        finally:
+            task_postrun.disconnect(count_finished)
+
+    assert sorted(finished) == [((forward.pk,), "sent")] + [((forward.pk,), "skipped")] * 3
     assert forward.status == Message.Status.DELIVERED
     assert len(CountingProvider.sends) == 1
     assert CountingProvider.sends[0]["client_ref"] == str(forward.pk)

@@ -25,6 +25,7 @@ from smsproxy.proxy.services.inbound import (
     participant_route_get,
     text_redact_numbers,
 )
+from smsproxy.proxy.services.vonage_params import WebhookIgnored
 from tests.proxy.fixtures import (
     ALICE,
     ALICE_PROXY,
@@ -83,6 +84,13 @@ def test_parse_keeps_an_alphanumeric_sender_as_it_is() -> None:
     parsed = inbound_parse(payload("inbound_sms_text", msisdn="Vonage"))
 
     assert parsed.sender == "Vonage"
+
+
+def test_parse_ignores_a_sender_id_longer_than_any_network_sends() -> None:
+    """Refused, Vonage would send it again for a day; no retry would change our answer."""
+    assert inbound_parse(payload("inbound_sms_text", msisdn="A" * 16)).sender == "A" * 16
+    with pytest.raises(WebhookIgnored, match="17 characters"):
+        inbound_parse(payload("inbound_sms_text", msisdn="A" * 17))
 
 
 def test_parse_reads_concatenation() -> None:
@@ -189,7 +197,7 @@ def test_a_stranger_texting_our_number_is_not_routed_to_the_participants() -> No
 def test_an_sms_without_text_is_stored_but_not_forwarded() -> None:
     conversation_make()
 
-    result = receive_sms("", type="binary")
+    result = receive_sms("")
 
     assert result.outcome == Outcome.ROUTED
     assert outbound() == []
@@ -440,7 +448,7 @@ def test_parts_of_the_same_ref_from_different_senders_stay_apart() -> None:
     assert outbound() == []
 
 
-def test_an_incomplete_message_is_forwarded_as_it_is_after_the_timeout() -> None:
+def test_an_incomplete_message_is_forwarded_as_it_is_after_the_timeout(caplog) -> None:
     conversation_make()
     inbound_receive(sms=part(1))
     inbound_receive(sms=part(3))
@@ -457,6 +465,9 @@ def test_an_incomplete_message_is_forwarded_as_it_is_after_the_timeout() -> None
     assert forward.text == "<part 1><part 3>"
     assert forward.recipient == BOB
     assert inbound_parts_flush_stale(now=timezone.now() + CONCAT_TIMEOUT * 2) == []
+    # The warning names the sender by country prefix and last digits only.
+    assert "from +44*******001 incomplete" in caplog.text
+    assert ALICE not in caplog.text
 
 
 def test_a_part_arriving_after_the_timeout_is_forwarded_on_its_own_later() -> None:

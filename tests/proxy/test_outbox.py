@@ -23,6 +23,7 @@ from smsproxy.proxy.services.delivery import STALE_SENDING_AFTER, message_claim
 from smsproxy.proxy.services.inbound import CONCAT_TIMEOUT
 from smsproxy.proxy.services.outbox import (
     REDISPATCH_AFTER,
+    message_due_q,
     message_queue_outbound,
     message_retry,
     outbox_due_ids,
@@ -227,6 +228,19 @@ def test_redispatch_hands_over_due_rows_nobody_picked_up() -> None:
     assert again == []  # touched: not enqueued again on the next sweep
     assert [c.kwargs["message_id"] for c in dispatched.call_args_list] == ids
     assert not_due.pk not in ids and sent.pk not in ids
+
+
+def test_a_message_is_due_when_never_scheduled_or_scheduled_by_now() -> None:
+    now = timezone.now()
+    never = MessageFactory.create(next_attempt_at=None)
+    past = MessageFactory.create(next_attempt_at=now - timedelta(seconds=1))
+    exactly_now = MessageFactory.create(next_attempt_at=now)
+    MessageFactory.create(next_attempt_at=now + timedelta(seconds=1))
+
+    due = Message.objects.filter(message_due_q(now=now)).order_by("pk")
+
+    assert list(due) == [never, past, exactly_now]
+    assert outbox_due_ids(now=now) == [never.pk, past.pk, exactly_now.pk]
 
 
 def test_due_ids_are_oldest_first_and_limited() -> None:

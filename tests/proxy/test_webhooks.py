@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from http import HTTPStatus
 
@@ -263,8 +264,66 @@ def test_receipt_without_status_is_a_400(client: Client) -> None:
 
 
 @pytest.mark.parametrize("url", [INBOUND_URL, RECEIPT_URL])
-def test_other_methods_are_not_allowed(client: Client, url: str) -> None:
-    assert client.put(url).status_code == HTTPStatus.METHOD_NOT_ALLOWED
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_other_methods_are_not_allowed(client: Client, url: str, method: str) -> None:
+    response = getattr(client, method)(url)
+
+    assert response.status_code == HTTPStatus.METHOD_NOT_ALLOWED
+    assert response["Allow"] == "GET, POST"
+    assert response.json()["code"] == "method_not_allowed"
+    assert method.upper() in response.json()["detail"]
+
+
+# --- deliberately ignored: answered 200 so that Vonage does not retry for days -------------------
+
+
+def test_an_sms_from_an_overlong_sender_id_is_ignored(client: Client, caplog) -> None:
+    conversation_make()
+    params = payload("inbound_sms_text", msisdn="A" * 17)
+
+    response = send_webhook(client, INBOUND_URL, params, "form")
+
+    assert response.status_code == HTTPStatus.OK
+    assert response.json() == {"status": "ok"}
+    assert Message.objects.count() == 0
+    assert "Ignored inbound-sms webhook" in caplog.text
+    assert [record.levelname for record in caplog.records if "Ignored" in record.getMessage()] == [
+        "WARNING"
+    ]
+
+
+def test_a_receipt_with_an_unknown_status_is_ignored(client: Client, caplog) -> None:
+    message = MessageFactory.create(status=Message.Status.SENT, sender=BOB_PROXY, recipient=BOB)
+    MessagePart.objects.create(message=message, vonage_message_id="0C0000001234567B")
+    params = payload("delivery_receipt_delivered", client_ref=str(message.pk), status="teleported")
+
+    response = send_webhook(client, RECEIPT_URL, params, "get")
+
+    assert response.status_code == HTTPStatus.OK
+    assert response.json() == {"status": "ok"}
+    assert message.parts.get().status == MessagePart.Status.SENT
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert "unknown status 'teleported'" in caplog.text
+    assert [record.levelname for record in caplog.records if "Ignored" in record.getMessage()] == [
+        "WARNING"
+    ]
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+
+def test_the_inbound_log_masks_the_sender(client: Client, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    conversation_make()
+
+    response = send_webhook(client, INBOUND_URL, payload("inbound_sms_text"), "form")
+
+    assert response.status_code == HTTPStatus.OK
+    assert "Inbound SMS 0A0000000123ABCD1 from +44*******001 to 447700900100: routed." in (
+        caplog.text
+    )
+    assert ALICE.removeprefix("+") not in caplog.text
 
 
 # --- receipts -------------------------------------------------------------------------------------

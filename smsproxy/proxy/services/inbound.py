@@ -32,11 +32,12 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from smsproxy.common.errors import ApplicationError
+from smsproxy.common.privacy import mask_number
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import InboundPart, Message, Participant
 from smsproxy.proxy.selectors import participant_live_list
 from smsproxy.proxy.services.outbox import message_queue_outbound
+from smsproxy.proxy.services.vonage_params import WebhookIgnored, e164_from_vonage, malformed
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ CONCAT_TIMEOUT = timedelta(minutes=10)
 OUT_OF_SESSION_REPLY_INTERVAL = timedelta(hours=1)
 REDACTED_NUMBER = "[number removed]"
 
-_E164_DIGITS_RE = re.compile(r"[1-9][0-9]{6,14}")
 # Seven or more digits, single spaces, dots or dashes allowed between them: what is left of a
 # phone number that `phonenumbers` did not recognise (unusual grouping, a foreign format).
 _DIGIT_RUN_RE = re.compile(r"\+?\d(?:[ .\-]?\d){6,}")
@@ -78,7 +78,6 @@ class InboundSms:
     sender: str  # E.164 with '+', or an alphanumeric sender id as received
     recipient: str  # E.164 with '+': our number
     text: str
-    type: str = "text"
     concat_ref: str = ""
     concat_total: int = 0
     concat_part: int = 0
@@ -95,33 +94,30 @@ class InboundResult:
     forward: Message | None = None  # the queued forward, or the out-of-session reply
 
 
-def e164_from_vonage(value: str) -> str | None:
-    """Vonage's "447700900123" (or "+447700900123") as "+447700900123"; None if not a number."""
-    digits = value.strip().removeprefix("+")
-    return f"+{digits}" if _E164_DIGITS_RE.fullmatch(digits) else None
-
-
-def _malformed(detail: str, field: str, problem: str) -> ApplicationError:
-    return ApplicationError(detail, code="malformed", fields={field: [problem]})
-
-
 def inbound_parse(params: dict[str, str]) -> InboundSms:
-    """Read an inbound-SMS webhook's parameters; ApplicationError(code="malformed") if unusable."""
+    """Read an inbound-SMS webhook's parameters.
+
+    ApplicationError(code="malformed") when unusable; WebhookIgnored for a well-formed SMS we
+    cannot store (a sender id longer than any network sends).
+    """
     for field in ("msisdn", "to", "messageId"):
         if not params.get(field, "").strip():
-            raise _malformed(f"Inbound SMS without {field}.", field, "This field is required.")
+            raise malformed(f"Inbound SMS without {field}.", field, "This field is required.")
     vonage_message_id = params["messageId"].strip()
     if len(vonage_message_id) > 64:
-        raise _malformed("messageId is longer than 64 characters.", "messageId", "Too long.")
+        raise malformed("messageId is longer than 64 characters.", "messageId", "Too long.")
     recipient = e164_from_vonage(params["to"])
     if recipient is None:
-        raise _malformed(f"`to` {params['to']!r} is not a phone number.", "to", "Not a number.")
+        raise malformed(f"`to` {params['to']!r} is not a phone number.", "to", "Not a number.")
     raw_sender = params["msisdn"].strip()
     sender = e164_from_vonage(raw_sender)
     if sender is None:
         # An alphanumeric sender id ("Vonage", a short code): stored, never routed or answered.
         if len(raw_sender) > 16:
-            raise _malformed("msisdn is longer than 16 characters.", "msisdn", "Too long.")
+            raise WebhookIgnored(
+                f"Inbound SMS {vonage_message_id} from a sender id of {len(raw_sender)} "
+                "characters (16 at most): ignored."
+            )
         sender = raw_sender
     sms_type = params.get("type", "text").strip().lower() or "text"
     # A binary SMS carries `data`/`udh` rather than text: nothing a person can read is forwarded.
@@ -130,16 +126,16 @@ def inbound_parse(params: dict[str, str]) -> InboundSms:
     concat_total = concat_part = 0
     if params.get("concat", "").strip().lower() == "true" or concat_ref:
         if not concat_ref or len(concat_ref) > 32:
-            raise _malformed("A concatenated part needs a concat-ref.", "concat-ref", "Invalid.")
+            raise malformed("A concatenated part needs a concat-ref.", "concat-ref", "Invalid.")
         try:
             concat_total = int(params.get("concat-total", ""))
             concat_part = int(params.get("concat-part", ""))
         except ValueError:
-            raise _malformed(
+            raise malformed(
                 "concat-total and concat-part must be integers.", "concat-part", "Not a number."
             ) from None
         if not 1 <= concat_part <= concat_total <= 255:
-            raise _malformed(
+            raise malformed(
                 f"concat-part {concat_part} of concat-total {concat_total} is out of range.",
                 "concat-part",
                 "Out of range.",
@@ -149,7 +145,6 @@ def inbound_parse(params: dict[str, str]) -> InboundSms:
         sender=sender,
         recipient=recipient,
         text=text,
-        type=sms_type,
         concat_ref=concat_ref if concat_total > 1 else "",
         concat_total=concat_total if concat_total > 1 else 0,
         concat_part=concat_part if concat_total > 1 else 0,
@@ -340,7 +335,7 @@ def inbound_parts_flush_stale(*, now: datetime | None = None) -> list[InboundRes
             logger.warning(
                 "Concatenated SMS %s from %s incomplete after %s: forwarding parts %s of %s.",
                 group["concat_ref"],
-                group["sender"],
+                mask_number(group["sender"]),
                 CONCAT_TIMEOUT,
                 ",".join(str(part.concat_part) for part in parts),
                 parts[0].concat_total,

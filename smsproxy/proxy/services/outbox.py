@@ -53,12 +53,17 @@ def _dispatch(message_id: int) -> None:
     message_dispatch(message_id=message_id)
 
 
+def message_due_q(*, now: datetime) -> Q:
+    """Messages whose (next) attempt is due at `now`: never scheduled, or scheduled by then."""
+    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+
+
 def outbox_due_ids(*, now: datetime | None = None, limit: int = 100) -> list[int]:
     """Ids of queued outbound messages whose (next) attempt is due, oldest first."""
     now = now or timezone.now()
     return list(
         Message.objects.filter(status=Message.Status.QUEUED)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(message_due_q(now=now))
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )
@@ -78,7 +83,7 @@ def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list
     now = now or timezone.now()
     ids = list(
         Message.objects.filter(status=Message.Status.QUEUED, updated_at__lt=now - REDISPATCH_AFTER)
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(message_due_q(now=now))
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )

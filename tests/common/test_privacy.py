@@ -1,0 +1,25 @@
+"""Phone numbers in logs: the country prefix and the last 3 digits only."""
+
+from __future__ import annotations
+
+import pytest
+
+from smsproxy.common.privacy import mask_number
+
+
+@pytest.mark.parametrize(
+    ("number", "masked"),
+    [
+        ("+447700900123", "+44*******123"),
+        ("447700900123", "+44*******123"),  # Vonage's form
+        ("+44 7700 900123", "+44*******123"),
+        ("15550100123", "+1*******123"),
+        ("+35312345678", "+353*****678"),
+        ("+999123456789", "+*********789"),  # no such country code: nothing kept at the front
+        ("123", "+1**"),
+        ("Vonage", "Vonage"),  # an alphanumeric sender id is not a person's number
+        ("", ""),
+    ],
+)
+def test_mask_number(number: str, masked: str) -> None:
+    assert mask_number(number) == masked
