@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import parse_qs
@@ -9,12 +11,16 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 import responses
-from django.db import connection
+from django.db import connection, connections
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from smsproxy.gateway.base import SendResult, SentPart
+from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.services import delivery
 from smsproxy.proxy.services.delivery import (
+    CLAIM_RESTAMP_AFTER,
     INTERNAL_ERROR,
     INTERRUPTED,
     RETRY_BASE_DELAY,
@@ -28,7 +34,7 @@ from smsproxy.proxy.services.delivery import (
     retry_delay,
 )
 from smsproxy.proxy.services.receipts import DeliveryReceipt, receipt_record
-from tests.factories import MessageFactory
+from tests.factories import ConversationFactory, MessageFactory
 from tests.proxy.fixtures import ALICE, BOB, BOB_PROXY, SMS_SEND_URL, number, vonage_answer
 
 pytestmark = pytest.mark.django_db
@@ -42,6 +48,27 @@ def vonage(settings, mocked_responses: responses.RequestsMock) -> responses.Requ
     settings.VONAGE_REST_HOST = "rest.nexmo.com"
     settings.SMS_RATE_LIMIT = 0
     return mocked_responses
+
+
+@pytest.fixture(params=["returning", "update_then_select"])
+def claim_path(request, monkeypatch) -> str:
+    """Both ways to claim: one UPDATE … RETURNING, or (older SQLite) an UPDATE and two SELECTs."""
+    if request.param == "returning":
+        if not delivery._update_returning_supported(connection):
+            pytest.skip(f"{connection.vendor} has no UPDATE … RETURNING here")
+    else:
+        monkeypatch.setattr(delivery, "_update_returning_supported", lambda connection: False)
+    return str(request.param)
+
+
+def statements(context: CaptureQueriesContext) -> list[str]:
+    """The SQL run, without transaction control (BEGIN, COMMIT, savepoints)."""
+    control = ("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK")
+    return [
+        query["sql"]
+        for query in context.captured_queries
+        if not query["sql"].upper().startswith(control)
+    ]
 
 
 def queued(**fields) -> Message:
@@ -72,7 +99,9 @@ def sent_form(vonage: responses.RequestsMock, index: int = 0) -> dict[str, str]:
 # --- success --------------------------------------------------------------------------------------
 
 
-def test_status_0_sends_and_records_the_part(vonage: responses.RequestsMock) -> None:
+def test_status_0_sends_and_records_the_part(
+    vonage: responses.RequestsMock, claim_path: str
+) -> None:
     message = queued()
     answer_ok(vonage, message)
 
@@ -125,8 +154,28 @@ def test_unicode_is_sent_as_unicode(vonage: responses.RequestsMock) -> None:
     assert form["text"] == "Привет 👋"
 
 
-def test_a_sender_that_is_not_our_number_is_never_used(vonage: responses.RequestsMock) -> None:
+def test_a_sender_that_is_not_our_number_is_never_used(
+    vonage: responses.RequestsMock, claim_path: str
+) -> None:
     message = MessageFactory.create(sender=ALICE, recipient=BOB)  # a real number as sender
+
+    result = message_deliver(message_id=message.pk)
+
+    assert result.outcome == Outcome.FAILED
+    assert len(vonage.calls) == 0
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == ("failed", SENDER_NOT_PROXY)
+
+
+def test_a_sender_we_released_is_never_used(
+    vonage: responses.RequestsMock, claim_path: str
+) -> None:
+    """A number whose rental is cancelled may already be someone else's: nothing leaves from it,
+    also when the message was queued before the release."""
+    message = queued()
+    VirtualNumber.objects.filter(msisdn=message.sender).update(
+        status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+    )
 
     result = message_deliver(message_id=message.pk)
 
@@ -187,7 +236,9 @@ def test_a_timeout_is_retried(vonage: responses.RequestsMock) -> None:
     assert message.error_code == "timeout"
 
 
-def test_a_retried_message_is_not_sent_before_it_is_due(vonage: responses.RequestsMock) -> None:
+def test_a_retried_message_is_not_sent_before_it_is_due(
+    vonage: responses.RequestsMock, claim_path: str
+) -> None:
     message = queued()
     answer_status(vonage, "1", "Throughput Rate Exceeded")
     message_deliver(message_id=message.pk)
@@ -288,14 +339,120 @@ def test_accepted_parts_of_a_partly_throttled_send_are_kept_but_superseded(
 # --- the claim ------------------------------------------------------------------------------------
 
 
-def test_a_second_claim_does_nothing() -> None:
+def test_a_second_claim_does_nothing(claim_path: str) -> None:
     message = queued()
+    now = timezone.now()
 
-    assert message_claim(message_id=message.pk) is True
+    assert message_claim(message_id=message.pk, now=now) is True
     assert message_claim(message_id=message.pk) is False
 
     message.refresh_from_db()
-    assert (message.status, message.attempts) == (Message.Status.SENDING, 1)
+    assert (message.status, message.attempts, message.claimed_at) == (
+        Message.Status.SENDING,
+        1,
+        now,
+    )
+    assert message.updated_at == now
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_claim_is_committed_when_it_returns(claim_path: str) -> None:
+    """Another connection sees the claim at once: no transaction is left open by it."""
+    message = queued()
+    seen: list[str] = []
+
+    def read() -> None:
+        try:
+            seen.append(Message.objects.values_list("status", flat=True).get(pk=message.pk))
+        finally:
+            connections.close_all()
+
+    assert message_claim(message_id=message.pk) is True
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(30)
+
+    assert seen == [Message.Status.SENDING]
+
+
+def test_the_claim_reads_back_the_fields_of_the_send(claim_path: str) -> None:
+    message = queued(attempts=2, max_attempts=5, text="Où es-tu ? 👋")
+    now = timezone.now()
+
+    claim = delivery._claim(message_id=message.pk, now=now)
+
+    assert claim is not None and claim.sender_is_ours
+    claimed = claim.message
+    assert (claimed.pk, claimed.sender, claimed.recipient, claimed.text) == (
+        message.pk,
+        BOB_PROXY,
+        BOB,
+        "Où es-tu ? 👋",
+    )
+    assert (claimed.status, claimed.attempts, claimed.max_attempts, claimed.claimed_at) == (
+        Message.Status.SENDING,
+        3,
+        5,
+        now,
+    )
+    assert delivery._claim(message_id=message.pk, now=now) is None
+
+
+def test_a_claim_that_does_not_match_returns_nothing_and_changes_nothing(claim_path: str) -> None:
+    later = timezone.now() + timedelta(minutes=1)
+    not_due = queued(next_attempt_at=later)
+    inbound = MessageFactory.create(
+        direction=Message.Direction.INBOUND, status=Message.Status.RECEIVED
+    )
+
+    assert delivery._claim(message_id=not_due.pk, now=timezone.now()) is None
+    assert delivery._claim(message_id=inbound.pk, now=timezone.now()) is None
+    assert delivery._claim(message_id=not_due.pk + inbound.pk + 1000, now=timezone.now()) is None
+
+    not_due.refresh_from_db()
+    assert (not_due.status, not_due.attempts, not_due.claimed_at) == ("queued", 0, None)
+    # Due exactly now: claimed.
+    assert delivery._claim(message_id=not_due.pk, now=later) is not None
+
+
+def test_the_claim_is_one_statement_where_update_returning_exists(claim_path: str) -> None:
+    message = queued()
+
+    with CaptureQueriesContext(connection) as context:
+        assert message_claim(message_id=message.pk) is True
+
+    assert len(statements(context)) == (1 if claim_path == "returning" else 4)
+
+
+def test_a_sent_message_costs_four_statements(
+    vonage: responses.RequestsMock, claim_path: str
+) -> None:
+    """The claim, then the UPDATE to sent, the SELECT of existing parts and their INSERT."""
+    message = queued()
+    answer_ok(vonage, message)
+
+    with CaptureQueriesContext(connection) as context:
+        assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
+
+    sql = statements(context)
+    assert len(sql) == (4 if claim_path == "returning" else 7), sql
+    assert sql[-1].startswith("INSERT")
+
+
+def test_the_result_carries_the_sent_message(vonage: responses.RequestsMock) -> None:
+    conversation = ConversationFactory.create()
+    message = queued(conversation=conversation)
+    answer_ok(vonage, message)
+
+    result = message_deliver(message_id=message.pk)
+
+    assert result.message is not None
+    stored = Message.objects.get(pk=message.pk)
+    for field in ("status", "sent_at", "price", "sender", "recipient", "text", "attempts"):
+        assert getattr(result.message, field) == getattr(stored, field), field
+    # Fields the claim did not read are loaded when asked for.
+    assert result.message.conversation_id == conversation.pk
+    assert result.message.purpose == stored.purpose
 
 
 def test_a_message_being_sent_is_not_sent_again(vonage: responses.RequestsMock) -> None:
@@ -405,8 +562,6 @@ def test_a_stuck_row_whose_receipt_arrived_is_marked_sent() -> None:
 
 def test_a_receipt_that_arrives_during_the_send_is_kept(monkeypatch, settings) -> None:
     """The sandbox and Vonage may answer with a receipt before the send's result is written."""
-    from smsproxy.gateway.base import SendResult, SentPart
-
     settings.SMS_RATE_LIMIT = 0
     message = queued()
 
@@ -427,6 +582,152 @@ def test_a_receipt_that_arrives_during_the_send_is_kept(monkeypatch, settings) -
     assert message.status == Message.Status.DELIVERED
     [part] = message.parts.all()
     assert (part.status, part.price) == ("delivered", Decimal("0.05"))
+
+
+def test_a_receipt_for_one_part_of_two_before_the_send_result(monkeypatch, settings) -> None:
+    """The receipt created the first part (without price or network): the send completes it."""
+    settings.SMS_RATE_LIMIT = 0
+    message = queued(text="x" * 200)
+
+    class FirstPartReceiptFirst:
+        def send_sms(self, *, client_ref: str, **kwargs) -> SendResult:
+            receipt_record(
+                receipt=DeliveryReceipt(
+                    vonage_message_id="0C0A", status="delivered", client_ref=client_ref
+                )
+            )
+            return SendResult(
+                parts=(
+                    SentPart(message_id="0C0A", price=Decimal("0.04"), network="23410"),
+                    SentPart(message_id="0C0B", price=Decimal("0.04"), network="23410"),
+                )
+            )
+
+    monkeypatch.setattr(delivery, "get_provider", FirstPartReceiptFirst)
+
+    assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
+
+    parts = {part.vonage_message_id: part for part in message.parts.all()}
+    assert set(parts) == {"0C0A", "0C0B"}
+    first, second = parts["0C0A"], parts["0C0B"]
+    assert (first.status, first.price, first.network, first.superseded) == (
+        "delivered",
+        Decimal("0.04"),
+        "23410",
+        False,
+    )
+    assert (second.status, second.price, second.superseded) == ("sent", Decimal("0.04"), False)
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT  # the second part is not delivered yet
+
+    receipt_record(receipt=DeliveryReceipt(vonage_message_id="0C0B", status="delivered"))
+
+    message.refresh_from_db()
+    assert (message.status, message.price) == (Message.Status.DELIVERED, Decimal("0.08"))
+
+
+def test_a_message_a_receipt_proved_accepted_is_not_sent_again(
+    vonage: responses.RequestsMock,
+) -> None:
+    """An earlier attempt timed out, but Vonage had taken it: its receipt (matched by
+    client-ref) created a part. Sending again would deliver the text twice; the message is
+    recorded as sent, and its status follows the receipts."""
+    message = queued(attempts=1)
+    MessagePart.objects.create(
+        message=message, vonage_message_id="0C00EARLIER", status=MessagePart.Status.DELIVERED
+    )
+
+    result = message_deliver(message_id=message.pk)
+
+    assert result.outcome == Outcome.SENT
+    assert "not sent again" in result.detail
+    assert len(vonage.calls) == 0
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED
+
+
+def test_a_failed_receipt_of_an_earlier_attempt_fails_the_message_without_a_resend(
+    vonage: responses.RequestsMock,
+) -> None:
+    message = queued(attempts=1)
+    MessagePart.objects.create(
+        message=message,
+        vonage_message_id="0C00EARLIER",
+        status=MessagePart.Status.FAILED,
+        error_code="6",
+    )
+
+    assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
+
+    assert len(vonage.calls) == 0
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+
+
+def test_superseded_parts_of_an_earlier_attempt_do_not_stop_a_send(
+    vonage: responses.RequestsMock,
+) -> None:
+    """Parts accepted before a transient failure were superseded: the whole text goes again."""
+    message = queued(attempts=1)
+    MessagePart.objects.create(
+        message=message,
+        vonage_message_id="0C00EARLIER",
+        status=MessagePart.Status.FAILED,
+        error_code="6",
+        superseded=True,
+    )
+    answer_ok(vonage, message)
+
+    assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
+
+    assert len(vonage.calls) == 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.parts.filter(vonage_message_id="0C0000001234567B", superseded=False).exists()
+
+
+def test_a_vonage_id_already_recorded_for_another_message_is_left_alone(
+    vonage: responses.RequestsMock, caplog
+) -> None:
+    other = MessageFactory.create(status=Message.Status.SENT, sender=BOB_PROXY, recipient=BOB)
+    MessagePart.objects.create(
+        message=other, vonage_message_id="0C0000001234567B", price=Decimal("0.01")
+    )
+    message = queued()
+    answer_ok(vonage, message, "sms_send_two_parts")
+
+    with caplog.at_level(logging.ERROR, logger=delivery.__name__):
+        assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
+
+    assert "already recorded for message" in caplog.text
+    kept = MessagePart.objects.get(vonage_message_id="0C0000001234567B")
+    assert (kept.message_id, kept.price) == (other.pk, Decimal("0.01"))
+    assert list(message.parts.values_list("vonage_message_id", flat=True)) == ["0C0000001234567C"]
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+
+
+def test_a_success_after_the_sweep_took_the_row_back_still_counts(
+    vonage: responses.RequestsMock, caplog
+) -> None:
+    message = queued()
+
+    def answer(request):
+        # The sweep re-queued the row meanwhile (a send slower than STALE_SENDING_AFTER).
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.QUEUED, error_code=INTERRUPTED, claimed_at=None
+        )
+        return (200, {}, '{"message-count": "1", "messages": [{"status": "0", "message-id": "L"}]}')
+
+    vonage.add_callback(responses.POST, SMS_SEND_URL, callback=answer)
+
+    with caplog.at_level(logging.WARNING, logger=delivery.__name__):
+        assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
+
+    assert "was queued when its send succeeded" in caplog.text
+    message.refresh_from_db()
+    assert (message.status, message.error_code, message.next_attempt_at) == ("sent", "", None)
+    assert message.parts.get().vonage_message_id == "L"
 
 
 @pytest.mark.django_db(transaction=True)
@@ -490,6 +791,38 @@ def test_the_stale_clock_restarts_after_waiting_for_the_limiter(
     assert recovered_during_send == []  # the send was not mistaken for a dead worker's
     message.refresh_from_db()
     assert (message.status, message.error_code) == ("sent", "")
+
+
+@pytest.mark.parametrize(
+    "waited,restamped",
+    [
+        (timedelta(0), False),
+        (CLAIM_RESTAMP_AFTER / 2, False),
+        (CLAIM_RESTAMP_AFTER, True),
+        (timedelta(seconds=30), True),
+    ],
+)
+def test_only_a_wait_of_a_second_or_more_restarts_the_claims_clock(
+    vonage: responses.RequestsMock, monkeypatch, waited: timedelta, restamped: bool
+) -> None:
+    message = queued()
+    limiter = SlowLimiter(monkeypatch, waited)
+    monkeypatch.setattr(delivery, "rate_limiter_get", lambda: limiter)
+    answer_ok(vonage, message)
+    before = timezone.now()
+
+    with CaptureQueriesContext(connection) as context:
+        assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
+
+    message.refresh_from_db()
+    assert message.claimed_at is not None
+    claim_age = message.claimed_at - before
+    if restamped:
+        assert claim_age >= waited
+    else:
+        assert claim_age < CLAIM_RESTAMP_AFTER / 2
+    restamps = [sql for sql in statements(context) if 'SET "claimed_at"' in sql]
+    assert len(restamps) == (1 if restamped else 0)
 
 
 def test_a_row_the_sweep_took_back_during_the_wait_is_not_sent(

@@ -5,11 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
+from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.services.outbox import message_retry
-from smsproxy.proxy.services.receipts import receipt_parse, receipt_record
+from smsproxy.proxy.services.receipts import (
+    message_status_refresh,
+    receipt_parse,
+    receipt_record,
+)
+from smsproxy.proxy.services.vonage_params import WebhookIgnored
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import BOB, BOB_PROXY, payload
 
@@ -145,7 +151,13 @@ def test_a_receipt_for_an_unknown_message_is_ignored(client_ref: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "numbers", [{"to": "447700900999"}, {"msisdn": "447700901999"}, {"to": "", "msisdn": "x"}]
+    "numbers",
+    [
+        {"to": "447700900999"},
+        {"msisdn": "447700901999"},
+        {"to": "", "msisdn": "x"},
+        {"to": "Vonage"},  # an alphanumeric sender: never one of our numbers
+    ],
 )
 def test_another_applications_receipt_with_a_numeric_client_ref_is_ignored(
     numbers: dict[str, str],
@@ -187,11 +199,45 @@ def test_after_a_retry_only_the_new_send_counts() -> None:
     assert message.status == Message.Status.DELIVERED
 
 
+def test_the_status_refresh_uses_the_parts_it_is_given(django_assert_num_queries) -> None:
+    """The send's result passes the parts it has just read and written under the row lock."""
+    message = sent("P1", "P2")
+    parts = list(message.parts.order_by("id"))
+    now = timezone.now()
+    for part in parts:  # as the caller holds them, ahead of the stored rows
+        part.status, part.receipt_at, part.price = (
+            MessagePart.Status.DELIVERED,
+            now,
+            Decimal("0.02"),
+        )
+
+    with django_assert_num_queries(1):  # the message's UPDATE: the parts are not read again
+        message_status_refresh(message=message, parts=parts)
+
+    message.refresh_from_db()
+    assert (message.status, message.delivered_at, message.price) == (
+        Message.Status.DELIVERED,
+        now,
+        Decimal("0.04"),
+    )
+
+
+def test_the_status_refresh_reads_the_parts_when_not_given() -> None:
+    message = sent("P1", "P2")
+    MessagePart.objects.filter(message=message).update(status=MessagePart.Status.DELIVERED)
+
+    message_status_refresh(message=message)
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED
+
+
 @pytest.mark.parametrize(
     "change,field",
     [
-        ({"status": "teleported"}, "status"),
+        ({"status": ""}, "status"),
         ({"messageId": ""}, "messageId"),
+        ({"messageId": "X" * 65}, "messageId"),
         ({"price": "lots"}, "price"),
     ],
 )
@@ -201,3 +247,16 @@ def test_receipt_parse_refuses_unusable_receipts(change: dict[str, str], field: 
 
     assert raised.value.code == "malformed"
     assert field in raised.value.fields
+
+
+@pytest.mark.parametrize("status", ["teleported", "sent"])
+def test_a_receipt_with_a_status_we_do_not_know_is_ignored_not_refused(status: str) -> None:
+    """Refused, Vonage would send it again for three days; no retry would change our answer."""
+    with pytest.raises(WebhookIgnored, match="unknown status"):
+        receipt_parse(payload("delivery_receipt_delivered", status=status))
+
+
+def test_receipt_parse_reads_the_numbers_as_e164() -> None:
+    receipt = receipt_parse(payload("delivery_receipt_delivered", to=" +447700900200"))
+
+    assert (receipt.sender, receipt.recipient) == (BOB_PROXY, BOB)

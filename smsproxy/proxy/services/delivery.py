@@ -16,8 +16,13 @@ Outcomes:
   superseded: the whole text is sent again, so the recipient gets it complete.
 - Permanent failure (any other status: invalid number, no credit, barred, ...) → `failed` with
   Vonage's code and text.
-- A sender that is not one of our numbers (VirtualNumber) → `failed` with code
-  `sender_not_proxy`, nothing sent: rule 9's last line of defence.
+- A sender that is not one of our active numbers (VirtualNumber) → `failed` with code
+  `sender_not_proxy`, nothing sent: rule 9's last line of defence, and a released number may
+  already be someone else's.
+- A receipt already named a current part of the message (an earlier attempt that ended in a
+  timeout or a dropped connection did reach Vonage) → `sent` without calling Vonage again, its
+  status following the receipts: Vonage has no idempotency key, so a new send would deliver
+  the text twice.
 - An unexpected exception (a bug, not an answer from Vonage) → `failed` with code
   `internal_error`: it may have happened after Vonage accepted the text, so it is not retried
   automatically; staff can retry it from the admin once the cause is fixed.
@@ -38,6 +43,16 @@ A live worker is never mistaken for a dead one: the claim's clock restarts once 
 limiter lets the send go (a long wait for a token is not a crash), and a worker whose row the
 sweep took back meanwhile does not send it; a late result of such a worker never overwrites
 the outcome of the attempt that owns the row now, except a success (Vonage took the text).
+A wait shorter than CLAIM_RESTAMP_AFTER (1 s) skips that restart and its check: the sweep takes
+a row back only STALE_SENDING_AFTER (300 times as long) after its claim, so it cannot have
+taken it yet, and the send keeps all but that second of its window.
+
+Round trips (they bound a worker's rate: SMS_RATE_LIMIT may be raised far above 25/s): a sent
+message costs the claim — one UPDATE … RETURNING that also reads the fields to send and
+whether the sender is ours (PostgreSQL, SQLite >= 3.35; elsewhere an UPDATE and two SELECTs) —
+then one transaction: the UPDATE to `sent` (which takes the row lock receipts take too), one
+SELECT of the parts already there (a receipt may have come first) and one INSERT of the new
+ones; the message's status is derived from the parts read, without reading them again.
 """
 
 from __future__ import annotations
@@ -49,8 +64,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db import connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models import F, Model, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -66,6 +82,9 @@ logger = logging.getLogger(__name__)
 RETRY_BASE_DELAY = timedelta(seconds=20)
 RETRY_MAX_DELAY = timedelta(minutes=30)
 STALE_SENDING_AFTER = timedelta(minutes=5)
+# A wait for a rate-limit token (counted from the claim) at least this long restarts the claim's
+# clock before the send; see the module docstring.
+CLAIM_RESTAMP_AFTER = timedelta(seconds=1)
 INTERRUPTED = "interrupted"
 INTERNAL_ERROR = "internal_error"
 SENDER_NOT_PROXY = "sender_not_proxy"
@@ -101,13 +120,130 @@ def retry_delay(*, attempts: int) -> timedelta:
 
 
 def message_claim(*, message_id: int, now: datetime | None = None) -> bool:
-    """Atomically move a due queued message to `sending`; False when someone else has it.
+    """Atomically move a due queued message to `sending`; False when someone else has it."""
+    return _claim(message_id=message_id, now=now or timezone.now()) is not None
+
+
+# What the send needs of a claimed row, read back by the claim.
+_CLAIM_READS = ("sender", "recipient", "text", "attempts", "max_attempts")
+
+
+@dataclass(frozen=True)
+class _Claim:
+    # The claimed row with the fields of _CLAIM_READS and those the claim wrote; the others
+    # are deferred (read on first access, as with `.only()`).
+    message: Message
+    sender_is_ours: bool
+    # A receipt already named a part of this message: an earlier attempt that ended in a
+    # timeout or a dropped connection did reach Vonage.
+    accepted_before: bool
+
+
+def _claim(*, message_id: int, now: datetime) -> _Claim | None:
+    """Claim a due queued message (see `message_claim`) and read what its send needs.
 
     One UPDATE with the state in its WHERE clause: the database serialises two claims of one
     row (a row lock on PostgreSQL, the write lock on SQLite), and the second finds no
-    `queued` row left to update.
+    `queued` row left to update, so it returns no row and None.
     """
-    now = now or timezone.now()
+    connection = connections[router.db_for_write(Message)]
+    if _update_returning_supported(connection):
+        row = _claim_returning(connection, message_id=message_id, now=now)
+    else:
+        row = _claim_then_read(message_id=message_id, now=now)
+    if row is None:
+        return None
+    loaded = {
+        "id": message_id,
+        "direction": Message.Direction.OUTBOUND,
+        "status": Message.Status.SENDING,
+        **dict(zip(_CLAIM_READS, row[:-2], strict=True)),
+        "claimed_at": now,
+        "updated_at": now,
+    }
+    message = Message.from_db(
+        connection.alias,
+        list(loaded),
+        [
+            loaded[field.attname]
+            for field in Message._meta.concrete_fields
+            if field.attname in loaded
+        ],
+    )
+    return _Claim(message=message, sender_is_ours=bool(row[-2]), accepted_before=bool(row[-1]))
+
+
+def _update_returning_supported(connection: BaseDatabaseWrapper) -> bool:
+    # The feature flag is about INSERT; UPDATE … RETURNING came with it on PostgreSQL and
+    # SQLite (3.35), not on MariaDB, which has the flag.
+    return (
+        connection.vendor in {"postgresql", "sqlite"}
+        and connection.features.can_return_columns_from_insert
+    )
+
+
+def _claim_returning(
+    connection: BaseDatabaseWrapper, *, message_id: int, now: datetime
+) -> tuple[object, ...] | None:
+    """The claim as one UPDATE … RETURNING: one round trip instead of three.
+
+    Raw SQL because `QuerySet.update()` cannot return rows. It is the UPDATE of
+    `_claim_then_read` (same WHERE, same SET), with table and column names taken from the
+    models; the last two columns returned say whether the sender is one of our active numbers
+    and whether a receipt already named a current part of the message.
+    """
+    quote = connection.ops.quote_name
+    table = quote(Message._meta.db_table)
+    numbers = quote(VirtualNumber._meta.db_table)
+    number_columns = _columns(VirtualNumber)
+    msisdn, number_status = quote(number_columns["msisdn"]), quote(number_columns["status"])
+    parts = quote(MessagePart._meta.db_table)
+    part_columns = _columns(MessagePart)
+    part_message, superseded = quote(part_columns["message"]), quote(part_columns["superseded"])
+    columns = _columns(Message)
+
+    def column(name: str) -> str:
+        return quote(columns[name])
+
+    status, attempts, due = column("status"), column("attempts"), column("next_attempt_at")
+    # Only names from the models' _meta are interpolated; every value is a bound parameter.
+    sql = (
+        f"UPDATE {table} SET {status} = %s, {column('claimed_at')} = %s,"  # noqa: S608
+        f" {attempts} = {attempts} + 1, {column('updated_at')} = %s"
+        f" WHERE {column('id')} = %s AND {column('direction')} = %s AND {status} = %s"
+        f" AND ({due} IS NULL OR {due} <= %s)"
+        f" RETURNING {', '.join(map(column, _CLAIM_READS))},"
+        f" EXISTS (SELECT 1 FROM {numbers} WHERE {numbers}.{msisdn} = {table}.{column('sender')}"
+        f" AND {numbers}.{number_status} = %s),"
+        f" EXISTS (SELECT 1 FROM {parts} WHERE {parts}.{part_message} = {table}.{column('id')}"
+        f" AND {parts}.{superseded} = %s)"
+    )
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    params = [
+        Message.Status.SENDING.value,
+        stamp,
+        stamp,
+        message_id,
+        Message.Direction.OUTBOUND.value,
+        Message.Status.QUEUED.value,
+        stamp,
+        VirtualNumber.Status.ACTIVE.value,
+        False,
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        # Fetch to the end: SQLite finishes (and autocommits) the statement only then.
+        rows = cursor.fetchall()
+    return tuple(rows[0]) if rows else None
+
+
+def _columns(model: type[Model]) -> dict[str, str]:
+    """Each concrete field's name → its column."""
+    return {field.name: field.column for field in model._meta.concrete_fields if field.column}
+
+
+def _claim_then_read(*, message_id: int, now: datetime) -> tuple[object, ...] | None:
+    """The claim where UPDATE … RETURNING is missing: the UPDATE, then two reads."""
     claimed = (
         Message.objects.filter(
             pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED
@@ -120,22 +256,34 @@ def message_claim(*, message_id: int, now: datetime | None = None) -> bool:
             updated_at=now,
         )
     )
-    return claimed == 1
+    if claimed != 1:
+        return None
+    values = Message.objects.filter(pk=message_id).values_list(*_CLAIM_READS).get()
+    sender = values[_CLAIM_READS.index("sender")]
+    return (
+        *values,
+        VirtualNumber.objects.filter(msisdn=sender, status=VirtualNumber.Status.ACTIVE).exists(),
+        MessagePart.objects.filter(message_id=message_id, superseded=False).exists(),
+    )
 
 
 def message_deliver(*, message_id: int) -> DeliveryResult:
     """Send one queued outbound message if it is due and nobody else is sending it."""
-    if not message_claim(message_id=message_id):
+    claim = _claim(message_id=message_id, now=timezone.now())
+    if claim is None:
         return DeliveryResult(Outcome.SKIPPED, detail="not due, or claimed by another worker")
-    message = Message.objects.get(pk=message_id)
-    if not VirtualNumber.objects.filter(msisdn=message.sender).exists():
+    message = claim.message
+    if not claim.sender_is_ours:
         # Rule 9, enforced where every SMS leaves: only our own numbers ever send, so no bug
         # upstream can put a participant's real number in front of the other participant.
         return _record_failure(
             message_id=message_id,
             code=SENDER_NOT_PROXY,
-            text=f"Refused to send from {message.sender}: not one of our proxy numbers.",
+            text=f"Refused to send from {message.sender}: not one of our active proxy numbers.",
         )
+    if claim.accepted_before:
+        # Vonage has no idempotency key: sending again would deliver the text twice.
+        return _record_sent(message=message, result=SendResult(parts=()))
     try:
         rate_limiter_get().acquire()
     except Exception:
@@ -149,13 +297,18 @@ def message_deliver(*, message_id: int) -> DeliveryResult:
         raise
     # The wait for a token can be long (a low SMS_RATE_LIMIT shared by many workers): restart
     # the stale clock now, and check that the sweep did not take the row back meanwhile — then
-    # it is someone else's to send, and sending it here too would send it twice.
-    if not Message.objects.filter(
-        pk=message_id, status=Message.Status.SENDING, claimed_at=message.claimed_at
-    ).update(claimed_at=timezone.now()):
-        return DeliveryResult(
-            Outcome.SKIPPED, detail="taken back by the stale sweep while waiting for the limiter"
-        )
+    # it is someone else's to send, and sending it here too would send it twice. Measured on
+    # the clock the sweep reads; a shorter wait needs neither (module docstring).
+    restamped_at = timezone.now()
+    if message.claimed_at is None or restamped_at - message.claimed_at >= CLAIM_RESTAMP_AFTER:
+        if not Message.objects.filter(
+            pk=message_id, status=Message.Status.SENDING, claimed_at=message.claimed_at
+        ).update(claimed_at=restamped_at):
+            return DeliveryResult(
+                Outcome.SKIPPED,
+                detail="taken back by the stale sweep while waiting for the limiter",
+            )
+        message.claimed_at = restamped_at
     try:
         result = get_provider().send_sms(
             sender=message.sender,
@@ -178,24 +331,42 @@ def message_deliver(*, message_id: int) -> DeliveryResult:
         return _record_failure(
             message_id=message_id, code=INTERNAL_ERROR, text=f"{type(error).__name__}: {error}"
         )
-    return _record_sent(message_id=message_id, result=result)
+    return _record_sent(message=message, result=result)
 
 
 def _parts_store(
     *, message: Message, parts: tuple[SentPart, ...], superseded: bool = False
-) -> None:
-    """Write the parts Vonage accepted; a receipt may have created some of them already."""
+) -> list[MessagePart]:
+    """Write the parts Vonage accepted; return the message's parts that are not superseded.
+
+    Call holding the message's row lock, which every writer of parts takes first. A receipt
+    may have created some of these parts already (it came before the send's result was
+    written): one SELECT finds them, with the message's other current parts, and they are
+    completed; the rest are inserted in one statement. No receipt can add a part of this
+    message between the two (it waits for the lock). `ignore_conflicts` is a guard only: the
+    one row it could meet is a part with the same Vonage id committed for another message in
+    between, which Vonage's unique ids rule out; it must not fail the whole write if it happens.
+    """
+    ids = [sent.message_id for sent in parts]
+    found = {
+        part.vonage_message_id: part
+        for part in MessagePart.objects.filter(
+            Q(message_id=message.pk, superseded=False) | Q(vonage_message_id__in=ids)
+        ).order_by("id")
+    }
+    created = []
     for sent in parts:
-        part, created = MessagePart.objects.get_or_create(
-            vonage_message_id=sent.message_id,
-            defaults={
-                "message": message,
-                "price": sent.price,
-                "network": sent.network,
-                "superseded": superseded,
-            },
-        )
-        if created:
+        part = found.get(sent.message_id)
+        if part is None:
+            created.append(
+                MessagePart(
+                    message=message,
+                    vonage_message_id=sent.message_id,
+                    price=sent.price,
+                    network=sent.network,
+                    superseded=superseded,
+                )
+            )
             continue
         if part.message_id != message.pk:
             logger.error(
@@ -209,34 +380,50 @@ def _parts_store(
         part.network = part.network or sent.network
         part.superseded = superseded
         part.save(update_fields=["price", "network", "superseded"])
+    if created:
+        MessagePart.objects.bulk_create(created, ignore_conflicts=True)
+    return [
+        part
+        for part in [*found.values(), *created]
+        if part.message_id == message.pk and not part.superseded
+    ]
 
 
-def _record_sent(*, message_id: int, result: SendResult) -> DeliveryResult:
+def _record_sent(*, message: Message, result: SendResult) -> DeliveryResult:
+    now = timezone.now()
+    sent_fields = {
+        "status": Message.Status.SENT,
+        "sent_at": now,
+        "price": result.price,
+        "next_attempt_at": None,
+        "error_code": "",
+        "error_text": "",
+        "updated_at": now,
+    }
     with transaction.atomic():
-        message = Message.objects.select_for_update().get(pk=message_id)
-        if message.status != Message.Status.SENDING:
+        # The UPDATE takes the row lock first, as every writer of parts does.
+        if not Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            **sent_fields
+        ):
             # The stale sweep gave up on this send meanwhile; Vonage did take it, and that wins.
-            logger.warning("Message %s was %s when its send succeeded.", message_id, message.status)
-        _parts_store(message=message, parts=result.parts)
-        message.status = Message.Status.SENT
-        message.sent_at = timezone.now()
-        message.price = result.price
-        message.next_attempt_at = None
-        message.error_code = ""
-        message.error_text = ""
-        message.save(
-            update_fields=[
-                "status",
-                "sent_at",
-                "price",
-                "next_attempt_at",
-                "error_code",
-                "error_text",
-                "updated_at",
-            ]
-        )
-        message_status_refresh(message=message)
+            status = (
+                Message.objects.select_for_update()
+                .values_list("status", flat=True)
+                .get(pk=message.pk)
+            )
+            logger.warning("Message %s was %s when its send succeeded.", message.pk, status)
+            Message.objects.filter(pk=message.pk).update(**sent_fields)
+        for name, value in sent_fields.items():
+            setattr(message, name, value)
+        current = _parts_store(message=message, parts=result.parts)
+        message_status_refresh(message=message, parts=current)
     count = len(result.parts)
+    if not count:
+        return DeliveryResult(
+            Outcome.SENT,
+            message,
+            "accepted by an earlier attempt (a receipt named it): not sent again",
+        )
     return DeliveryResult(
         Outcome.SENT,
         message,
@@ -251,14 +438,16 @@ def _record_transient_failure(*, message_id: int, error: ProviderError) -> Deliv
             logger.warning("Message %s was %s when its send failed.", message_id, message.status)
             return DeliveryResult(Outcome.SKIPPED, message, f"no longer sending: {error}")
         if message.attempts >= message.max_attempts:
-            _parts_store(message=message, parts=error.accepted_parts)
+            if error.accepted_parts:
+                _parts_store(message=message, parts=error.accepted_parts)
             _fail(
                 message,
                 code=error.code or "error",
                 text=f"{error.text} (gave up after {message.attempts} attempts)",
             )
             return DeliveryResult(Outcome.FAILED, message, message.error_text)
-        _parts_store(message=message, parts=error.accepted_parts, superseded=True)
+        if error.accepted_parts:
+            _parts_store(message=message, parts=error.accepted_parts, superseded=True)
         delay = retry_delay(attempts=message.attempts)
         message.status = Message.Status.QUEUED
         message.next_attempt_at = timezone.now() + delay
@@ -291,7 +480,8 @@ def _record_failure(
         if message.status != Message.Status.SENDING:
             # The stale sweep took the row back meanwhile and another attempt owns it now (it
             # may even have been sent): this late failure must not overwrite that outcome.
-            _parts_store(message=message, parts=accepted_parts, superseded=True)
+            if accepted_parts:
+                _parts_store(message=message, parts=accepted_parts, superseded=True)
             logger.warning(
                 "Message %s was %s when its send failed (%s: %s).",
                 message_id,
@@ -300,7 +490,8 @@ def _record_failure(
                 text,
             )
             return DeliveryResult(Outcome.SKIPPED, message, f"no longer sending: {text}")
-        _parts_store(message=message, parts=accepted_parts)
+        if accepted_parts:
+            _parts_store(message=message, parts=accepted_parts)
         _fail(message, code=code, text=text)
     return DeliveryResult(Outcome.FAILED, message, f"{text} (code {code})")
 

@@ -20,14 +20,15 @@ it for three days.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.db import transaction
 from django.utils import timezone
 
-from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Message, MessagePart
+from smsproxy.proxy.services.vonage_params import WebhookIgnored, e164_from_vonage, malformed
 
 logger = logging.getLogger(__name__)
 
@@ -61,38 +62,28 @@ class DeliveryReceipt:
 
 
 def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
-    """Read a receipt webhook's parameters; ApplicationError(code="malformed") when unusable."""
-    vonage_message_id = params.get("messageId", "").strip()
-    status = params.get("status", "").strip().lower()
-    missing = [
-        name for name, value in (("messageId", vonage_message_id), ("status", status)) if not value
-    ]
-    if missing:
-        raise ApplicationError(
-            f"Delivery receipt without {' and '.join(missing)}.",
-            code="malformed",
-            fields={name: ["This field is required."] for name in missing},
-        )
+    """Read a receipt webhook's parameters.
+
+    ApplicationError(code="malformed") when unusable; WebhookIgnored for a status we do not
+    know (one Vonage added later): Vonage would retry a refused receipt for three days.
+    """
+    for field in ("messageId", "status"):
+        if not params.get(field, "").strip():
+            raise malformed(f"Delivery receipt without {field}.", field, "This field is required.")
+    vonage_message_id = params["messageId"].strip()
+    status = params["status"].strip().lower()
     if len(vonage_message_id) > 64:
-        raise ApplicationError(
-            "messageId is longer than 64 characters.",
-            code="malformed",
-            fields={"messageId": ["Too long."]},
-        )
+        raise malformed("messageId is longer than 64 characters.", "messageId", "Too long.")
     if status not in MessagePart.Status.values or status == MessagePart.Status.SENT:
-        raise ApplicationError(
-            f"Unknown delivery receipt status {status!r}.",
-            code="malformed",
-            fields={"status": ["Unknown status."]},
+        raise WebhookIgnored(
+            f"Delivery receipt {vonage_message_id} with unknown status {status[:32]!r}: ignored."
         )
     price: Decimal | None = None
     if params.get("price"):
         try:
             price = Decimal(params["price"])
         except InvalidOperation:
-            raise ApplicationError(
-                "price is not a number.", code="malformed", fields={"price": ["Not a number."]}
-            ) from None
+            raise malformed("price is not a number.", "price", "Not a number.") from None
     error_code = params.get("err-code", "").strip()
     return DeliveryReceipt(
         vonage_message_id=vonage_message_id,
@@ -101,15 +92,15 @@ def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
         client_ref=params.get("client-ref", "").strip(),
         price=price if price is None or price.is_finite() else None,
         network=params.get("network-code", "").strip()[:16],
-        sender=_e164(params.get("to", "")),
-        recipient=_e164(params.get("msisdn", "")),
+        sender=_receipt_number(params.get("to", "")),
+        recipient=_receipt_number(params.get("msisdn", "")),
     )
 
 
-def _e164(value: str) -> str:
-    """Vonage's "447700900123" as "+447700900123"; the value as it is if not a number."""
-    digits = value.strip().removeprefix("+")
-    return f"+{digits}" if digits.isdigit() else value.strip()
+def _receipt_number(value: str) -> str:
+    """A receipt's number as E.164; a value that is not a number is kept as it is, so that it
+    never matches ours (an empty one means the receipt does not name that number)."""
+    return e164_from_vonage(value) or value.strip()
 
 
 def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
@@ -190,15 +181,20 @@ def _numbers_match(receipt: DeliveryReceipt, message: Message) -> bool:
     return receipt.sender in ("", message.sender) and receipt.recipient in ("", message.recipient)
 
 
-def message_status_refresh(*, message: Message) -> Message:
+def message_status_refresh(
+    *, message: Message, parts: Sequence[MessagePart] | None = None
+) -> Message:
     """Derive a sent message's status from the receipts of its latest send's parts.
 
     Call inside a transaction holding the message's row. Only a `sent` message moves: one still
     queued or sending has not recorded its parts yet, and a final status is never undone.
+    `parts`: the message's parts that are not superseded, in id order, when the caller has just
+    read and written them under that lock (the send's result does); read here otherwise.
     """
     if message.status != Message.Status.SENT:
         return message
-    parts = list(message.parts.filter(superseded=False).order_by("id"))
+    if parts is None:
+        parts = list(message.parts.filter(superseded=False).order_by("id"))
     if not parts:
         return message
     failed = next((part for part in parts if part.status in _PART_FAILURE_TO_MESSAGE), None)
