@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from smsproxy import gateway
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.base import InvalidNumberError, ProviderError, TransientProviderError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.numbers.selectors import E164_RE
@@ -129,20 +130,22 @@ def real_number_confirm(*, number: RealNumber) -> RealNumber:
     except TransientProviderError as exc:
         logger.warning(
             "Number Insight unavailable for %s (%s); using the local parse",
-            _masked(number.e164),
+            mask_number(number.e164),
             exc,
         )
         return number
     except ProviderError as exc:
         logger.error(
-            "Number Insight failed for %s (%s); using the local parse", _masked(number.e164), exc
+            "Number Insight failed for %s (%s); using the local parse",
+            mask_number(number.e164),
+            exc,
         )
         return number
     if not E164_RE.match(insight.e164):
         logger.error(
             "Number Insight answered %r for %s; using the local parse",
             insight.e164,
-            _masked(number.e164),
+            mask_number(number.e164),
         )
         return number
     return RealNumber(e164=insight.e164, country=_country(insight.country) or number.country)
@@ -152,11 +155,6 @@ def _country(code: str | None) -> str:
     code = (code or "").strip().upper()
     # phonenumbers says "ZZ" for an unknown region and "001" for non-geographic numbers.
     return code if len(code) == 2 and code.isalpha() and code != "ZZ" else ""
-
-
-def _masked(e164: str) -> str:
-    """Real numbers stay out of logs but for their country prefix and last digits."""
-    return e164[:3] + "*" * max(len(e164) - 7, 0) + e164[-4:]
 
 
 # --- Opening a conversation ----------------------------------------------------------------------
@@ -402,7 +400,7 @@ def _participant_assign(
             logger.info(
                 "Proxy number %s was taken for %s concurrently; trying the next one",
                 proxy_number.msisdn,
-                _masked(spec.number.e164),
+                mask_number(spec.number.e164),
             )
     raise _assignment_conflict_error()
 

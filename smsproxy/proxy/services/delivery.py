@@ -75,6 +75,7 @@ from smsproxy.gateway.base import ProviderError, SendResult, SentPart
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.ratelimit import rate_limiter_get
+from smsproxy.proxy.services.outbox import message_due_q
 from smsproxy.proxy.services.receipts import message_status_refresh
 
 logger = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ def _claim_then_read(*, message_id: int, now: datetime) -> tuple[object, ...] | 
         Message.objects.filter(
             pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED
         )
-        .filter(Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now))
+        .filter(message_due_q(now=now))
         .update(
             status=Message.Status.SENDING,
             claimed_at=now,
