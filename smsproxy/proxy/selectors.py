@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.db.models import (
@@ -72,6 +73,7 @@ def proxy_number_candidate_list(
     real_number: str,
     country: str,
     exclude_ids: set[int] | frozenset[int] = frozenset(),
+    pending_load: Mapping[int, int] | None = None,
     now: datetime | None = None,
 ) -> QuerySet[VirtualNumber]:
     """Numbers `real_number` may be given in a new conversation, best first (rule 3).
@@ -80,7 +82,8 @@ def proxy_number_candidate_list(
     conversation. Preferred in order: the participant's country; not used by this real number
     within `RECENT_USE_WINDOW` (else the least recently used); the least loaded (the stored
     `assigned_participants`, which also counts expired conversations the sweep has not closed
-    yet: they hold their route until then).
+    yet: they hold their route until then), plus `pending_load` (number id → participants given
+    it in the caller's transaction whose load is not written yet).
 
     A number whose only use by this real number is in an expired conversation that the sweep
     has not closed yet is eligible: the caller closes that conversation before assigning.
@@ -117,12 +120,21 @@ def proxy_number_candidate_list(
                 output_field=IntegerField(),
             ),
             recently_used_at=Subquery(recent_use, output_field=DateTimeField()),
+            load=F("assigned_participants")
+            + Case(
+                *(
+                    When(pk=number_id, then=Value(count))
+                    for number_id, count in (pending_load or {}).items()
+                ),
+                default=Value(0),
+                output_field=IntegerField(),
+            ),
         )
         .order_by(
             "other_country",
             # NULL (not used recently) first, then the least recently used.
             F("recently_used_at").asc(nulls_first=True),
-            "assigned_participants",
+            "load",
             "pk",
         )
     )

@@ -712,3 +712,14 @@ def test_recount_repairs_a_stored_load_changed_outside_the_services() -> None:
     assert conversation_services.number_loads_recount() == 2
     assert stored_loads() == actual_loads()
     assert conversation_services.number_loads_recount() == 0
+
+
+def test_the_second_participant_sees_the_load_the_first_one_just_added() -> None:
+    first, second = VirtualNumberFactory.create_batch(2)
+    conversation = open_between(person(0), person(1))
+    # The stored loads are written at the end of the transaction; the pending one still counts.
+    assert set(conversation.participants.values_list("proxy_number", flat=True)) == {
+        first.pk,
+        second.pk,
+    }
+    assert stored_loads() == {first.pk: 1, second.pk: 1}

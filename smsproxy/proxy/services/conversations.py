@@ -347,10 +347,17 @@ def _conversation_write(*, specs: list[_ParticipantSpec], reference: str, ttl: i
             reference=reference,
             expires_at=now + timedelta(seconds=ttl) if ttl else None,
         )
-        created = [
-            _participant_assign(conversation=conversation, spec=spec, now=now) for spec in specs
-        ]
-        number_loads_adjust(Counter(participant.proxy_number_id for participant in created))
+        # The stored loads are written once, at the end; until then the numbers already given
+        # in this conversation count here, so the second participant sees the first one's load.
+        assigned: Counter[int] = Counter()
+        created = []
+        for spec in specs:
+            participant = _participant_assign(
+                conversation=conversation, spec=spec, now=now, pending_load=assigned
+            )
+            assigned[participant.proxy_number_id] += 1
+            created.append(participant)
+        number_loads_adjust(assigned)
         for participant, other in ((created[0], created[1]), (created[1], created[0])):
             message_queue_outbound(
                 sender=participant.proxy_number.msisdn,
@@ -370,13 +377,21 @@ def _conversation_write(*, specs: list[_ParticipantSpec], reference: str, ttl: i
 
 
 def _participant_assign(
-    *, conversation: Conversation, spec: _ParticipantSpec, now: datetime
+    *,
+    conversation: Conversation,
+    spec: _ParticipantSpec,
+    now: datetime,
+    pending_load: Mapping[int, int],
 ) -> Participant:
     """Insert the participant on the best free number; the unique constraint settles races."""
     tried: set[int] = set()
     for _attempt in range(ASSIGN_ATTEMPTS):
         proxy_number = proxy_number_candidate_list(
-            real_number=spec.number.e164, country=spec.number.country, exclude_ids=tried, now=now
+            real_number=spec.number.e164,
+            country=spec.number.country,
+            exclude_ids=tried,
+            pending_load=pending_load,
+            now=now,
         ).first()
         if proxy_number is None:
             raise _PoolExhausted(country=spec.number.country)
