@@ -23,6 +23,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.http import urlencode
 
+from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, Participant
@@ -111,7 +112,7 @@ _MESSAGE_INLINE_FIELDS = (
 MESSAGE_INLINE_LIMIT = 50
 
 
-class MessageInline(admin.TabularInline):
+class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
     """The conversation's latest MESSAGE_INLINE_LIMIT messages (see ConversationAdmin)."""
 
     model = Message
@@ -122,15 +123,6 @@ class MessageInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class LiveStatusFilter(admin.SimpleListFilter):
