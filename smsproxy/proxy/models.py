@@ -110,9 +110,6 @@ class Message(models.Model):
         INTRO = "intro", "Introduction"
         OUT_OF_SESSION = "out_of_session", "Out-of-session reply"
 
-    INBOUND_STATUSES = (Status.RECEIVED, Status.UNROUTED)
-    FINAL_STATUSES = (Status.DELIVERED, Status.FAILED, Status.REJECTED, Status.EXPIRED)
-
     direction = models.CharField(max_length=8, choices=Direction.choices)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.CONVERSATION)
     conversation = models.ForeignKey(

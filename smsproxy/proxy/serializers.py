@@ -16,6 +16,7 @@ from smsproxy.proxy.services.conversations import (
     NAME_MAX_LENGTH,
     REFERENCE_MAX_LENGTH,
     TTL_MAX_SECONDS,
+    participant_label,
     real_number_parse,
 )
 
@@ -91,9 +92,7 @@ class ConversationCreateInputSerializer(serializers.Serializer[Any]):
         )
         entry = entries[position] if isinstance(entries, list) else None
         name = entry.get("name") if isinstance(entry, dict) else None
-        label = f"participant {position + 1}" + (
-            f" ({name})" if isinstance(name, str) and name else ""
-        )
+        label = participant_label(position=position, name=name if isinstance(name, str) else "")
         return ApplicationError(
             f"The number of {label} is missing or not a valid phone number: "
             f"{fields[str(position)]['number'][0]}",

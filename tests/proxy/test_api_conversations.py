@@ -256,6 +256,23 @@ def test_create_falls_back_to_the_local_parse_when_insight_is_unavailable(
     assert ALICE not in caplog.text  # real numbers are masked in logs
 
 
+def test_create_keeps_the_local_parse_when_insight_answers_a_malformed_number(
+    api_client: APIClient,
+    pool: list[Any],
+    vonage: None,
+    mocked_responses: responses.RequestsMock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mocked_responses.get(NI_BASIC, json={**insight_ok(ALICE), "international_format_number": "44"})
+    mocked_responses.get(NI_BASIC, json=insight_ok(BOB))
+
+    response = api_client.post(LIST_URL, body("07700 900501", BOB), format="json")
+
+    assert response.status_code == HTTPStatus.CREATED, response.json()
+    assert [p["number"] for p in response.json()["participants"]] == [ALICE, BOB]
+    assert "Number Insight answered '+44'" in caplog.text
+
+
 @pytest.mark.parametrize("count", [1, 3])
 def test_create_with_one_or_three_participants(
     api_client: APIClient, pool: list[Any], count: int

@@ -15,7 +15,12 @@ from django.utils import timezone
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.selectors import RECENT_USE_WINDOW, participant_live_list
+from smsproxy.proxy.selectors import (
+    RECENT_USE_WINDOW,
+    conversation_is_live,
+    live_conversation_q,
+    participant_live_list,
+)
 from smsproxy.proxy.services import conversations as conversation_services
 from smsproxy.proxy.services.conversations import (
     WRITE_ATTEMPTS,
@@ -49,6 +54,15 @@ def proxy_of(conversation: Conversation, real_number: str) -> VirtualNumber:
 
 def snapshot() -> tuple[int, int, int]:
     return (Conversation.objects.count(), Participant.objects.count(), Message.objects.count())
+
+
+def assert_closed_as_expired(conversation: Conversation) -> None:
+    """Closed with reason expired at its expiry time, its participants' routes freed."""
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.CLOSED
+    assert conversation.close_reason == Conversation.CloseReason.EXPIRED
+    assert conversation.closed_at == conversation.expires_at
+    assert not conversation.participants.filter(active=True).exists()
 
 
 # --- Reading numbers ------------------------------------------------------------------------------
@@ -353,11 +367,7 @@ def test_an_expired_unswept_conversation_frees_its_numbers() -> None:
 
     new = open_between(me, person(1))
     assert proxy_of(new, me) == only
-    expired.refresh_from_db()
-    assert expired.status == Conversation.Status.CLOSED
-    assert expired.close_reason == Conversation.CloseReason.EXPIRED
-    assert expired.closed_at == expired.expires_at
-    assert not Participant.objects.filter(conversation=expired, active=True).exists()
+    assert_closed_as_expired(expired)
 
 
 # --- Conflicts (rule 4; the real races run on PostgreSQL in test_conversations_concurrency) ------
@@ -534,6 +544,33 @@ def test_closing_an_expired_conversation_records_its_expiry() -> None:
     assert (closed.close_reason, closed.closed_at) == ("expired", expires_at)
 
 
+@pytest.mark.parametrize(
+    ("status", "expires_in", "live"),
+    [
+        (Conversation.Status.ACTIVE, None, True),
+        (Conversation.Status.ACTIVE, timedelta(seconds=1), True),
+        (Conversation.Status.ACTIVE, timedelta(0), False),  # dead from expires_at on
+        (Conversation.Status.ACTIVE, -timedelta(seconds=1), False),
+        (Conversation.Status.CLOSED, None, False),
+        (Conversation.Status.CLOSED, timedelta(hours=1), False),
+    ],
+)
+def test_liveness_in_python_and_in_sql_agree(
+    status: str, expires_in: timedelta | None, live: bool
+) -> None:
+    now = timezone.now()
+    closed = status == Conversation.Status.CLOSED
+    conversation = ConversationFactory.create(
+        status=status,
+        expires_at=now + expires_in if expires_in is not None else None,
+        closed_at=now if closed else None,
+        close_reason=Conversation.CloseReason.STAFF if closed else "",
+    )
+    in_sql = Conversation.objects.filter(live_conversation_q(now=now), pk=conversation.pk).exists()
+    assert conversation_is_live(conversation=conversation, now=now) is live
+    assert in_sql is live
+
+
 def test_close_rejects_an_unknown_reason() -> None:
     conversation = ConversationFactory.create()
     with pytest.raises(ValueError, match="reason"):
@@ -554,11 +591,7 @@ def test_conversations_expire_closes_only_the_expired() -> None:
     assert conversations_expire(batch_size=2, on_batch=batches.append) == 3
     assert batches == [2, 1]
     for conversation in expired:
-        conversation.refresh_from_db()
-        assert conversation.status == Conversation.Status.CLOSED
-        assert conversation.close_reason == Conversation.CloseReason.EXPIRED
-        assert conversation.closed_at == conversation.expires_at
-    assert not Participant.objects.filter(conversation__in=expired, active=True).exists()
+        assert_closed_as_expired(conversation)
     assert set(
         Conversation.objects.filter(status=Conversation.Status.ACTIVE).values_list("pk", flat=True)
     ) == {running.pk, forever.pk}

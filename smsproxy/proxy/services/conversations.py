@@ -20,7 +20,7 @@ from django.utils import timezone
 from smsproxy import gateway
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.privacy import mask_number
-from smsproxy.gateway.base import InvalidNumberError, ProviderError, TransientProviderError
+from smsproxy.gateway.base import InvalidNumberError, ProviderError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.numbers.selectors import E164_RE
 from smsproxy.proxy.models import Conversation, Message, Participant
@@ -127,15 +127,10 @@ def real_number_confirm(*, number: RealNumber) -> RealNumber:
         insight = gateway.get_provider().insight_basic(number=number.e164)
     except InvalidNumberError:
         raise
-    except TransientProviderError as exc:
-        logger.warning(
-            "Number Insight unavailable for %s (%s); using the local parse",
-            mask_number(number.e164),
-            exc,
-        )
-        return number
     except ProviderError as exc:
-        logger.error(
+        # A transient failure is expected now and then; a permanent one needs looking at.
+        logger.log(
+            logging.WARNING if exc.transient else logging.ERROR,
             "Number Insight failed for %s (%s); using the local parse",
             mask_number(number.e164),
             exc,
@@ -229,7 +224,7 @@ def _participants_validate(participants: Sequence[Mapping[str, Any]]) -> list[_P
         raw_number = entry.get("number") if isinstance(entry, Mapping) else None
         raw_name = entry.get("name", "") if isinstance(entry, Mapping) else ""
         name = " ".join(str(raw_name or "").split())
-        label = _participant_label(position, name)
+        label = participant_label(position=position, name=name)
         if len(name) > NAME_MAX_LENGTH:
             raise ApplicationError(
                 f"The name of {label} is longer than {NAME_MAX_LENGTH} characters.",
@@ -272,7 +267,7 @@ def _pool_numbers_refuse(specs: Sequence[_ParticipantSpec]) -> None:
     for spec in specs:
         if spec.number.e164 in pool:
             raise ApplicationError(
-                f"The number of {_participant_label(spec.position, spec.name)}, "
+                f"The number of {participant_label(position=spec.position, name=spec.name)}, "
                 f"{spec.number.e164}, is one of this service's proxy numbers, not a person's.",
                 code="invalid_number",
                 fields=_participant_fields(
@@ -289,7 +284,8 @@ def _participant_confirm(spec: _ParticipantSpec) -> _ParticipantSpec:
     return _ParticipantSpec(position=spec.position, name=spec.name, number=number)
 
 
-def _participant_label(position: int, name: str) -> str:
+def participant_label(*, position: int, name: str) -> str:
+    """How errors name a participant: "participant 1 (Ann)", counted from 1."""
     return f"participant {position + 1}" + (f" ({name})" if name else "")
 
 
@@ -300,9 +296,9 @@ def _participant_fields(position: int, field: str, message: str) -> dict[str, An
 
 def _invalid_number_error(position: int, name: str, raw_number: object) -> ApplicationError:
     shown = raw_number if isinstance(raw_number, str) and raw_number.strip() else "(empty)"
+    label = participant_label(position=position, name=name)
     return ApplicationError(
-        f"The number of {_participant_label(position, name)}, {shown!s}, is not a valid phone "
-        "number.",
+        f"The number of {label}, {shown!s}, is not a valid phone number.",
         code="invalid_number",
         fields=_participant_fields(position, "number", "Not a valid phone number."),
     )
