@@ -34,10 +34,10 @@ from smsproxy.numbers.selectors import (
     provisioning_job_is_stale,
 )
 from smsproxy.numbers.services import (
-    number_configure,
     number_release,
     number_reserve,
     number_unreserve,
+    numbers_configure,
     numbers_sync,
     provisioning_job_create,
     provisioning_job_run,
@@ -157,13 +157,11 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     def configure_webhook(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
         url = inbound_webhook_url()
         done = 0
-        for number in queryset:
-            try:
-                number_configure(number=number)
-            except ApplicationError as exc:
-                self.message_user(request, exc.detail, messages.ERROR)
+        for outcome in numbers_configure(numbers=queryset):
+            if outcome.error:
+                self.message_user(request, outcome.error, messages.ERROR)
                 continue
-            self.log_change(request, number, f"Configured the inbound webhook: {url}")
+            self.log_change(request, outcome.number, f"Configured the inbound webhook: {url}")
             done += 1
         if done:
             self.message_user(request, f"Configured {done} number(s) to {url}.", messages.SUCCESS)
@@ -218,7 +216,6 @@ class VirtualNumberAdmin(admin.ModelAdmin):
             "subtitle": None,
             "opts": self.opts,
             "rows": rows,
-            "queryset": queryset,
             "in_use": sum(1 for row in rows if row["live"] and not row["released"]),
             "releasable": sum(1 for row in rows if not row["released"]),
             "form": form,

@@ -79,10 +79,6 @@ class VirtualNumber(models.Model):
     def is_sms_capable(self) -> bool:
         return "SMS" in self.feature_list
 
-    @property
-    def vonage_msisdn(self) -> str:
-        return self.msisdn.removeprefix("+")
-
 
 class ProvisioningJob(models.Model):
     """A request to rent numbers (from staff in the admin or a command), with its log."""
@@ -93,8 +89,6 @@ class ProvisioningJob(models.Model):
         SUCCEEDED = "succeeded", "Succeeded"
         PARTIAL = "partial", "Partially done"
         FAILED = "failed", "Failed"
-
-    FINISHED = (Status.SUCCEEDED, Status.PARTIAL, Status.FAILED)
 
     country = models.CharField(max_length=2)
     number_type = models.CharField("type", max_length=32, default=DEFAULT_NUMBER_TYPE)

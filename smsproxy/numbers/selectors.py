@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from http import HTTPStatus
 
@@ -52,6 +53,15 @@ def number_get(*, msisdn: str) -> VirtualNumber:
             code="number_not_found",
             status=HTTPStatus.NOT_FOUND,
         ) from None
+
+
+def number_get_many(*, msisdns: Iterable[str]) -> list[VirtualNumber]:
+    """The pool's rows for numbers as staff list them (`number_get`), each once, in order given."""
+    numbers = {}
+    for msisdn in msisdns:
+        number = number_get(msisdn=msisdn)
+        numbers[number.pk] = number
+    return list(numbers.values())
 
 
 def number_active_participants_subquery() -> Coalesce:

@@ -9,7 +9,7 @@ call it records, so a crash between two steps never loses a rented number.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
@@ -99,6 +99,15 @@ def _pattern_clean(pattern: str) -> str:
             fields={"pattern": ["Digits only."]},
         )
     return pattern
+
+
+def _pool_active_msisdns(offers: list[AvailableNumber]) -> set[str]:
+    """The offered numbers the pool already rents (the provider may still list them)."""
+    return set(
+        VirtualNumber.objects.filter(
+            msisdn__in=[offer.msisdn for offer in offers], status=VirtualNumber.Status.ACTIVE
+        ).values_list("msisdn", flat=True)
+    )
 
 
 def _provider_failure(action: str, number: str, exc: ProviderError) -> ApplicationError:
@@ -220,14 +229,8 @@ class _JobRun:
             pattern=self.job.pattern,
             size=size,
         )
-        owned = set(
-            VirtualNumber.objects.filter(
-                msisdn__in=[offer.msisdn for offer in offered], status=VirtualNumber.Status.ACTIVE
-            ).values_list("msisdn", flat=True)
-        )
-        candidates = [
-            offer for offer in offered if offer.msisdn not in owned and offer.msisdn not in tried
-        ]
+        skipped = tried | _pool_active_msisdns(offered)
+        candidates = [offer for offer in offered if offer.msisdn not in skipped]
         self.log(
             f"Search found {len(offered)} number(s), {len(candidates)} new candidate(s)"
             f" for {needed} still needed."
@@ -236,16 +239,15 @@ class _JobRun:
 
     def run(self) -> None:
         # 1. Numbers an earlier run bought but could not configure: configure, never re-buy.
-        for number in self.rented():
+        rented = self.rented()
+        for number in rented:
             if not number_is_configured(number=number) and not self.configure(number):
                 return
         # 2. Buy (and configure) what is still missing, one number at a time.
+        needed = self.job.quantity - len(rented)
         tried: set[str] = set()
         fruitless = 0
-        while fruitless < MAX_FRUITLESS_SEARCHES:
-            needed = self.job.quantity - len(self.rented())
-            if needed <= 0:
-                return
+        while needed > 0 and fruitless < MAX_FRUITLESS_SEARCHES:
             candidates = self.search(needed=needed, tried=tried)
             if not candidates:
                 break
@@ -261,7 +263,6 @@ class _JobRun:
                 needed -= 1
                 if needed == 0:
                     return
-        needed = self.job.quantity - len(self.rented())
         if needed > 0:
             self.failure = (
                 f"no more numbers available in {self.job.country} matching the request "
@@ -393,14 +394,8 @@ def numbers_available_search(
             size=size,
             index=index,
         )
-        owned = set(
-            VirtualNumber.objects.filter(
-                msisdn__in=[offer.msisdn for offer in page], status=VirtualNumber.Status.ACTIVE
-            ).values_list("msisdn", flat=True)
-        )
-        offers.extend(
-            offer for offer in page if offer.msisdn not in owned and offer.msisdn not in seen
-        )
+        skipped = seen | _pool_active_msisdns(page)
+        offers.extend(offer for offer in page if offer.msisdn not in skipped)
         seen.update(offer.msisdn for offer in page)
         if len(page) < size:  # the last page
             break
@@ -457,14 +452,18 @@ class ConfigureOutcome:
     error: str = ""
 
 
-def numbers_configure_all(
-    *, on_number: Callable[[ConfigureOutcome], None] | None = None
+def numbers_configure(
+    *,
+    numbers: Iterable[VirtualNumber] | None = None,
+    on_number: Callable[[ConfigureOutcome], None] | None = None,
 ) -> list[ConfigureOutcome]:
-    """Configure every rented number; one failure does not stop the others."""
+    """Configure the numbers (by default every rented one); one failure does not stop the others."""
+    if numbers is None:
+        numbers = VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE).order_by(
+            "msisdn"
+        )
     outcomes = []
-    for number in VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE).order_by(
-        "msisdn"
-    ):
+    for number in numbers:
         outcome = ConfigureOutcome(number=number)
         try:
             number_configure(number=number)
@@ -503,10 +502,10 @@ def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumb
     from smsproxy.proxy.selectors import participant_live_list
 
     _number_require_active(number)
-    live = participant_live_list().filter(proxy_number=number)
-    if not force and live.exists():
+    live = 0 if force else participant_live_list().filter(proxy_number=number).count()
+    if live:
         raise ApplicationError(
-            f"{number.msisdn} serves {live.count()} participant(s) of live conversations; "
+            f"{number.msisdn} serves {live} participant(s) of live conversations; "
             "close them first or force the release.",
             code="number_in_use",
             status=HTTPStatus.CONFLICT,

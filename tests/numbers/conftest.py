@@ -13,6 +13,9 @@ import pytest
 import responses as responses_lib
 from requests import PreparedRequest
 
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
+
 REST = "https://rest.nexmo.com"
 WEBHOOK_URL = "https://proxy.example.com/webhooks/vonage/inbound-sms/"
 
@@ -130,6 +133,12 @@ class FakeVonage:
             ("POST", "/number/cancel"),
         ):
             rsps.add_callback(method, f"{REST}{path}", callback=self._answer)
+
+
+def rent_sandbox_numbers(count: int) -> list[VirtualNumber]:
+    """Rent `count` GB numbers from the sandbox provider (the test settings' default)."""
+    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=count))
+    return list(job.numbers.order_by("msisdn"))
 
 
 @pytest.fixture

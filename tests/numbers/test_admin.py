@@ -24,7 +24,7 @@ from smsproxy.numbers.services import provisioning_job_create, provisioning_job_
 from smsproxy.proxy.models import Conversation
 from tests.factories import ParticipantFactory, ProvisioningJobFactory, VirtualNumberFactory
 
-from .conftest import SERVER_ERROR, WEBHOOK_URL, FakeVonage
+from .conftest import SERVER_ERROR, WEBHOOK_URL, FakeVonage, rent_sandbox_numbers
 
 pytestmark = pytest.mark.django_db
 
@@ -32,11 +32,6 @@ CHANGELIST = reverse("admin:numbers_virtualnumber_changelist")
 BUY = reverse("admin:numbers_virtualnumber_buy")
 SYNC = reverse("admin:numbers_virtualnumber_sync")
 JOBS = reverse("admin:numbers_provisioningjob_changelist")
-
-
-def rent(count: int) -> list[VirtualNumber]:
-    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=count))
-    return list(job.numbers.order_by("msisdn"))
 
 
 def action(client: Client, name: str, numbers: list[VirtualNumber], **extra: str) -> Any:
@@ -132,7 +127,10 @@ def test_change_page_is_read_only(admin_client: Client) -> None:
 def test_no_add_or_delete(admin_client: Client) -> None:
     number = VirtualNumberFactory.create()
 
-    assert admin_client.get(reverse("admin:numbers_virtualnumber_add")).status_code == 403
+    assert (
+        admin_client.get(reverse("admin:numbers_virtualnumber_add")).status_code
+        == HTTPStatus.FORBIDDEN
+    )
     delete = reverse("admin:numbers_virtualnumber_delete", args=[number.pk])
     assert admin_client.get(delete).status_code == HTTPStatus.FORBIDDEN
 
@@ -141,7 +139,7 @@ def test_no_add_or_delete(admin_client: Client) -> None:
 
 
 def test_configure_webhook_action(admin_client: Client) -> None:
-    (number,) = rent(1)
+    (number,) = rent_sandbox_numbers(1)
     VirtualNumber.objects.update(inbound_webhook_url="", configured_at=None)
     stranger = VirtualNumberFactory.create(msisdn="+447700900500", inbound_webhook_url="")
 
@@ -174,7 +172,7 @@ def test_reserve_and_unreserve_actions(admin_client: Client) -> None:
 
 
 def test_release_action_asks_for_confirmation_first(admin_client: Client) -> None:
-    first, second = rent(2)
+    first, second = rent_sandbox_numbers(2)
 
     response = admin_client.post(
         CHANGELIST, {"action": "release", "_selected_action": [first.pk, second.pk]}
@@ -190,7 +188,7 @@ def test_release_action_asks_for_confirmation_first(admin_client: Client) -> Non
 
 
 def test_release_action_confirmed(admin_client: Client) -> None:
-    first, second = rent(2)
+    first, second = rent_sandbox_numbers(2)
 
     response = action(admin_client, "release", [first, second], post="yes")
 
@@ -201,7 +199,7 @@ def test_release_action_confirmed(admin_client: Client) -> None:
 
 
 def test_release_action_refuses_numbers_in_live_use(admin_client: Client) -> None:
-    busy, idle = rent(2)
+    busy, idle = rent_sandbox_numbers(2)
     ParticipantFactory.create(proxy_number=busy)
 
     confirmation = admin_client.post(
@@ -222,7 +220,7 @@ def test_release_action_refuses_numbers_in_live_use(admin_client: Client) -> Non
 
 
 def test_release_action_forced_closes_conversations(admin_client: Client) -> None:
-    (busy,) = rent(1)
+    (busy,) = rent_sandbox_numbers(1)
     participant = ParticipantFactory.create(proxy_number=busy)
 
     response = action(admin_client, "release", [busy], post="yes", force="on")
@@ -452,7 +450,10 @@ def test_job_pages(admin_client: Client) -> None:
 def test_jobs_cannot_be_added_changed_or_deleted(admin_client: Client) -> None:
     job = ProvisioningJobFactory.create()
 
-    assert admin_client.get(reverse("admin:numbers_provisioningjob_add")).status_code == 403
+    assert (
+        admin_client.get(reverse("admin:numbers_provisioningjob_add")).status_code
+        == HTTPStatus.FORBIDDEN
+    )
     delete = reverse("admin:numbers_provisioningjob_delete", args=[job.pk])
     assert admin_client.post(delete, {"post": "yes"}).status_code == HTTPStatus.FORBIDDEN
     change = reverse("admin:numbers_provisioningjob_change", args=[job.pk])
@@ -512,7 +513,7 @@ def test_a_job_left_running_by_a_dead_worker_can_be_run_again(admin_client: Clie
 
 
 def test_history_pages(admin_client: Client) -> None:
-    (number,) = rent(1)
+    (number,) = rent_sandbox_numbers(1)
     action(admin_client, "reserve", [number])
     job = number.provisioning_job
     assert job is not None

@@ -11,11 +11,10 @@ from django.utils import timezone
 
 from smsproxy.gateway.models import SandboxNumber
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
-from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
 from smsproxy.proxy.models import Conversation
 from tests.factories import ParticipantFactory, VirtualNumberFactory
 
-from .conftest import NOT_AVAILABLE, SERVER_ERROR, WEBHOOK_URL, FakeVonage
+from .conftest import NOT_AVAILABLE, SERVER_ERROR, WEBHOOK_URL, FakeVonage, rent_sandbox_numbers
 
 pytestmark = pytest.mark.django_db
 
@@ -24,11 +23,6 @@ def run(*args: str) -> str:
     out = StringIO()
     call_command(*args, stdout=out)
     return out.getvalue()
-
-
-def rent_sandbox_numbers(count: int) -> list[VirtualNumber]:
-    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=count))
-    return list(job.numbers.order_by("msisdn"))
 
 
 # --- provision_numbers ------------------------------------------------------------------------
@@ -186,6 +180,16 @@ def test_configure_numbers_by_msisdn_with_or_without_plus(vonage: FakeVonage) ->
     for number in (first, second):
         number.refresh_from_db()
         assert number.inbound_webhook_url == WEBHOOK_URL
+
+
+def test_configure_numbers_given_twice_configures_once(vonage: FakeVonage) -> None:
+    VirtualNumberFactory.create(msisdn="+447700900101", inbound_webhook_url="")
+    vonage.rent("447700900101")
+
+    output = run("configure_numbers", "447700900101", "+447700900101")
+
+    assert "Configured 1 number(s)." in output
+    assert len(vonage.calls("/number/update")) == 1
 
 
 def test_configure_numbers_all() -> None:

@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.gateway import get_provider
 from smsproxy.gateway.models import SandboxNumber
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
@@ -20,7 +21,7 @@ from smsproxy.numbers.services import (
     number_rent_one,
     number_reserve,
     number_unreserve,
-    numbers_configure_all,
+    numbers_configure,
     numbers_sync,
     provisioning_job_create,
     provisioning_job_run,
@@ -77,13 +78,7 @@ def test_job_with_pattern() -> None:
 def test_number_bought_elsewhere_meanwhile_is_skipped() -> None:
     # The sandbox "account" rents +447700900000 already, but the pool does not know it: the
     # search still excludes it, so the job rents the next one.
-    SandboxNumber.objects.create(
-        msisdn="+447700900000",
-        country="GB",
-        type="mobile-lvn",
-        features="SMS,VOICE",
-        rented_at=timezone.now(),
-    )
+    get_provider().buy_number(country="GB", msisdn="+447700900000")
     job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=1))
 
     assert provisioning_job_numbers(job=job).get().msisdn == "+447700900001"
@@ -148,13 +143,7 @@ def test_sync_imports_and_retires() -> None:
     job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=2))
     first, second = provisioning_job_numbers(job=job)
     SandboxNumber.objects.filter(msisdn=first.msisdn).update(cancelled_at=timezone.now())
-    SandboxNumber.objects.create(
-        msisdn="+15550100042",
-        country="US",
-        type="mobile-lvn",
-        features="SMS,VOICE",
-        rented_at=timezone.now(),
-    )
+    get_provider().buy_number(country="US", msisdn="+15550100042")
 
     result = numbers_sync()
 
@@ -172,7 +161,7 @@ def test_configure_all_reports_each_number() -> None:
     )  # not rented by the sandbox account
     VirtualNumberFactory.create(status=VirtualNumber.Status.RELEASED, released_at=timezone.now())
 
-    outcomes = {outcome.number.msisdn: outcome.error for outcome in numbers_configure_all()}
+    outcomes = {outcome.number.msisdn: outcome.error for outcome in numbers_configure()}
 
     assert outcomes.keys() == {rented.msisdn, stranger.msisdn}
     assert outcomes[rented.msisdn] == ""

@@ -54,7 +54,7 @@ def test_job_rents_and_configures_numbers(vonage: FakeVonage) -> None:
         assert number.configured_at is not None
         assert number.features == "SMS,VOICE"
         assert str(number.monthly_cost) == "1.2500"
-        assert vonage.owned[number.vonage_msisdn]["moHttpUrl"] == WEBHOOK_URL
+        assert vonage.owned[number.msisdn.removeprefix("+")]["moHttpUrl"] == WEBHOOK_URL
     assert [call["msisdn"] for call in vonage.calls("/number/buy")] == [
         "447700900101",
         "447700900102",

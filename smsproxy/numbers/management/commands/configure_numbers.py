@@ -7,8 +7,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from smsproxy.common.errors import ApplicationError
-from smsproxy.numbers.selectors import inbound_webhook_url, number_get
-from smsproxy.numbers.services import ConfigureOutcome, number_configure, numbers_configure_all
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.numbers.selectors import inbound_webhook_url, number_get_many
+from smsproxy.numbers.services import ConfigureOutcome, numbers_configure
 
 
 class Command(BaseCommand):
@@ -27,25 +28,18 @@ class Command(BaseCommand):
         if options["all"] == bool(msisdns):
             raise CommandError("Give either --all or one or more numbers (MSISDN ...).")
         self.stdout.write(f"Inbound webhook: {inbound_webhook_url()}")
-        if options["all"]:
-            outcomes = numbers_configure_all(on_number=self.print_outcome)
-        else:
+        numbers = None  # --all: every rented number
+        if msisdns:
             try:
-                numbers = [number_get(msisdn=msisdn) for msisdn in msisdns]
+                numbers = number_get_many(msisdns=msisdns)
             except ApplicationError as exc:
                 raise CommandError(exc.detail) from exc
-            released = [number.msisdn for number in numbers if number.status != "active"]
+            released = [
+                number.msisdn for number in numbers if number.status != VirtualNumber.Status.ACTIVE
+            ]
             if released:
                 raise CommandError(f"Released, cannot be configured: {', '.join(released)}.")
-            outcomes = []
-            for number in numbers:
-                outcome = ConfigureOutcome(number=number)
-                try:
-                    number_configure(number=number)
-                except ApplicationError as exc:
-                    outcome.error = exc.detail
-                self.print_outcome(outcome)
-                outcomes.append(outcome)
+        outcomes = numbers_configure(numbers=numbers, on_number=self.print_outcome)
         failed = [outcome for outcome in outcomes if outcome.error]
         if failed:
             raise CommandError(f"{len(failed)} of {len(outcomes)} number(s) were not configured.")

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import DEFAULT_NUMBER_TYPE, NUMBER_TYPES, ProviderError
 from smsproxy.numbers.models import ProvisioningJob
+from smsproxy.numbers.selectors import provisioning_job_numbers
 from smsproxy.numbers.services import (
     numbers_available_search,
     provisioning_job_create,
@@ -72,12 +73,12 @@ class Command(BaseCommand):
             raise CommandError(exc.detail) from exc
         self.stdout.write(f"Provisioning job #{job.pk}: {count} x {job.country} {job.number_type}.")
         job = provisioning_job_run(job=job, on_step=self.print_step)
-        rented = job.numbers.filter(status="active").count()
         if job.status != ProvisioningJob.Status.SUCCEEDED:
             raise CommandError(
                 f"Job #{job.pk} {job.get_status_display().lower()}: {job.error}. "
                 '"Run again" on the job\'s admin page retries it, renting only what is missing.'
             )
+        rented = provisioning_job_numbers(job=job).count()
         self.stdout.write(self.style.SUCCESS(f"Rented and configured {rented} number(s)."))
 
     def print_step(self, entry: dict[str, Any]) -> None:

@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.numbers.selectors import number_get, number_list_with_usage
+from smsproxy.numbers.selectors import number_get_many, number_list_with_usage
 from smsproxy.numbers.services import number_release
 
 
@@ -29,27 +29,22 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         force: bool = options["force"]
-        numbers: dict[int, VirtualNumber] = {}  # the same number given twice counts once
-        for raw in options["msisdns"]:
-            try:
-                number = number_get(msisdn=raw)
-            except ApplicationError as exc:
-                raise CommandError(exc.detail) from exc
-            numbers[number.pk] = number
+        try:
+            numbers = number_get_many(msisdns=options["msisdns"])
+        except ApplicationError as exc:
+            raise CommandError(exc.detail) from exc
         released = [
-            number.msisdn
-            for number in numbers.values()
-            if number.status == VirtualNumber.Status.RELEASED
+            number.msisdn for number in numbers if number.status == VirtualNumber.Status.RELEASED
         ]
         if released:
             raise CommandError(f"Already released: {', '.join(released)}.")
         counts = {
             number.pk: int(getattr(number, "active_participants", 0))
             for number in number_list_with_usage(
-                queryset=VirtualNumber.objects.filter(pk__in=numbers)
+                queryset=VirtualNumber.objects.filter(pk__in=[number.pk for number in numbers])
             )
         }
-        in_use = {number.msisdn: counts[pk] for pk, number in numbers.items() if counts[pk]}
+        in_use = {number.msisdn: counts[number.pk] for number in numbers if counts[number.pk]}
         if in_use and not force:
             listed = ", ".join(f"{msisdn} ({count} live)" for msisdn, count in in_use.items())
             raise CommandError(
@@ -57,7 +52,7 @@ class Command(BaseCommand):
                 "those conversations and release anyway."
             )
         failures = 0
-        for number in numbers.values():
+        for number in numbers:
             try:
                 number_release(number=number, force=force)
             except ApplicationError as exc:
