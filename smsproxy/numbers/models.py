@@ -75,10 +75,6 @@ class VirtualNumber(models.Model):
     def feature_list(self) -> list[str]:
         return [feature for feature in self.features.split(",") if feature]
 
-    @property
-    def is_sms_capable(self) -> bool:
-        return "SMS" in self.feature_list
-
 
 class ProvisioningJob(models.Model):
     """A request to rent numbers (from staff in the admin or a command), with its log."""

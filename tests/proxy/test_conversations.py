@@ -492,7 +492,7 @@ def test_auto_provision_rents_exactly_one_number(settings: Any) -> None:
     rented = VirtualNumber.objects.get()
     assert rented.status == VirtualNumber.Status.ACTIVE
     assert rented.country == "GB"
-    assert rented.is_sms_capable
+    assert "SMS" in rented.feature_list
     assert {p.proxy_number_id for p in conversation.participants.all()} == {rented.pk}
 
 
