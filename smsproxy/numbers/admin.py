@@ -23,6 +23,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 from kombu.exceptions import KombuError
 
+from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.forms import BuyNumbersForm, ReleaseConfirmForm
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
@@ -332,7 +333,7 @@ class VirtualNumberAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProvisioningJob)
-class ProvisioningJobAdmin(admin.ModelAdmin):
+class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/numbers/provisioningjob/change_form.html"
     list_display = [
         "id",
@@ -369,15 +370,6 @@ class ProvisioningJobAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ProvisioningJob]:
         return super().get_queryset(request).annotate(rented_count=Count("numbers"))
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="rented", ordering="rented_count")
     def rented(self, obj: ProvisioningJob) -> int:
