@@ -15,9 +15,8 @@ from django.utils import timezone
 
 from smsproxy.proxy.dispatch import message_dispatch
 from smsproxy.proxy.models import Message
-from smsproxy.proxy.services.conversations import conversations_expire
-from smsproxy.proxy.services.delivery import Outcome, message_deliver, outbox_recover_stale
-from smsproxy.proxy.services.inbound import inbound_parts_flush_stale
+from smsproxy.proxy.services import sweep
+from smsproxy.proxy.services.delivery import Outcome, message_deliver
 from smsproxy.proxy.services.outbox import outbox_redispatch
 
 logger = logging.getLogger(__name__)
@@ -41,17 +40,15 @@ def outbox_sweep() -> dict[str, Any]:
     expired conversations, and re-enqueues due queued rows nobody picked up.
     """
     now = timezone.now()
-    recovered = outbox_recover_stale(now=now)
-    for message in recovered:
+    swept = sweep.outbox_sweep(now=now)
+    for message in swept.recovered:
         if message.status == Message.Status.QUEUED:  # re-queued once: send it again now
             message_dispatch(message_id=message.pk)
-    flushed = inbound_parts_flush_stale(now=now)
-    expired = conversations_expire(now=now)
     redispatched = outbox_redispatch(now=now)
     summary = {
-        "recovered": len(recovered),
-        "concat_flushed": len(flushed),
-        "expired": expired,
+        "recovered": len(swept.recovered),
+        "concat_flushed": len(swept.flushed),
+        "expired": swept.expired,
         "redispatched": len(redispatched),
     }
     if any(summary.values()):

@@ -626,15 +626,22 @@ def test_a_receipt_for_one_part_of_two_before_the_send_result(monkeypatch, setti
     assert (message.status, message.price) == (Message.Status.DELIVERED, Decimal("0.08"))
 
 
+@pytest.mark.parametrize(
+    ("receipt", "error_code", "expected"),
+    [
+        (MessagePart.Status.DELIVERED, "", Message.Status.DELIVERED),
+        (MessagePart.Status.FAILED, "6", Message.Status.FAILED),
+    ],
+)
 def test_a_message_a_receipt_proved_accepted_is_not_sent_again(
-    vonage: responses.RequestsMock,
+    vonage: responses.RequestsMock, receipt: str, error_code: str, expected: str
 ) -> None:
     """An earlier attempt timed out, but Vonage had taken it: its receipt (matched by
     client-ref) created a part. Sending again would deliver the text twice; the message is
-    recorded as sent, and its status follows the receipts."""
+    recorded as sent, and its status follows the receipts (a failed one fails it)."""
     message = queued(attempts=1)
     MessagePart.objects.create(
-        message=message, vonage_message_id="0C00EARLIER", status=MessagePart.Status.DELIVERED
+        message=message, vonage_message_id="0C00EARLIER", status=receipt, error_code=error_code
     )
 
     result = message_deliver(message_id=message.pk)
@@ -643,25 +650,7 @@ def test_a_message_a_receipt_proved_accepted_is_not_sent_again(
     assert "not sent again" in result.detail
     assert len(vonage.calls) == 0
     message.refresh_from_db()
-    assert message.status == Message.Status.DELIVERED
-
-
-def test_a_failed_receipt_of_an_earlier_attempt_fails_the_message_without_a_resend(
-    vonage: responses.RequestsMock,
-) -> None:
-    message = queued(attempts=1)
-    MessagePart.objects.create(
-        message=message,
-        vonage_message_id="0C00EARLIER",
-        status=MessagePart.Status.FAILED,
-        error_code="6",
-    )
-
-    assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
-
-    assert len(vonage.calls) == 0
-    message.refresh_from_db()
-    assert message.status == Message.Status.FAILED
+    assert message.status == expected
 
 
 def test_superseded_parts_of_an_earlier_attempt_do_not_stop_a_send(

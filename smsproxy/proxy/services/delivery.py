@@ -450,21 +450,7 @@ def _record_transient_failure(*, message_id: int, error: ProviderError) -> Deliv
         if error.accepted_parts:
             _parts_store(message=message, parts=error.accepted_parts, superseded=True)
         delay = retry_delay(attempts=message.attempts)
-        message.status = Message.Status.QUEUED
-        message.next_attempt_at = timezone.now() + delay
-        message.claimed_at = None
-        message.error_code = error.code[:32]
-        message.error_text = error.text
-        message.save(
-            update_fields=[
-                "status",
-                "next_attempt_at",
-                "claimed_at",
-                "error_code",
-                "error_text",
-                "updated_at",
-            ]
-        )
+        _requeue(message, at=timezone.now() + delay, code=error.code, text=error.text)
     return DeliveryResult(
         Outcome.RETRY,
         message,
@@ -495,6 +481,25 @@ def _record_failure(
             _parts_store(message=message, parts=accepted_parts)
         _fail(message, code=code, text=text)
     return DeliveryResult(Outcome.FAILED, message, f"{text} (code {code})")
+
+
+def _requeue(message: Message, *, at: datetime, code: str, text: str) -> None:
+    """Give a claimed row back to the queue, due at `at`, with the error that sent it back."""
+    message.status = Message.Status.QUEUED
+    message.next_attempt_at = at
+    message.claimed_at = None
+    message.error_code = code[:32]
+    message.error_text = text
+    message.save(
+        update_fields=[
+            "status",
+            "next_attempt_at",
+            "claimed_at",
+            "error_code",
+            "error_text",
+            "updated_at",
+        ]
+    )
 
 
 def _fail(message: Message, *, code: str, text: str) -> None:
@@ -537,23 +542,12 @@ def outbox_recover_stale(*, now: datetime | None = None, limit: int = 500) -> li
                 )
                 logger.error("Message %s interrupted again while sending: failed.", message.pk)
             else:
-                message.status = Message.Status.QUEUED
-                message.next_attempt_at = now
-                message.claimed_at = None
-                message.error_code = INTERRUPTED
-                message.error_text = (
-                    "The worker sending this message stopped before recording the result; "
-                    "sent again (the recipient may get it twice)."
-                )
-                message.save(
-                    update_fields=[
-                        "status",
-                        "next_attempt_at",
-                        "claimed_at",
-                        "error_code",
-                        "error_text",
-                        "updated_at",
-                    ]
+                _requeue(
+                    message,
+                    at=now,
+                    code=INTERRUPTED,
+                    text="The worker sending this message stopped before recording the result; "
+                    "sent again (the recipient may get it twice).",
                 )
                 logger.warning("Message %s was stuck in sending: re-queued once.", message.pk)
             settled.append(message)

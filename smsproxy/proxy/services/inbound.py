@@ -6,8 +6,9 @@ forward is handed to a dispatcher only after that commit. Nothing here calls Von
 
 Idempotency: Vonage retries a webhook until it gets a 2xx, so one `messageId` may arrive many
 times, even concurrently. The unique constraints on `Message.vonage_message_id` and
-`InboundPart.vonage_message_id` decide: the second insert fails inside a savepoint and the
-repeat is answered as a duplicate without changing anything.
+`InboundPart.vonage_message_id` decide: the second insert fails, its transaction (or the
+part's savepoint) rolls back, and the repeat is answered as a duplicate without changing
+anything.
 
 Concatenated SMS (rule 8): each part is kept as an InboundPart until all `concat-total` parts of
 (`msisdn`, `to`, `concat-ref`) are there, in whatever order they came; then they are joined in
@@ -155,25 +156,44 @@ def inbound_receive(*, sms: InboundSms) -> InboundResult:
     """Store, route and forward one inbound SMS (or one part of a concatenated one)."""
     if sms.is_part:
         return _part_receive(sms=sms)
-    with transaction.atomic():
-        route = participant_route_get(sender=sms.sender, proxy_number=sms.recipient)
-        try:
-            with transaction.atomic():
-                message = Message.objects.create(
-                    direction=Message.Direction.INBOUND,
-                    status=Message.Status.RECEIVED if route else Message.Status.UNROUTED,
-                    conversation=route.conversation if route else None,
-                    sender=sms.sender,
-                    recipient=sms.recipient,
-                    text=sms.text,
-                    vonage_message_id=sms.vonage_message_id,
-                )
-        except IntegrityError:
-            if Message.objects.filter(vonage_message_id=sms.vonage_message_id).exists():
-                logger.info("Inbound SMS %s received again: ignored.", sms.vonage_message_id)
-                return InboundResult(Outcome.DUPLICATE)
-            raise
-        return _message_forward(message=message, route=route)
+    try:
+        # No savepoint around the insert: nothing is written before it, so a repeat's
+        # IntegrityError may roll the whole transaction back (two round trips fewer per SMS).
+        with transaction.atomic():
+            route = participant_route_get(sender=sms.sender, proxy_number=sms.recipient)
+            message = _inbound_store(
+                route=route,
+                sender=sms.sender,
+                recipient=sms.recipient,
+                text=sms.text,
+                vonage_message_id=sms.vonage_message_id,
+            )
+            return _message_forward(message=message, route=route)
+    except IntegrityError:
+        if Message.objects.filter(vonage_message_id=sms.vonage_message_id).exists():
+            logger.info("Inbound SMS %s received again: ignored.", sms.vonage_message_id)
+            return InboundResult(Outcome.DUPLICATE)
+        raise
+
+
+def _inbound_store(
+    *,
+    route: Participant | None,
+    sender: str,
+    recipient: str,
+    text: str,
+    vonage_message_id: str | None = None,
+) -> Message:
+    """The inbound Message row: `received` in the route's conversation, else `unrouted`."""
+    return Message.objects.create(
+        direction=Message.Direction.INBOUND,
+        status=Message.Status.RECEIVED if route else Message.Status.UNROUTED,
+        conversation=route.conversation if route else None,
+        sender=sender,
+        recipient=recipient,
+        text=text,
+        vonage_message_id=vonage_message_id,
+    )
 
 
 def participant_route_get(*, sender: str, proxy_number: str) -> Participant | None:
@@ -300,10 +320,8 @@ def _parts_join(*, parts: list[InboundPart]) -> InboundResult:
     """Make one inbound Message of a group's parts (in part order) and route it."""
     first = parts[0]
     route = participant_route_get(sender=first.sender, proxy_number=first.recipient)
-    message = Message.objects.create(
-        direction=Message.Direction.INBOUND,
-        status=Message.Status.RECEIVED if route else Message.Status.UNROUTED,
-        conversation=route.conversation if route else None,
+    message = _inbound_store(
+        route=route,
         sender=first.sender,
         recipient=first.recipient,
         text="".join(part.text for part in sorted(parts, key=lambda part: part.concat_part)),

@@ -13,15 +13,9 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 from django.utils import timezone
 
-from smsproxy.proxy.services.conversations import conversations_expire
-from smsproxy.proxy.services.delivery import (
-    DeliveryResult,
-    Outcome,
-    message_deliver,
-    outbox_recover_stale,
-)
-from smsproxy.proxy.services.inbound import inbound_parts_flush_stale
+from smsproxy.proxy.services.delivery import DeliveryResult, Outcome, message_deliver
 from smsproxy.proxy.services.outbox import outbox_due_ids
+from smsproxy.proxy.services.sweep import outbox_sweep
 
 logger = logging.getLogger(__name__)
 
@@ -96,14 +90,15 @@ class Command(BaseCommand):
         return {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT)}
 
     def _sweep(self) -> None:
-        for message in outbox_recover_stale():
+        swept = outbox_sweep()
+        for message in swept.recovered:
             self.stdout.write(
                 self.style.WARNING(
                     f"#{message.pk} was stuck in sending: now {message.status} "
                     f"({message.error_code or 'receipts arrived'})"
                 )
             )
-        for result in inbound_parts_flush_stale():
+        for result in swept.flushed:
             if result.message is not None:
                 self.stdout.write(
                     self.style.WARNING(
@@ -111,9 +106,8 @@ class Command(BaseCommand):
                         f"{result.message.sender} forwarded as it is"
                     )
                 )
-        expired = conversations_expire()
-        if expired:
-            self.stdout.write(f"Closed {expired} expired conversation(s)")
+        if swept.expired:
+            self.stdout.write(f"Closed {swept.expired} expired conversation(s)")
 
     def _deliver_due(self) -> int:
         """Send one batch of what is due now; returns how many messages were handled.

@@ -10,11 +10,11 @@ import phonenumbers
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.urls import reverse
 from django.utils import timezone
 
 from smsproxy.gateway.encoding import is_gsm7
 from smsproxy.gateway.signatures import sign_params
+from smsproxy.numbers.selectors import inbound_webhook_url
 
 ENCODINGS = ("form", "get", "json")
 
@@ -64,7 +64,7 @@ class Command(BaseCommand):
         sender = self._vonage_number(options["sender"], "--from")
         recipient = self._vonage_number(options["recipient"], "--to")
         text = " ".join(options["text"])
-        url = options["url"] or settings.PUBLIC_BASE_URL + reverse("vonage-inbound-sms")
+        url = options["url"] or inbound_webhook_url()
         params = inbound_sms_params(sender=sender, recipient=recipient, text=text)
         signed = " (signed)" if "sig" in params else ""
         self.stdout.write(
