@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from smsproxy.gateway.signatures import SIGNATURE_METHODS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -171,9 +173,9 @@ if SMS_PROVIDER not in {"vonage", "sandbox"}:
     raise ImproperlyConfigured(f"SMS_PROVIDER must be 'vonage' or 'sandbox', not {SMS_PROVIDER!r}.")
 if SMS_PROVIDER == "vonage" and not (VONAGE_API_KEY and VONAGE_API_SECRET):
     raise ImproperlyConfigured("SMS_PROVIDER=vonage needs VONAGE_API_KEY and VONAGE_API_SECRET.")
-if VONAGE_SIGNATURE_METHOD not in {"md5hash", "md5", "sha1", "sha256", "sha512"}:
+if VONAGE_SIGNATURE_METHOD not in SIGNATURE_METHODS:
     raise ImproperlyConfigured(
-        "VONAGE_SIGNATURE_METHOD must be one of md5hash, md5, sha1, sha256, sha512."
+        f"VONAGE_SIGNATURE_METHOD must be one of {', '.join(SIGNATURE_METHODS)}."
     )
 
 # The sandbox provider feeds a `delivered` receipt for every SMS it "sends" back through the

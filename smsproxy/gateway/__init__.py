@@ -1,7 +1,7 @@
 """The SMS provider boundary: `get_provider()` returns the configured provider.
 
-Nothing outside this package imports the Vonage SDK. Callers use the interface and the typed
-results and errors re-exported here.
+Nothing outside this package imports the Vonage SDK. Callers import the interface, the typed
+results and the errors from `smsproxy.gateway.base`.
 """
 
 from __future__ import annotations
@@ -14,42 +14,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from .base import (
-    DEFAULT_NUMBER_TYPE,
-    NUMBER_FEATURES,
-    NUMBER_TYPES,
-    AvailableNumber,
-    InvalidNumberError,
-    NumberInsight,
-    NumberNotOwnedError,
-    NumberUnavailableError,
-    OwnedNumber,
-    PermanentProviderError,
-    ProviderError,
-    SendResult,
-    SentPart,
-    SmsProvider,
-    TransientProviderError,
-)
+from .base import SmsProvider
 
-__all__ = [
-    "DEFAULT_NUMBER_TYPE",
-    "NUMBER_FEATURES",
-    "NUMBER_TYPES",
-    "AvailableNumber",
-    "InvalidNumberError",
-    "NumberInsight",
-    "NumberNotOwnedError",
-    "NumberUnavailableError",
-    "OwnedNumber",
-    "PermanentProviderError",
-    "ProviderError",
-    "SendResult",
-    "SentPart",
-    "SmsProvider",
-    "TransientProviderError",
-    "get_provider",
-]
+__all__ = ["get_provider"]
 
 # Settings the provider instance is built from: changing one (override_settings) rebuilds it.
 PROVIDER_SETTINGS = frozenset(

@@ -14,6 +14,7 @@ DEFAULT_NUMBER_TYPE = "mobile-lvn"
 NUMBER_TYPES = ("mobile-lvn", "landline", "landline-toll-free")
 NUMBER_FEATURES = ("SMS", "VOICE", "MMS")
 CLIENT_REF_MAX_LENGTH = 40  # Vonage's limit for an SMS's `client-ref`
+NUMBERS_PAGE_SIZE = 100  # the Numbers API's largest page
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,15 @@ class InvalidNumberError(PermanentProviderError):
 
 class NumberNotOwnedError(PermanentProviderError):
     """The account does not rent this number (update/cancel of a number we do not have)."""
+
+
+def check_client_ref(client_ref: str) -> None:
+    """Refuse, before anything is sent, a `client-ref` longer than Vonage accepts."""
+    if len(client_ref) > CLIENT_REF_MAX_LENGTH:
+        raise PermanentProviderError(
+            f"client-ref {client_ref!r} is longer than {CLIENT_REF_MAX_LENGTH} characters.",
+            "client-ref",
+        )
 
 
 @runtime_checkable

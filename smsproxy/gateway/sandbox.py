@@ -25,8 +25,8 @@ from django.utils import timezone
 from phonenumbers import PhoneNumberFormat, geocoder
 
 from .base import (
-    CLIENT_REF_MAX_LENGTH,
     DEFAULT_NUMBER_TYPE,
+    NUMBERS_PAGE_SIZE,
     AvailableNumber,
     InvalidNumberError,
     NumberInsight,
@@ -36,6 +36,7 @@ from .base import (
     PermanentProviderError,
     SendResult,
     SentPart,
+    check_client_ref,
 )
 from .encoding import is_gsm7, split_parts
 from .models import SandboxMessage, SandboxNumber
@@ -105,7 +106,7 @@ class SandboxProvider:
         index: int = 1,
     ) -> list[AvailableNumber]:
         country = country.upper()
-        size = max(1, min(size, 100))  # Vonage's largest page
+        size = max(1, min(size, NUMBERS_PAGE_SIZE))
         skip = (max(1, index) - 1) * size
         wanted = {feature.strip().upper() for feature in features if feature.strip()}
         if type != SANDBOX_NUMBER_TYPE or not wanted <= set(SANDBOX_FEATURES):
@@ -268,11 +269,7 @@ class SandboxProvider:
             raise PermanentProviderError("Missing text param", "2")
         if not (to_digits.isdigit() and 7 <= len(to_digits) <= 15):
             raise PermanentProviderError(f"Invalid to param: {recipient!r}", "3")
-        if len(client_ref) > CLIENT_REF_MAX_LENGTH:
-            raise PermanentProviderError(
-                f"client-ref {client_ref!r} is longer than {CLIENT_REF_MAX_LENGTH} characters.",
-                "client-ref",
-            )
+        check_client_ref(client_ref)
         parts = tuple(
             SentPart(
                 message_id=f"SANDBOX-{secrets.token_hex(8).upper()}",

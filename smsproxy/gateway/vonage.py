@@ -25,8 +25,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn, TypeVar
 
@@ -37,9 +36,9 @@ from vonage_numbers import ListOwnedNumbersFilter, SearchAvailableNumbersFilter
 from vonage_numbers.errors import NumbersError
 
 from .base import (
-    CLIENT_REF_MAX_LENGTH,
     DEFAULT_NUMBER_TYPE,
     NUMBER_FEATURES,
+    NUMBERS_PAGE_SIZE,
     AvailableNumber,
     InvalidNumberError,
     NumberInsight,
@@ -51,6 +50,7 @@ from .base import (
     SendResult,
     SentPart,
     TransientProviderError,
+    check_client_ref,
 )
 from .encoding import is_gsm7
 
@@ -60,7 +60,6 @@ T = TypeVar("T")
 
 # Status codes of the SMS API and Number Insight that mean "try again later".
 TRANSIENT_STATUSES = frozenset({"1", "5"})
-NUMBERS_PAGE_SIZE = 100  # the Numbers API's maximum page size
 # What a person may type in a phone number besides digits.
 _NUMBER_CHARS = frozenset("0123456789+-(). ")
 
@@ -284,11 +283,7 @@ class VonageProvider:
         client_ref: str,
         callback_url: str,
     ) -> SendResult:
-        if len(client_ref) > CLIENT_REF_MAX_LENGTH:
-            raise PermanentProviderError(
-                f"client-ref {client_ref!r} is longer than {CLIENT_REF_MAX_LENGTH} characters.",
-                "client-ref",
-            )
+        check_client_ref(client_ref)
         params = {
             "from": _wire_msisdn(sender),
             "to": _wire_msisdn(recipient),
@@ -344,15 +339,9 @@ class VonageProvider:
         *,
         http_420: type[ProviderError] = PermanentProviderError,
     ) -> T:
-        with self._translated_errors(operation, http_420=http_420):
-            return call()
-
-    @contextmanager
-    def _translated_errors(
-        self, operation: str, *, http_420: type[ProviderError]
-    ) -> Iterator[None]:
+        """Run one SDK call, turning every failure into a typed `ProviderError`."""
         try:
-            yield
+            return call()
         except requests.Timeout as exc:  # before ConnectionError: ConnectTimeout is both
             raise TransientProviderError(
                 f"Vonage did not answer ({operation}) within {self.timeout:g} s: {exc}",

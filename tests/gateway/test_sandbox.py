@@ -11,7 +11,10 @@ from typing import Any
 import pytest
 from django.db import transaction
 
-from smsproxy.gateway import (
+from smsproxy.gateway import get_provider
+from smsproxy.gateway import sandbox as sandbox_module
+from smsproxy.gateway.base import (
+    CLIENT_REF_MAX_LENGTH,
     InvalidNumberError,
     NumberInsight,
     NumberNotOwnedError,
@@ -19,10 +22,7 @@ from smsproxy.gateway import (
     OwnedNumber,
     PermanentProviderError,
     SmsProvider,
-    get_provider,
 )
-from smsproxy.gateway import sandbox as sandbox_module
-from smsproxy.gateway.base import CLIENT_REF_MAX_LENGTH
 from smsproxy.gateway.models import SandboxMessage, SandboxNumber
 from smsproxy.gateway.sandbox import SandboxProvider
 from smsproxy.gateway.signatures import verify_signature
@@ -182,44 +182,24 @@ def test_update_or_cancel_of_a_number_not_rented_fails(
 # --- Number Insight -----------------------------------------------------------------------------
 
 
+GB_DRAMA = NumberInsight("+447700900123", "07700 900123", "GB", "44", "United Kingdom")
+US_REAL = NumberInsight("+14155552671", "(415) 555-2671", "US", "1", "United States")
+
+
 @pytest.mark.parametrize(
     ("number", "country", "expected"),
     [
-        (
-            "+447700900123",
-            "",
-            NumberInsight("+447700900123", "07700 900123", "GB", "44", "United Kingdom"),
-        ),
-        (
-            "447700900123",
-            "",
-            NumberInsight("+447700900123", "07700 900123", "GB", "44", "United Kingdom"),
-        ),
-        (
-            "07700 900123",
-            "gb",
-            NumberInsight("+447700900123", "07700 900123", "GB", "44", "United Kingdom"),
-        ),
+        ("+447700900123", "", GB_DRAMA),
+        ("447700900123", "", GB_DRAMA),
+        ("07700 900123", "gb", GB_DRAMA),
         (
             "+15550100123",
             "",
             NumberInsight("+15550100123", "(555) 010-0123", "US", "1", "United States"),
         ),
-        (
-            "+14155552671",
-            "",
-            NumberInsight("+14155552671", "(415) 555-2671", "US", "1", "United States"),
-        ),
-        (
-            "(415) 555-2671",
-            "US",
-            NumberInsight("+14155552671", "(415) 555-2671", "US", "1", "United States"),
-        ),
-        (
-            "+33612345678",
-            "",
-            NumberInsight("+33612345678", "06 12 34 56 78", "FR", "33", "France"),
-        ),
+        ("+14155552671", "", US_REAL),
+        ("(415) 555-2671", "US", US_REAL),
+        ("+33612345678", "", NumberInsight("+33612345678", "06 12 34 56 78", "FR", "33", "France")),
     ],
 )
 def test_insight_of_valid_numbers(
