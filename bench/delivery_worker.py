@@ -39,8 +39,8 @@ def main() -> int:
     django.setup()
 
     from bench.fakes import InstantProvider
-    from smsproxy.proxy.ratelimit import RedisRateLimiter
-    from smsproxy.proxy.services import delivery
+    from smsproxy.proxy.outbox import deliver as delivery
+    from smsproxy.proxy.outbox.ratelimit import RedisRateLimiter
 
     provider = InstantProvider(prefix=f"BENCH-{os.getpid()}")
     limiter = RedisRateLimiter(args.redis_url, args.rate, key=BENCH_KEY)

@@ -252,9 +252,10 @@ def routed_params(rng: random.Random, *, conversations: int, pool_size: int) -> 
 
 def handle_inbound(params: dict[str, str]) -> Any:
     """What the inbound webhook runs once the request is read and its signature checked."""
-    from smsproxy.proxy.services.inbound import inbound_parse, inbound_receive
+    from smsproxy.gateway.webhooks import inbound_sms_parse
+    from smsproxy.proxy.services.inbound import inbound_receive
 
-    return inbound_receive(sms=inbound_parse(params))
+    return inbound_receive(sms=inbound_sms_parse(params))
 
 
 def bench_inbound(*, sizes: list[int], messages: int, report: Report) -> str:
@@ -699,7 +700,7 @@ def bench_delivery(*, count: int, redis_url: str, report: Report) -> str:
     )
     from bench.fakes import InstantProvider, measured_rate
     from smsproxy.proxy.models import Message
-    from smsproxy.proxy.services import delivery
+    from smsproxy.proxy.outbox import deliver as delivery
 
     rows = []
     provider = InstantProvider()

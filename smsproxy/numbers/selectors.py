@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from http import HTTPStatus
@@ -14,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.phone import msisdn_normalize
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 
 # A "running" job that logged nothing for this long lost its worker (killed, redeployed): it
@@ -21,25 +21,10 @@ from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 # provider's timeout, so a long job is not stale while it makes progress.
 JOB_STALE_AFTER = timedelta(minutes=15)
 
-# A number in E.164 with '+', as numbers are stored and cross the provider boundary.
-E164_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
-
 
 def inbound_webhook_url() -> str:
     """The URL every rented number's inbound SMS webhook (`moHttpUrl`) must point at."""
     return settings.PUBLIC_BASE_URL.rstrip("/") + reverse("vonage-inbound-sms")
-
-
-def msisdn_normalize(raw: str) -> str:
-    """A number as staff type it ("447700900123", "+44 7700 900123") → E.164 with '+'."""
-    digits = re.sub(r"[\s\-().]", "", raw.strip())
-    candidate = digits if digits.startswith("+") else f"+{digits}"
-    if not E164_RE.match(candidate):
-        raise ApplicationError(
-            f"{raw!r} is not a phone number in international format (e.g. +447700900123).",
-            code="invalid_number",
-        )
-    return candidate
 
 
 def number_get(*, msisdn: str) -> VirtualNumber:

@@ -10,6 +10,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.phone import phone_parse
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.conversations import (
@@ -17,7 +18,6 @@ from smsproxy.proxy.services.conversations import (
     REFERENCE_MAX_LENGTH,
     TTL_MAX_SECONDS,
     participant_label,
-    real_number_parse,
 )
 
 
@@ -113,7 +113,7 @@ class ConversationFilterSerializer(serializers.Serializer[Any]):
     )
 
     def validate_number(self, value: str) -> str:
-        parsed = real_number_parse(number=value)
+        parsed = phone_parse(number=value)
         if parsed is None:
             raise serializers.ValidationError("Not a valid phone number.")
         return parsed.e164

@@ -13,11 +13,11 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
-from smsproxy.proxy.dispatch import message_dispatch
 from smsproxy.proxy.models import Message
+from smsproxy.proxy.outbox.deliver import Outcome, message_deliver
+from smsproxy.proxy.outbox.dispatch import message_dispatch
+from smsproxy.proxy.outbox.queue import outbox_redispatch
 from smsproxy.proxy.services import sweep
-from smsproxy.proxy.services.delivery import Outcome, message_deliver
-from smsproxy.proxy.services.outbox import outbox_redispatch
 
 logger = logging.getLogger(__name__)
 

@@ -34,9 +34,9 @@ from smsproxy.gateway.signatures import (
     verify_signature,
     webhook_params,
 )
-from smsproxy.proxy.services.inbound import inbound_parse, inbound_receive
-from smsproxy.proxy.services.receipts import receipt_parse, receipt_record
-from smsproxy.proxy.services.vonage_params import WebhookIgnored
+from smsproxy.gateway.webhooks import WebhookIgnored, inbound_sms_parse, receipt_parse
+from smsproxy.proxy.outbox.receipts import receipt_record
+from smsproxy.proxy.services.inbound import inbound_receive
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def _webhook(
 
 
 def _inbound(params: dict[str, str]) -> None:
-    result = inbound_receive(sms=inbound_parse(params))
+    result = inbound_receive(sms=inbound_sms_parse(params))
     logger.info(
         "Inbound SMS %s from %s to %s: %s.",
         params.get("messageId"),

@@ -29,9 +29,9 @@ from smsproxy import celery_app
 from smsproxy.gateway import get_provider
 from smsproxy.gateway.base import SendResult, TransientProviderError
 from smsproxy.proxy.models import Message
-from smsproxy.proxy.ratelimit import RedisRateLimiter, rate_limiter_get
-from smsproxy.proxy.services import delivery
-from smsproxy.proxy.services.delivery import STALE_SENDING_AFTER, message_claim
+from smsproxy.proxy.outbox import deliver as delivery
+from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER, message_claim
+from smsproxy.proxy.outbox.ratelimit import RedisRateLimiter, rate_limiter_get
 from smsproxy.proxy.tasks import deliver_message, outbox_sweep
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import INBOUND_URL, conversation_make, number, payload, send_webhook
@@ -185,7 +185,7 @@ def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
     conversation_make(expires_at=timezone.now() - timedelta(seconds=1))
 
     with (
-        mock.patch("smsproxy.proxy.dispatch.message_dispatch") as dispatched,
+        mock.patch("smsproxy.proxy.outbox.dispatch.message_dispatch") as dispatched,
         mock.patch("smsproxy.proxy.tasks.message_dispatch", dispatched),
     ):
         summary = outbox_sweep()

@@ -13,6 +13,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.phone import phone_parse
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import (
@@ -28,7 +29,6 @@ from smsproxy.proxy.services.conversations import (
     conversation_create,
     conversations_expire,
     participant_reassign,
-    real_number_parse,
 )
 from tests.factories import ConversationFactory, ParticipantFactory, VirtualNumberFactory
 
@@ -73,7 +73,7 @@ def assert_closed_as_expired(conversation: Conversation) -> None:
     ["+447700900123", "447700900123", "07700 900123", "07700-900-123", "+44 (0)7700 900123"],
 )
 def test_real_number_parse_accepts_e164_with_or_without_plus_and_national(text: str) -> None:
-    parsed = real_number_parse(number=text)
+    parsed = phone_parse(number=text)
     assert parsed is not None
     assert parsed.e164 == "+447700900123"
     assert parsed.country == "GB"
@@ -81,14 +81,14 @@ def test_real_number_parse_accepts_e164_with_or_without_plus_and_national(text: 
 
 def test_real_number_parse_reads_national_with_the_default_country(settings: Any) -> None:
     settings.PROXY_DEFAULT_COUNTRY = "US"
-    parsed = real_number_parse(number="(555) 010-0123")
+    parsed = phone_parse(number="(555) 010-0123")
     assert parsed is not None
     assert (parsed.e164, parsed.country) == (US_PERSON, "US")
 
 
 @pytest.mark.parametrize("text", ["", "   ", "12", "+44 20", "call me", "+4477009001234567890"])
 def test_real_number_parse_rejects_impossible_numbers(text: str) -> None:
-    assert real_number_parse(number=text) is None
+    assert phone_parse(number=text) is None
 
 
 # --- Validation -----------------------------------------------------------------------------------

@@ -16,10 +16,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from smsproxy.gateway.base import SendResult, SentPart
+from smsproxy.gateway.webhooks import DeliveryReceipt
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Message, MessagePart
-from smsproxy.proxy.services import delivery
-from smsproxy.proxy.services.delivery import (
+from smsproxy.proxy.outbox import deliver as delivery
+from smsproxy.proxy.outbox.deliver import (
     CLAIM_RESTAMP_AFTER,
     INTERNAL_ERROR,
     INTERRUPTED,
@@ -33,7 +34,7 @@ from smsproxy.proxy.services.delivery import (
     outbox_recover_stale,
     retry_delay,
 )
-from smsproxy.proxy.services.receipts import DeliveryReceipt, receipt_record
+from smsproxy.proxy.outbox.receipts import receipt_record
 from tests.factories import ConversationFactory, MessageFactory
 from tests.proxy.fixtures import ALICE, BOB, BOB_PROXY, SMS_SEND_URL, number, vonage_answer
 

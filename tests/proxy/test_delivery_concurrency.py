@@ -13,10 +13,12 @@ import pytest
 from django.db import connection, connections
 
 from smsproxy.gateway.base import SendResult, SentPart
+from smsproxy.gateway.webhooks import DeliveryReceipt
 from smsproxy.proxy.models import Message, MessagePart
-from smsproxy.proxy.services import delivery, receipts
-from smsproxy.proxy.services.delivery import Outcome, message_deliver
-from smsproxy.proxy.services.receipts import DeliveryReceipt, receipt_record
+from smsproxy.proxy.outbox import deliver as delivery
+from smsproxy.proxy.outbox import receipts
+from smsproxy.proxy.outbox.deliver import Outcome, message_deliver
+from smsproxy.proxy.outbox.receipts import receipt_record
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import BOB, BOB_PROXY, number
 

@@ -11,21 +11,18 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from smsproxy.gateway.webhooks import InboundSms, WebhookIgnored, inbound_sms_parse
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import InboundPart, Message
 from smsproxy.proxy.services.inbound import (
     CONCAT_TIMEOUT,
-    REDACTED_NUMBER,
     InboundResult,
-    InboundSms,
     Outcome,
-    inbound_parse,
     inbound_parts_flush_stale,
     inbound_receive,
     participant_route_get,
-    text_redact_numbers,
 )
-from smsproxy.proxy.services.vonage_params import WebhookIgnored
+from smsproxy.proxy.services.redaction import REDACTED_NUMBER, text_redact_numbers
 from tests.proxy.fixtures import (
     ALICE,
     ALICE_PROXY,
@@ -73,7 +70,7 @@ def outbound() -> list[Message]:
 
 
 def test_parse_normalises_numbers_to_e164() -> None:
-    parsed = inbound_parse(payload("inbound_sms_text"))
+    parsed = inbound_sms_parse(payload("inbound_sms_text"))
 
     assert parsed.sender == ALICE
     assert parsed.recipient == ALICE_PROXY
@@ -81,27 +78,27 @@ def test_parse_normalises_numbers_to_e164() -> None:
 
 
 def test_parse_keeps_an_alphanumeric_sender_as_it_is() -> None:
-    parsed = inbound_parse(payload("inbound_sms_text", msisdn="Vonage"))
+    parsed = inbound_sms_parse(payload("inbound_sms_text", msisdn="Vonage"))
 
     assert parsed.sender == "Vonage"
 
 
 def test_parse_ignores_a_sender_id_longer_than_any_network_sends() -> None:
     """Refused, Vonage would send it again for a day; no retry would change our answer."""
-    assert inbound_parse(payload("inbound_sms_text", msisdn="A" * 16)).sender == "A" * 16
+    assert inbound_sms_parse(payload("inbound_sms_text", msisdn="A" * 16)).sender == "A" * 16
     with pytest.raises(WebhookIgnored, match="17 characters"):
-        inbound_parse(payload("inbound_sms_text", msisdn="A" * 17))
+        inbound_sms_parse(payload("inbound_sms_text", msisdn="A" * 17))
 
 
 def test_parse_reads_concatenation() -> None:
-    parsed = inbound_parse(payload("inbound_sms_concat_part2"))
+    parsed = inbound_sms_parse(payload("inbound_sms_concat_part2"))
 
     assert (parsed.concat_ref, parsed.concat_total, parsed.concat_part) == ("108", 3, 2)
     assert parsed.is_part
 
 
 def test_parse_drops_the_body_of_a_binary_sms() -> None:
-    parsed = inbound_parse(payload("inbound_sms_text", type="binary", text="", data="0011"))
+    parsed = inbound_sms_parse(payload("inbound_sms_text", type="binary", text="", data="0011"))
 
     assert parsed.text == ""
 

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from django.db import connection, connections
 
+from smsproxy.gateway.webhooks import InboundSms
 from smsproxy.proxy.models import Message
-from smsproxy.proxy.services.delivery import message_claim
-from smsproxy.proxy.services.inbound import InboundSms, Outcome, inbound_receive
+from smsproxy.proxy.outbox.deliver import message_claim
+from smsproxy.proxy.services.inbound import Outcome, inbound_receive
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import ALICE, ALICE_PROXY, conversation_end, conversation_make
 

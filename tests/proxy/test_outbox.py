@@ -16,12 +16,10 @@ from django.test import Client
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
-from smsproxy.proxy import dispatch
 from smsproxy.proxy.models import InboundPart, Message, MessagePart
-from smsproxy.proxy.ratelimit import LocalRateLimiter, UnlimitedRateLimiter, rate_limiter_get
-from smsproxy.proxy.services.delivery import STALE_SENDING_AFTER, message_claim
-from smsproxy.proxy.services.inbound import CONCAT_TIMEOUT
-from smsproxy.proxy.services.outbox import (
+from smsproxy.proxy.outbox import dispatch
+from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER, message_claim
+from smsproxy.proxy.outbox.queue import (
     REDISPATCH_AFTER,
     message_due_q,
     message_queue_outbound,
@@ -29,6 +27,8 @@ from smsproxy.proxy.services.outbox import (
     outbox_due_ids,
     outbox_redispatch,
 )
+from smsproxy.proxy.outbox.ratelimit import LocalRateLimiter, UnlimitedRateLimiter, rate_limiter_get
+from smsproxy.proxy.services.inbound import CONCAT_TIMEOUT
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import (
     ALICE,

@@ -8,14 +8,13 @@ import pytest
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.gateway.webhooks import WebhookIgnored, receipt_parse
 from smsproxy.proxy.models import Message, MessagePart
-from smsproxy.proxy.services.outbox import message_retry
-from smsproxy.proxy.services.receipts import (
+from smsproxy.proxy.outbox.queue import message_retry
+from smsproxy.proxy.outbox.receipts import (
     message_status_refresh,
-    receipt_parse,
     receipt_record,
 )
-from smsproxy.proxy.services.vonage_params import WebhookIgnored
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import BOB, BOB_PROXY, payload
 

@@ -25,6 +25,7 @@ from django.utils.http import urlencode
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.phone import phone_parse
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live, live_conversation_q
@@ -32,7 +33,6 @@ from smsproxy.proxy.services.conversations import (
     conversation_close,
     participant_reassign,
     participant_reassign_validate,
-    real_number_parse,
 )
 
 
@@ -260,7 +260,7 @@ class ConversationAdmin(admin.ModelAdmin):
         extra = Q()
         with contextlib.suppress(ValueError):
             extra |= Q(public_id=uuid.UUID(term))
-        number = real_number_parse(number=term) if term else None
+        number = phone_parse(number=term) if term else None
         if number is not None:
             # "07700 900123" finds "+447700900123".
             extra |= Q(participants__real_number=number.e164)

@@ -14,7 +14,7 @@ from django.http import HttpRequest
 from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import InboundPart, Message, MessagePart
-from smsproxy.proxy.services.outbox import message_retry
+from smsproxy.proxy.outbox.queue import message_retry
 
 
 class ReadOnlyInline(ReadOnlyAdminMixin, admin.TabularInline):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -11,7 +10,6 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 from typing import Any
 
-import phonenumbers
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Count, F, QuerySet
@@ -19,11 +17,12 @@ from django.utils import timezone
 
 from smsproxy import gateway
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.phone import RealNumber, country_clean, is_e164, phone_parse
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.base import InvalidNumberError, ProviderError
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.numbers.selectors import E164_RE
 from smsproxy.proxy.models import Conversation, Message, Participant
+from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import (
     conversation_is_live,
     participant_expired_route_list,
@@ -31,8 +30,7 @@ from smsproxy.proxy.selectors import (
     proxy_number_candidate_list,
     sms_capable_q,
 )
-from smsproxy.proxy.services.inbound import text_redact_numbers
-from smsproxy.proxy.services.outbox import message_queue_outbound
+from smsproxy.proxy.services.redaction import text_redact_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +54,6 @@ EXPIRE_BATCH_SIZE = 500
 
 
 @dataclass(frozen=True)
-class RealNumber:
-    """A participant's real number: canonical E.164 (with '+') and ISO country ("" if unknown)."""
-
-    e164: str
-    country: str
-
-
-@dataclass(frozen=True)
 class _ParticipantSpec:
     position: int  # 0-based, as in the request
     name: str
@@ -79,40 +69,6 @@ class _PoolExhausted(Exception):
 
 
 # --- Real numbers ------------------------------------------------------------------------------
-
-
-def real_number_parse(*, number: str, default_country: str | None = None) -> RealNumber | None:
-    """The local check of rule 10: E.164 with or without '+', or national format.
-
-    Returns None when `phonenumbers` cannot read the text as a possible number. Validity is left
-    to Number Insight: `is_valid_number` would reject the fictitious ranges demos use.
-    """
-    text = number.strip()
-    region = (default_country or settings.PROXY_DEFAULT_COUNTRY).upper()
-    if not text or re.search(r"[A-Za-z]", text):
-        return None
-    attempts: list[tuple[str, str | None]] = []
-    if text.startswith("+"):
-        attempts.append((text, None))
-    else:
-        attempts.append((text, region))
-        # International format written without the '+'.
-        attempts.append(("+" + re.sub(r"\D", "", text), None))
-    for candidate, candidate_region in attempts:
-        try:
-            parsed = phonenumbers.parse(candidate, candidate_region)
-        except phonenumbers.NumberParseException:
-            continue
-        if not phonenumbers.is_possible_number(parsed):
-            continue
-        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-        if not E164_RE.match(e164):
-            continue
-        country = phonenumbers.region_code_for_number(
-            parsed
-        ) or phonenumbers.region_code_for_country_code(parsed.country_code or 0)
-        return RealNumber(e164=e164, country=_country(country))
-    return None
 
 
 def real_number_confirm(*, number: RealNumber) -> RealNumber:
@@ -136,20 +92,14 @@ def real_number_confirm(*, number: RealNumber) -> RealNumber:
             exc,
         )
         return number
-    if not E164_RE.match(insight.e164):
+    if not is_e164(insight.e164):
         logger.error(
             "Number Insight answered %r for %s; using the local parse",
             insight.e164,
             mask_number(number.e164),
         )
         return number
-    return RealNumber(e164=insight.e164, country=_country(insight.country) or number.country)
-
-
-def _country(code: str | None) -> str:
-    code = (code or "").strip().upper()
-    # phonenumbers says "ZZ" for an unknown region and "001" for non-geographic numbers.
-    return code if len(code) == 2 and code.isalpha() and code != "ZZ" else ""
+    return RealNumber(e164=insight.e164, country=country_clean(insight.country) or number.country)
 
 
 # --- Opening a conversation ----------------------------------------------------------------------
@@ -233,7 +183,7 @@ def _participants_validate(participants: Sequence[Mapping[str, Any]]) -> list[_P
                     position, "name", f"At most {NAME_MAX_LENGTH} characters."
                 ),
             )
-        parsed = real_number_parse(number=raw_number) if isinstance(raw_number, str) else None
+        parsed = phone_parse(number=raw_number) if isinstance(raw_number, str) else None
         if parsed is None:
             raise _invalid_number_error(position, name, raw_number)
         # The name goes into the other participant's intro SMS: a phone number in it would

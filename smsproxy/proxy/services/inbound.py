@@ -22,48 +22,28 @@ Vonage's own webhook retries after a short outage of ours.
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-import phonenumbers
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from smsproxy.common.phone import phone_region
 from smsproxy.common.privacy import mask_number
+from smsproxy.gateway.webhooks import InboundSms
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import InboundPart, Message, Participant
+from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import participant_live_list
-from smsproxy.proxy.services.outbox import message_queue_outbound
-from smsproxy.proxy.services.vonage_params import WebhookIgnored, e164_from_vonage, malformed
+from smsproxy.proxy.services.redaction import text_redact_numbers
 
 logger = logging.getLogger(__name__)
 
 CONCAT_TIMEOUT = timedelta(minutes=10)
 OUT_OF_SESSION_REPLY_INTERVAL = timedelta(hours=1)
-REDACTED_NUMBER = "[number removed]"
-
-# Seven or more digits, single spaces, dots or dashes allowed between them: what is left of a
-# phone number that `phonenumbers` did not recognise (unusual grouping, a foreign format).
-_DIGIT_RUN_RE = re.compile(r"\+?\d(?:[ .\-]?\d){6,}")
-# Digit runs that are not phone numbers, though both passes would take them for one:
-# "10.30 - 11.45", "9:00-17:30" (a time range), "24.11.2026", "24-11-26", "2026-11-24" (a date).
-_TIME_RANGE_RE = re.compile(
-    r"(?:[01]?\d|2[0-4])[.:][0-5]\d\s*[-\u2013]\s*(?:[01]?\d|2[0-4])[.:][0-5]\d"
-)
-_DAY = r"(?:0?[1-9]|[12]\d|3[01])"
-_MONTH = r"(?:0?[1-9]|1[0-2])"
-_DATE_RE = re.compile(
-    rf"{_DAY}([.\-]){_MONTH}\1(?:\d{{4}}|\d{{2}})|{_MONTH}([.\-]){_DAY}\2(?:\d{{4}}|\d{{2}})"
-    rf"|\d{{4}}-{_MONTH}-{_DAY}"
-)
-# An amount after a currency sign ("£1 250 000", "$ 2,500,000.50") is not a number to call —
-# only when grouped as amounts are (thousands), so that "£ 07700 900123" is still redacted.
-_CURRENCY_SIGNS = "£$€¥₹₽₺₩₪₦₱฿"
-_AMOUNT_RE = re.compile(r"[1-9]\d{0,2}([ ,.])\d{3}(?:\1\d{3})*(?:[.,]\d{1,2})?")
 
 
 class Outcome(StrEnum):
@@ -74,82 +54,10 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
-class InboundSms:
-    vonage_message_id: str
-    sender: str  # E.164 with '+', or an alphanumeric sender id as received
-    recipient: str  # E.164 with '+': our number
-    text: str
-    concat_ref: str = ""
-    concat_total: int = 0
-    concat_part: int = 0
-
-    @property
-    def is_part(self) -> bool:
-        return bool(self.concat_ref) and self.concat_total > 1
-
-
-@dataclass(frozen=True)
 class InboundResult:
     outcome: Outcome
     message: Message | None = None
     forward: Message | None = None  # the queued forward, or the out-of-session reply
-
-
-def inbound_parse(params: dict[str, str]) -> InboundSms:
-    """Read an inbound-SMS webhook's parameters.
-
-    ApplicationError(code="malformed") when unusable; WebhookIgnored for a well-formed SMS we
-    cannot store (a sender id longer than any network sends).
-    """
-    for field in ("msisdn", "to", "messageId"):
-        if not params.get(field, "").strip():
-            raise malformed(f"Inbound SMS without {field}.", field, "This field is required.")
-    vonage_message_id = params["messageId"].strip()
-    if len(vonage_message_id) > 64:
-        raise malformed("messageId is longer than 64 characters.", "messageId", "Too long.")
-    recipient = e164_from_vonage(params["to"])
-    if recipient is None:
-        raise malformed(f"`to` {params['to']!r} is not a phone number.", "to", "Not a number.")
-    raw_sender = params["msisdn"].strip()
-    sender = e164_from_vonage(raw_sender)
-    if sender is None:
-        # An alphanumeric sender id ("Vonage", a short code): stored, never routed or answered.
-        if len(raw_sender) > 16:
-            raise WebhookIgnored(
-                f"Inbound SMS {vonage_message_id} from a sender id of {len(raw_sender)} "
-                "characters (16 at most): ignored."
-            )
-        sender = raw_sender
-    sms_type = params.get("type", "text").strip().lower() or "text"
-    # A binary SMS carries `data`/`udh` rather than text: nothing a person can read is forwarded.
-    text = "" if sms_type == "binary" else params.get("text", "")
-    concat_ref = params.get("concat-ref", "").strip()
-    concat_total = concat_part = 0
-    if params.get("concat", "").strip().lower() == "true" or concat_ref:
-        if not concat_ref or len(concat_ref) > 32:
-            raise malformed("A concatenated part needs a concat-ref.", "concat-ref", "Invalid.")
-        try:
-            concat_total = int(params.get("concat-total", ""))
-            concat_part = int(params.get("concat-part", ""))
-        except ValueError:
-            raise malformed(
-                "concat-total and concat-part must be integers.", "concat-part", "Not a number."
-            ) from None
-        if not 1 <= concat_part <= concat_total <= 255:
-            raise malformed(
-                f"concat-part {concat_part} of concat-total {concat_total} is out of range.",
-                "concat-part",
-                "Out of range.",
-            )
-    return InboundSms(
-        vonage_message_id=vonage_message_id,
-        sender=sender,
-        recipient=recipient,
-        text=text,
-        concat_ref=concat_ref if concat_total > 1 else "",
-        concat_total=concat_total if concat_total > 1 else 0,
-        concat_part=concat_part if concat_total > 1 else 0,
-    )
 
 
 def inbound_receive(*, sms: InboundSms) -> InboundResult:
@@ -229,7 +137,7 @@ def _message_forward(*, message: Message, route: Participant | None) -> InboundR
         return InboundResult(Outcome.ROUTED, message)
     text = message.text
     if settings.PROXY_REDACT_NUMBERS:
-        text = text_redact_numbers(text=text, region=_region_of(message.sender))
+        text = text_redact_numbers(text=text, region=phone_region(message.sender))
     forward = message_queue_outbound(
         sender=other.proxy_number.msisdn,
         recipient=other.real_number,
@@ -371,50 +279,3 @@ def _transaction_lock(key: str) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])
-
-
-def _region_of(number: str) -> str:
-    try:
-        region = phonenumbers.region_code_for_number(phonenumbers.parse(number))
-    except phonenumbers.NumberParseException:
-        region = None
-    return region or settings.PROXY_DEFAULT_COUNTRY
-
-
-def text_redact_numbers(*, text: str, region: str) -> str:
-    """Rule 9: replace every phone number in `text` with REDACTED_NUMBER.
-
-    `phonenumbers` finds numbers in any common notation (international or national for
-    `region`, with spaces, dashes, brackets); leniency POSSIBLE on purpose — a fictitious or
-    unassigned number is still someone's way off the platform. A run of seven or more digits
-    it did not recognise goes too (so does a 7+ digit order number: a local phone number looks
-    just like one, and privacy wins). Kept: numbers of fewer than seven digits (house numbers,
-    codes, "5 minutes", a 6-digit order number), time ranges ("10.30-11.45"), dates
-    ("24.11.2026", "2026-11-24") and amounts after a currency sign ("£1 250 000").
-    """
-    spans = []
-    for match in phonenumbers.PhoneNumberMatcher(
-        text, region, leniency=phonenumbers.Leniency.POSSIBLE
-    ):
-        digits = sum(char.isdigit() for char in match.raw_string)
-        if digits < 7 or _not_a_phone_number(text, match.start, match.raw_string):
-            continue
-        spans.append((match.start, match.end))
-    for start, end in reversed(spans):
-        text = text[:start] + REDACTED_NUMBER + text[end:]
-
-    def redact_run(run: re.Match[str]) -> str:
-        if _not_a_phone_number(run.string, run.start(), run.group()):
-            return run.group()
-        return REDACTED_NUMBER
-
-    return _DIGIT_RUN_RE.sub(redact_run, text)
-
-
-def _not_a_phone_number(text: str, start: int, candidate: str) -> bool:
-    """A time range, a date, or an amount after a currency sign: kept as written."""
-    candidate = candidate.strip()
-    if _TIME_RANGE_RE.fullmatch(candidate) or _DATE_RE.fullmatch(candidate):
-        return True
-    before = text[:start].rstrip()
-    return bool(before) and before[-1] in _CURRENCY_SIGNS and bool(_AMOUNT_RE.fullmatch(candidate))

@@ -8,8 +8,8 @@ from datetime import datetime
 from django.utils import timezone
 
 from smsproxy.proxy.models import Message
+from smsproxy.proxy.outbox.deliver import outbox_recover_stale
 from smsproxy.proxy.services.conversations import conversations_expire
-from smsproxy.proxy.services.delivery import outbox_recover_stale
 from smsproxy.proxy.services.inbound import InboundResult, inbound_parts_flush_stale
 
 

@@ -13,8 +13,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 from django.utils import timezone
 
-from smsproxy.proxy.services.delivery import DeliveryResult, Outcome, message_deliver
-from smsproxy.proxy.services.outbox import outbox_due_ids
+from smsproxy.proxy.outbox.deliver import DeliveryResult, Outcome, message_deliver
+from smsproxy.proxy.outbox.queue import outbox_due_ids
 from smsproxy.proxy.services.sweep import outbox_sweep
 
 logger = logging.getLogger(__name__)

@@ -74,9 +74,9 @@ from smsproxy.gateway import get_provider
 from smsproxy.gateway.base import ProviderError, SendResult, SentPart
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Message, MessagePart
-from smsproxy.proxy.ratelimit import rate_limiter_get
-from smsproxy.proxy.services.outbox import message_due_q
-from smsproxy.proxy.services.receipts import message_status_refresh
+from smsproxy.proxy.outbox.queue import message_due_q
+from smsproxy.proxy.outbox.ratelimit import rate_limiter_get
+from smsproxy.proxy.outbox.receipts import message_status_refresh
 
 logger = logging.getLogger(__name__)
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
+from smsproxy.gateway.webhooks import DeliveryReceipt
 from smsproxy.proxy.models import Message, MessagePart
-from smsproxy.proxy.services.vonage_params import WebhookIgnored, e164_from_vonage, malformed
 
 logger = logging.getLogger(__name__)
 
@@ -45,62 +44,6 @@ _PART_FAILURE_TO_MESSAGE = {
     MessagePart.Status.REJECTED: Message.Status.REJECTED,
     MessagePart.Status.EXPIRED: Message.Status.EXPIRED,
 }
-
-
-@dataclass(frozen=True)
-class DeliveryReceipt:
-    vonage_message_id: str
-    status: str  # a MessagePart.Status value
-    error_code: str = ""
-    client_ref: str = ""
-    price: Decimal | None = None
-    network: str = ""
-    # The receipt's `to` (the number that sent our SMS) and `msisdn` (its recipient), E.164
-    # with '+'; empty when the receipt does not carry them.
-    sender: str = ""
-    recipient: str = ""
-
-
-def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
-    """Read a receipt webhook's parameters.
-
-    ApplicationError(code="malformed") when unusable; WebhookIgnored for a status we do not
-    know (one Vonage added later): Vonage would retry a refused receipt for three days.
-    """
-    for field in ("messageId", "status"):
-        if not params.get(field, "").strip():
-            raise malformed(f"Delivery receipt without {field}.", field, "This field is required.")
-    vonage_message_id = params["messageId"].strip()
-    status = params["status"].strip().lower()
-    if len(vonage_message_id) > 64:
-        raise malformed("messageId is longer than 64 characters.", "messageId", "Too long.")
-    if status not in MessagePart.Status.values or status == MessagePart.Status.SENT:
-        raise WebhookIgnored(
-            f"Delivery receipt {vonage_message_id} with unknown status {status[:32]!r}: ignored."
-        )
-    price: Decimal | None = None
-    if params.get("price"):
-        try:
-            price = Decimal(params["price"])
-        except InvalidOperation:
-            raise malformed("price is not a number.", "price", "Not a number.") from None
-    error_code = params.get("err-code", "").strip()
-    return DeliveryReceipt(
-        vonage_message_id=vonage_message_id,
-        status=status,
-        error_code="" if error_code == "0" else error_code[:32],
-        client_ref=params.get("client-ref", "").strip(),
-        price=price if price is None or price.is_finite() else None,
-        network=params.get("network-code", "").strip()[:16],
-        sender=_receipt_number(params.get("to", "")),
-        recipient=_receipt_number(params.get("msisdn", "")),
-    )
-
-
-def _receipt_number(value: str) -> str:
-    """A receipt's number as E.164; a value that is not a number is kept as it is, so that it
-    never matches ours (an empty one means the receipt does not name that number)."""
-    return e164_from_vonage(value) or value.strip()
 
 
 def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:

@@ -48,7 +48,7 @@ def message_queue_outbound(
 
 
 def _dispatch(message_id: int) -> None:
-    from smsproxy.proxy.dispatch import message_dispatch
+    from smsproxy.proxy.outbox.dispatch import message_dispatch
 
     message_dispatch(message_id=message_id)
 
@@ -78,7 +78,7 @@ def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list
     while the workers work through a backlog; a duplicate enqueue is harmless anyway (the
     claim lets one through).
     """
-    from smsproxy.proxy.dispatch import message_dispatch
+    from smsproxy.proxy.outbox.dispatch import message_dispatch
 
     now = now or timezone.now()
     ids = list(

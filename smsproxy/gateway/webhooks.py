@@ -1,0 +1,167 @@
+"""Vonage's SMS webhooks read into typed objects: inbound SMS and delivery receipts.
+
+Vonage's field names (`msisdn`, `messageId`, `concat-ref`, `err-code`, `network-code`, `price`,
+...) are spelled here and nowhere else; the proxy app receives `InboundSms` and
+`DeliveryReceipt`. The three encodings (GET query, POST form, POST JSON) are flattened into one
+dict of strings by `signatures.webhook_params` before they get here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+from smsproxy.common.errors import ApplicationError
+
+# A delivery receipt's `status` values that carry news about a part (Vonage's DLR statuses).
+RECEIPT_STATUSES = ("accepted", "buffered", "delivered", "failed", "rejected", "expired", "unknown")
+
+_E164_DIGITS_RE = re.compile(r"[1-9][0-9]{6,14}")
+
+
+class WebhookIgnored(Exception):
+    """A well-formed webhook we deliberately do not act on (an unknown receipt status, ...).
+
+    The view answers it 200 and logs a warning: any other answer makes Vonage retry the same
+    request for a day or more, and no retry would change our answer.
+    """
+
+
+def e164_from_vonage(value: str) -> str | None:
+    """Vonage's "447700900123" (or "+447700900123") as "+447700900123"; None if not a number."""
+    digits = value.strip().removeprefix("+")
+    return f"+{digits}" if _E164_DIGITS_RE.fullmatch(digits) else None
+
+
+def malformed(detail: str, field: str, problem: str) -> ApplicationError:
+    """The error for a webhook parameter that is missing or unusable (answered 400)."""
+    return ApplicationError(detail, code="malformed", fields={field: [problem]})
+
+
+@dataclass(frozen=True)
+class InboundSms:
+    vonage_message_id: str
+    sender: str  # E.164 with '+', or an alphanumeric sender id as received
+    recipient: str  # E.164 with '+': our number
+    text: str
+    concat_ref: str = ""
+    concat_total: int = 0
+    concat_part: int = 0
+
+    @property
+    def is_part(self) -> bool:
+        return bool(self.concat_ref) and self.concat_total > 1
+
+
+def inbound_sms_parse(params: dict[str, str]) -> InboundSms:
+    """Read an inbound-SMS webhook's parameters.
+
+    ApplicationError(code="malformed") when unusable; WebhookIgnored for a well-formed SMS we
+    cannot store (a sender id longer than any network sends).
+    """
+    for field in ("msisdn", "to", "messageId"):
+        if not params.get(field, "").strip():
+            raise malformed(f"Inbound SMS without {field}.", field, "This field is required.")
+    vonage_message_id = params["messageId"].strip()
+    if len(vonage_message_id) > 64:
+        raise malformed("messageId is longer than 64 characters.", "messageId", "Too long.")
+    recipient = e164_from_vonage(params["to"])
+    if recipient is None:
+        raise malformed(f"`to` {params['to']!r} is not a phone number.", "to", "Not a number.")
+    raw_sender = params["msisdn"].strip()
+    sender = e164_from_vonage(raw_sender)
+    if sender is None:
+        # An alphanumeric sender id ("Vonage", a short code): stored, never routed or answered.
+        if len(raw_sender) > 16:
+            raise WebhookIgnored(
+                f"Inbound SMS {vonage_message_id} from a sender id of {len(raw_sender)} "
+                "characters (16 at most): ignored."
+            )
+        sender = raw_sender
+    sms_type = params.get("type", "text").strip().lower() or "text"
+    # A binary SMS carries `data`/`udh` rather than text: nothing a person can read is forwarded.
+    text = "" if sms_type == "binary" else params.get("text", "")
+    concat_ref = params.get("concat-ref", "").strip()
+    concat_total = concat_part = 0
+    if params.get("concat", "").strip().lower() == "true" or concat_ref:
+        if not concat_ref or len(concat_ref) > 32:
+            raise malformed("A concatenated part needs a concat-ref.", "concat-ref", "Invalid.")
+        try:
+            concat_total = int(params.get("concat-total", ""))
+            concat_part = int(params.get("concat-part", ""))
+        except ValueError:
+            raise malformed(
+                "concat-total and concat-part must be integers.", "concat-part", "Not a number."
+            ) from None
+        if not 1 <= concat_part <= concat_total <= 255:
+            raise malformed(
+                f"concat-part {concat_part} of concat-total {concat_total} is out of range.",
+                "concat-part",
+                "Out of range.",
+            )
+    return InboundSms(
+        vonage_message_id=vonage_message_id,
+        sender=sender,
+        recipient=recipient,
+        text=text,
+        concat_ref=concat_ref if concat_total > 1 else "",
+        concat_total=concat_total if concat_total > 1 else 0,
+        concat_part=concat_part if concat_total > 1 else 0,
+    )
+
+
+@dataclass(frozen=True)
+class DeliveryReceipt:
+    vonage_message_id: str
+    status: str  # one of RECEIPT_STATUSES
+    error_code: str = ""
+    client_ref: str = ""
+    price: Decimal | None = None
+    network: str = ""
+    # The receipt's `to` (the number that sent our SMS) and `msisdn` (its recipient), E.164
+    # with '+'; empty when the receipt does not carry them.
+    sender: str = ""
+    recipient: str = ""
+
+
+def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
+    """Read a receipt webhook's parameters.
+
+    ApplicationError(code="malformed") when unusable; WebhookIgnored for a status we do not
+    know (one Vonage added later): Vonage would retry a refused receipt for three days.
+    """
+    for field in ("messageId", "status"):
+        if not params.get(field, "").strip():
+            raise malformed(f"Delivery receipt without {field}.", field, "This field is required.")
+    vonage_message_id = params["messageId"].strip()
+    status = params["status"].strip().lower()
+    if len(vonage_message_id) > 64:
+        raise malformed("messageId is longer than 64 characters.", "messageId", "Too long.")
+    if status not in RECEIPT_STATUSES:
+        raise WebhookIgnored(
+            f"Delivery receipt {vonage_message_id} with unknown status {status[:32]!r}: ignored."
+        )
+    price: Decimal | None = None
+    if params.get("price"):
+        try:
+            price = Decimal(params["price"])
+        except InvalidOperation:
+            raise malformed("price is not a number.", "price", "Not a number.") from None
+    error_code = params.get("err-code", "").strip()
+    return DeliveryReceipt(
+        vonage_message_id=vonage_message_id,
+        status=status,
+        error_code="" if error_code == "0" else error_code[:32],
+        client_ref=params.get("client-ref", "").strip(),
+        price=price if price is None or price.is_finite() else None,
+        network=params.get("network-code", "").strip()[:16],
+        sender=_receipt_number(params.get("to", "")),
+        recipient=_receipt_number(params.get("msisdn", "")),
+    )
+
+
+def _receipt_number(value: str) -> str:
+    """A receipt's number as E.164; a value that is not a number is kept as it is, so that it
+    never matches ours (an empty one means the receipt does not name that number)."""
+    return e164_from_vonage(value) or value.strip()
