@@ -11,10 +11,12 @@ from django.core.checks import Tags, Warning, register
 @register(Tags.security, deploy=True)
 def check_webhook_signing(app_configs: Any, **kwargs: Any) -> list[Warning]:
     warnings = []
-    if settings.SMS_PROVIDER == "vonage" and not settings.VONAGE_SIGNATURE_SECRET:
+    # Whatever the provider: the webhooks are public, and without a secret anyone who finds
+    # them can inject inbound SMS (so out-of-session replies) and delivery receipts.
+    if not settings.VONAGE_SIGNATURE_SECRET:
         warnings.append(
             Warning(
-                "Vonage webhooks are not signed: anyone who learns the webhook URL can inject "
+                "Webhooks are not signed: anyone who learns the webhook URL can inject "
                 "inbound SMS and delivery receipts.",
                 hint="Enable signed webhooks on the Vonage account and set "
                 "VONAGE_SIGNATURE_SECRET (and VONAGE_SIGNATURE_METHOD).",

@@ -14,7 +14,9 @@ from smsproxy.common.checks import check_webhook_signing
     [
         ("vonage", "sigsecret", "https://proxy.example.com", []),
         ("vonage", "", "https://proxy.example.com", ["smsproxy.W001"]),
-        ("sandbox", "", "https://proxy.example.com", []),  # the sandbox signs nothing it receives
+        # A production deployment on the sandbox is just as open to injected webhooks.
+        ("sandbox", "", "https://proxy.example.com", ["smsproxy.W001"]),
+        ("sandbox", "sigsecret", "https://proxy.example.com", []),
         ("vonage", "sigsecret", "http://proxy.example.com", ["smsproxy.W002"]),
         ("vonage", "", "http://proxy.example.com", ["smsproxy.W001", "smsproxy.W002"]),
     ],
