@@ -34,6 +34,17 @@ def e164_from_vonage(value: str) -> str | None:
     return f"+{digits}" if _E164_DIGITS_RE.fullmatch(digits) else None
 
 
+# The largest price a message or part can store (numeric(10, 5)); a larger one is not a price.
+MAX_PRICE = Decimal("99999.99999")
+
+
+def params_clean(params: dict[str, str]) -> dict[str, str]:
+    """The values without NUL characters, which no field of Vonage's carries and PostgreSQL
+    cannot store in text: a NUL in a signed or unsigned webhook must not become a 500 that
+    Vonage then retries for a day (DESIGN §8). Signatures are checked on the raw values."""
+    return {key: value.replace("\x00", "") for key, value in params.items()}
+
+
 def malformed(detail: str, field: str, problem: str) -> ApplicationError:
     """The error for a webhook parameter that is missing or unusable (answered 400)."""
     return ApplicationError(detail, code="malformed", fields={field: [problem]})
@@ -60,6 +71,7 @@ def inbound_sms_parse(params: dict[str, str]) -> InboundSms:
     ApplicationError(code="malformed") when unusable; WebhookIgnored for a well-formed SMS we
     cannot store (a sender id longer than any network sends).
     """
+    params = params_clean(params)
     for field in ("msisdn", "to", "messageId"):
         if not params.get(field, "").strip():
             raise malformed(f"Inbound SMS without {field}.", field, "This field is required.")
@@ -131,6 +143,7 @@ def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
     ApplicationError(code="malformed") when unusable; WebhookIgnored for a status we do not
     know (one Vonage added later): Vonage would retry a refused receipt for three days.
     """
+    params = params_clean(params)
     for field in ("messageId", "status"):
         if not params.get(field, "").strip():
             raise malformed(f"Delivery receipt without {field}.", field, "This field is required.")
@@ -142,23 +155,30 @@ def receipt_parse(params: dict[str, str]) -> DeliveryReceipt:
         raise WebhookIgnored(
             f"Delivery receipt {vonage_message_id} with unknown status {status[:32]!r}: ignored."
         )
-    price: Decimal | None = None
-    if params.get("price"):
-        try:
-            price = Decimal(params["price"])
-        except InvalidOperation:
-            raise malformed("price is not a number.", "price", "Not a number.") from None
     error_code = params.get("err-code", "").strip()
     return DeliveryReceipt(
         vonage_message_id=vonage_message_id,
         status=status,
         error_code="" if error_code == "0" else error_code[:32],
         client_ref=params.get("client-ref", "").strip(),
-        price=price if price is None or price.is_finite() else None,
+        price=_price(params.get("price", "")),
         network=params.get("network-code", "").strip()[:16],
         sender=_receipt_number(params.get("to", "")),
         recipient=_receipt_number(params.get("msisdn", "")),
     )
+
+
+def _price(value: str) -> Decimal | None:
+    """A receipt's price, or None when it is not one we can store (not a number, infinite,
+    negative, or beyond MAX_PRICE): the receipt's status matters more than its price, and
+    refusing it would only make Vonage send the same unusable price again for three days."""
+    try:
+        price = Decimal(value.strip())
+    except InvalidOperation:
+        return None
+    if not price.is_finite() or not Decimal(0) <= price <= MAX_PRICE:
+        return None
+    return price.quantize(Decimal("0.00001"))
 
 
 def _receipt_number(value: str) -> str:
