@@ -81,6 +81,55 @@ def phone_region(number: str) -> str:
     return region or settings.PROXY_DEFAULT_COUNTRY
 
 
+# Blocks reserved for fiction, never assigned to a subscriber (Ofcom's drama range for mobiles,
+# and 555-010x, used in US fiction and demos). `phonenumbers` classes them as no type at all;
+# the sandbox and the tests use them as people's mobiles.
+FICTITIOUS_RANGES = ((447700900000, 447700900999), (15550100000, 15550100999))
+# Number types no person's phone has: premium rate, toll free, shared cost, pagers, voicemail,
+# VoIP, personal and universal access numbers, landlines. Texting the pool from one of them must
+# not make us send it anything (rule 6), and no conversation can use one. A number of no known
+# type is not refused: `phonenumbers`' metadata lags new mobile ranges, and the fictitious
+# ranges have no type either.
+_NOT_SMS_TYPES = frozenset(
+    {
+        phonenumbers.PhoneNumberType.FIXED_LINE,
+        phonenumbers.PhoneNumberType.PREMIUM_RATE,
+        phonenumbers.PhoneNumberType.TOLL_FREE,
+        phonenumbers.PhoneNumberType.SHARED_COST,
+        phonenumbers.PhoneNumberType.VOIP,
+        phonenumbers.PhoneNumberType.PERSONAL_NUMBER,
+        phonenumbers.PhoneNumberType.PAGER,
+        phonenumbers.PhoneNumberType.UAN,
+        phonenumbers.PhoneNumberType.VOICEMAIL,
+    }
+)
+# Non-geographic calling codes (+800, +808, +870, +881, +882, +883, +888, +979): satellite
+# phones and international networks charged at premium rates. `phonenumbers` classes some of
+# them as mobile, so they are refused by code, whatever their type.
+_NON_GEOGRAPHIC_REGION = "001"
+
+
+def is_fictitious(e164: str) -> bool:
+    digits = e164.removeprefix("+")
+    return digits.isdigit() and any(
+        first <= int(digits) <= last for first, last in FICTITIOUS_RANGES
+    )
+
+
+def phone_receives_sms(e164: str) -> bool:
+    """Whether smsproxy may send an SMS to this number: a fictitious one, or a geographic
+    number that `phonenumbers` does not class as one of the types no phone has."""
+    if is_fictitious(e164):
+        return True
+    try:
+        parsed = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return False
+    if phonenumbers.region_code_for_number(parsed) == _NON_GEOGRAPHIC_REGION:
+        return False
+    return phonenumbers.number_type(parsed) not in _NOT_SMS_TYPES
+
+
 def msisdn_normalize(raw: str) -> str:
     """A number as staff type it ("447700900123", "+44 7700 900123") → E.164 with '+'."""
     digits = re.sub(r"[\s\-().]", "", raw.strip())
