@@ -7,7 +7,10 @@ does; it is skipped otherwise.
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -15,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -30,7 +34,9 @@ from smsproxy.gateway import get_provider
 from smsproxy.gateway.base import SendResult, TransientProviderError
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import deliver as delivery
-from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER, message_claim
+from smsproxy.proxy.outbox import dispatch
+from smsproxy.proxy.outbox.claim import message_claim
+from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER
 from smsproxy.proxy.outbox.ratelimit import RedisRateLimiter, rate_limiter_get
 from smsproxy.proxy.tasks import deliver_message, outbox_sweep
 from tests.factories import MessageFactory
@@ -176,7 +182,7 @@ def test_deliver_message_schedules_its_own_retry(settings, monkeypatch) -> None:
 
 def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
     stuck = MessageFactory.create()
-    message_claim(message_id=stuck.pk)
+    message_claim(message_id=stuck.pk, now=timezone.now())
     Message.objects.filter(pk=stuck.pk).update(
         claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
     )
@@ -184,15 +190,42 @@ def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
     Message.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
     conversation_make(expires_at=timezone.now() - timedelta(seconds=1))
 
-    with (
-        mock.patch("smsproxy.proxy.outbox.dispatch.message_dispatch") as dispatched,
-        mock.patch("smsproxy.proxy.tasks.message_dispatch", dispatched),
-    ):
+    with mock.patch.object(dispatch, "message_dispatch") as dispatched:
         summary = outbox_sweep()
 
     assert summary == {"recovered": 1, "concat_flushed": 0, "expired": 1, "redispatched": 1}
     # The re-queued stuck row at once, the lost one by the redispatch.
     assert [c.kwargs["message_id"] for c in dispatched.call_args_list] == [stuck.pk, lost.pk]
+
+
+def test_a_worker_finds_the_tasks_by_their_names() -> None:
+    """A fresh process, as a worker starts: autodiscovery registers both deployed task names.
+
+    Nothing in the outbox imports the tasks module (dispatch enqueues by name), so only
+    `autodiscover_tasks()` loads it.
+    """
+    script = (
+        "import django; django.setup()\n"
+        "import sys\n"
+        "from smsproxy import celery_app\n"
+        "assert 'smsproxy.proxy.tasks' not in sys.modules\n"
+        "celery_app.loader.import_default_modules()\n"
+        "print(' '.join(sorted(celery_app.tasks)))\n"
+    )
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stderr
+    registered = run.stdout.split()
+    assert {"smsproxy.proxy.deliver_message", "smsproxy.proxy.outbox_sweep"} <= set(registered)
 
 
 def test_the_beat_schedule_runs_the_sweep() -> None:

@@ -11,6 +11,7 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 import responses
+from django.core.checks import Tags, run_checks
 from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -20,6 +21,7 @@ from smsproxy.gateway.webhooks import DeliveryReceipt
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.outbox import deliver as delivery
+from smsproxy.proxy.outbox.claim import claim_database_check, message_claim
 from smsproxy.proxy.outbox.deliver import (
     CLAIM_RESTAMP_AFTER,
     INTERNAL_ERROR,
@@ -29,7 +31,6 @@ from smsproxy.proxy.outbox.deliver import (
     SENDER_NOT_PROXY,
     STALE_SENDING_AFTER,
     Outcome,
-    message_claim,
     message_deliver,
     outbox_recover_stale,
     retry_delay,
@@ -49,17 +50,6 @@ def vonage(settings, mocked_responses: responses.RequestsMock) -> responses.Requ
     settings.VONAGE_REST_HOST = "rest.nexmo.com"
     settings.SMS_RATE_LIMIT = 0
     return mocked_responses
-
-
-@pytest.fixture(params=["returning", "update_then_select"])
-def claim_path(request, monkeypatch) -> str:
-    """Both ways to claim: one UPDATE … RETURNING, or (older SQLite) an UPDATE and two SELECTs."""
-    if request.param == "returning":
-        if not delivery._update_returning_supported(connection):
-            pytest.skip(f"{connection.vendor} has no UPDATE … RETURNING here")
-    else:
-        monkeypatch.setattr(delivery, "_update_returning_supported", lambda connection: False)
-    return str(request.param)
 
 
 def statements(context: CaptureQueriesContext) -> list[str]:
@@ -101,7 +91,7 @@ def sent_form(vonage: responses.RequestsMock, index: int = 0) -> dict[str, str]:
 
 
 def test_status_0_sends_and_records_the_part(
-    vonage: responses.RequestsMock, claim_path: str
+    vonage: responses.RequestsMock,
 ) -> None:
     message = queued()
     answer_ok(vonage, message)
@@ -156,7 +146,7 @@ def test_unicode_is_sent_as_unicode(vonage: responses.RequestsMock) -> None:
 
 
 def test_a_sender_that_is_not_our_number_is_never_used(
-    vonage: responses.RequestsMock, claim_path: str
+    vonage: responses.RequestsMock,
 ) -> None:
     message = MessageFactory.create(sender=ALICE, recipient=BOB)  # a real number as sender
 
@@ -169,7 +159,7 @@ def test_a_sender_that_is_not_our_number_is_never_used(
 
 
 def test_a_sender_we_released_is_never_used(
-    vonage: responses.RequestsMock, claim_path: str
+    vonage: responses.RequestsMock,
 ) -> None:
     """A number whose rental is cancelled may already be someone else's: nothing leaves from it,
     also when the message was queued before the release."""
@@ -238,7 +228,7 @@ def test_a_timeout_is_retried(vonage: responses.RequestsMock) -> None:
 
 
 def test_a_retried_message_is_not_sent_before_it_is_due(
-    vonage: responses.RequestsMock, claim_path: str
+    vonage: responses.RequestsMock,
 ) -> None:
     message = queued()
     answer_status(vonage, "1", "Throughput Rate Exceeded")
@@ -340,12 +330,12 @@ def test_accepted_parts_of_a_partly_throttled_send_are_kept_but_superseded(
 # --- the claim ------------------------------------------------------------------------------------
 
 
-def test_a_second_claim_does_nothing(claim_path: str) -> None:
+def test_a_second_claim_does_nothing() -> None:
     message = queued()
     now = timezone.now()
 
-    assert message_claim(message_id=message.pk, now=now) is True
-    assert message_claim(message_id=message.pk) is False
+    assert message_claim(message_id=message.pk, now=now) is not None
+    assert message_claim(message_id=message.pk, now=timezone.now()) is None
 
     message.refresh_from_db()
     assert (message.status, message.attempts, message.claimed_at) == (
@@ -357,7 +347,7 @@ def test_a_second_claim_does_nothing(claim_path: str) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_claim_is_committed_when_it_returns(claim_path: str) -> None:
+def test_the_claim_is_committed_when_it_returns() -> None:
     """Another connection sees the claim at once: no transaction is left open by it."""
     message = queued()
     seen: list[str] = []
@@ -368,7 +358,7 @@ def test_the_claim_is_committed_when_it_returns(claim_path: str) -> None:
         finally:
             connections.close_all()
 
-    assert message_claim(message_id=message.pk) is True
+    assert message_claim(message_id=message.pk, now=timezone.now()) is not None
     reader = threading.Thread(target=read)
     reader.start()
     reader.join(30)
@@ -376,11 +366,11 @@ def test_the_claim_is_committed_when_it_returns(claim_path: str) -> None:
     assert seen == [Message.Status.SENDING]
 
 
-def test_the_claim_reads_back_the_fields_of_the_send(claim_path: str) -> None:
+def test_the_claim_reads_back_the_fields_of_the_send() -> None:
     message = queued(attempts=2, max_attempts=5, text="Où es-tu ? 👋")
     now = timezone.now()
 
-    claim = delivery._claim(message_id=message.pk, now=now)
+    claim = message_claim(message_id=message.pk, now=now)
 
     assert claim is not None and claim.sender_is_ours
     claimed = claim.message
@@ -396,37 +386,62 @@ def test_the_claim_reads_back_the_fields_of_the_send(claim_path: str) -> None:
         5,
         now,
     )
-    assert delivery._claim(message_id=message.pk, now=now) is None
+    assert message_claim(message_id=message.pk, now=now) is None
 
 
-def test_a_claim_that_does_not_match_returns_nothing_and_changes_nothing(claim_path: str) -> None:
+def test_a_claim_that_does_not_match_returns_nothing_and_changes_nothing() -> None:
     later = timezone.now() + timedelta(minutes=1)
     not_due = queued(next_attempt_at=later)
     inbound = MessageFactory.create(
         direction=Message.Direction.INBOUND, status=Message.Status.RECEIVED
     )
 
-    assert delivery._claim(message_id=not_due.pk, now=timezone.now()) is None
-    assert delivery._claim(message_id=inbound.pk, now=timezone.now()) is None
-    assert delivery._claim(message_id=not_due.pk + inbound.pk + 1000, now=timezone.now()) is None
+    assert message_claim(message_id=not_due.pk, now=timezone.now()) is None
+    assert message_claim(message_id=inbound.pk, now=timezone.now()) is None
+    assert message_claim(message_id=not_due.pk + inbound.pk + 1000, now=timezone.now()) is None
 
     not_due.refresh_from_db()
     assert (not_due.status, not_due.attempts, not_due.claimed_at) == ("queued", 0, None)
     # Due exactly now: claimed.
-    assert delivery._claim(message_id=not_due.pk, now=later) is not None
+    assert message_claim(message_id=not_due.pk, now=later) is not None
 
 
-def test_the_claim_is_one_statement_where_update_returning_exists(claim_path: str) -> None:
+def test_the_claim_is_one_statement() -> None:
     message = queued()
 
     with CaptureQueriesContext(connection) as context:
-        assert message_claim(message_id=message.pk) is True
+        assert message_claim(message_id=message.pk, now=timezone.now()) is not None
 
-    assert len(statements(context)) == (1 if claim_path == "returning" else 4)
+    assert len(statements(context)) == 1
+
+
+def test_the_database_check_accepts_a_database_with_update_returning() -> None:
+    assert claim_database_check(None) == []
+
+
+@pytest.mark.parametrize(
+    "change", [{"features.can_return_columns_from_insert": False}, {"vendor": "mysql"}]
+)
+def test_the_database_check_refuses_a_database_the_claim_cannot_run_on(
+    monkeypatch, change: dict[str, object]
+) -> None:
+    """SQLite before 3.35 (no UPDATE … RETURNING), MariaDB/MySQL: no SMS could be sent."""
+    for path, value in change.items():
+        owner, _, name = path.rpartition(".")
+        monkeypatch.setattr(connection.features if owner else connection, name, value)
+
+    errors = [
+        error
+        for error in run_checks(tags=[Tags.compatibility])
+        if (error.id or "").startswith("smsproxy.")
+    ]
+
+    assert [error.id for error in errors] == ["smsproxy.E001"]
+    assert "UPDATE … RETURNING" in errors[0].msg
 
 
 def test_a_sent_message_costs_four_statements(
-    vonage: responses.RequestsMock, claim_path: str
+    vonage: responses.RequestsMock,
 ) -> None:
     """The claim, then the UPDATE to sent, the SELECT of existing parts and their INSERT."""
     message = queued()
@@ -436,7 +451,7 @@ def test_a_sent_message_costs_four_statements(
         assert message_deliver(message_id=message.pk).outcome == Outcome.SENT
 
     sql = statements(context)
-    assert len(sql) == (4 if claim_path == "returning" else 7), sql
+    assert len(sql) == 4, sql
     assert sql[-1].startswith("INSERT")
 
 
@@ -458,7 +473,7 @@ def test_the_result_carries_the_sent_message(vonage: responses.RequestsMock) -> 
 
 def test_a_message_being_sent_is_not_sent_again(vonage: responses.RequestsMock) -> None:
     message = queued()
-    message_claim(message_id=message.pk)
+    message_claim(message_id=message.pk, now=timezone.now())
 
     assert message_deliver(message_id=message.pk).outcome == Outcome.SKIPPED
     assert len(vonage.calls) == 0
@@ -468,7 +483,7 @@ def test_a_message_being_sent_is_not_sent_again(vonage: responses.RequestsMock) 
 def test_only_queued_messages_are_claimed(status: str) -> None:
     message = queued(status=status)
 
-    assert message_claim(message_id=message.pk) is False
+    assert message_claim(message_id=message.pk, now=timezone.now()) is None
 
 
 def test_inbound_messages_are_never_claimed() -> None:
@@ -484,7 +499,7 @@ def test_inbound_messages_are_never_claimed() -> None:
 
 def stuck(**fields) -> Message:
     message = queued(**fields)
-    message_claim(message_id=message.pk)
+    message_claim(message_id=message.pk, now=timezone.now())
     Message.objects.filter(pk=message.pk).update(
         claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
     )
@@ -493,7 +508,7 @@ def stuck(**fields) -> Message:
 
 def test_a_recently_claimed_row_is_left_alone() -> None:
     message = queued()
-    message_claim(message_id=message.pk)
+    message_claim(message_id=message.pk, now=timezone.now())
 
     assert outbox_recover_stale() == []
     message.refresh_from_db()
@@ -513,7 +528,7 @@ def test_a_stuck_row_without_parts_is_requeued_once_then_failed(
     assert message.attempts == 1
 
     # The worker dies again on the re-send.
-    message_claim(message_id=message.pk)
+    message_claim(message_id=message.pk, now=timezone.now())
     Message.objects.filter(pk=message.pk).update(
         claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
     )

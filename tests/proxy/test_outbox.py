@@ -18,7 +18,8 @@ from django.utils import timezone
 from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import InboundPart, Message, MessagePart
 from smsproxy.proxy.outbox import dispatch
-from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER, message_claim
+from smsproxy.proxy.outbox.claim import message_claim
+from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER
 from smsproxy.proxy.outbox.queue import (
     REDISPATCH_AFTER,
     message_due_q,
@@ -89,7 +90,7 @@ def test_once_reports_failures() -> None:
 
 def test_once_sweeps_stuck_rows_and_timed_out_parts() -> None:
     stuck = MessageFactory.create()
-    message_claim(message_id=stuck.pk)
+    message_claim(message_id=stuck.pk, now=timezone.now())
     Message.objects.filter(pk=stuck.pk).update(
         claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(minutes=1)
     )
@@ -174,7 +175,7 @@ def test_queueing_hands_the_message_over_after_commit(django_capture_on_commit_c
 
 def test_without_a_broker_dispatch_leaves_the_row_to_the_poller(settings) -> None:
     settings.CELERY_BROKER_URL = ""
-    with mock.patch("smsproxy.proxy.tasks.deliver_message.apply_async") as enqueue:
+    with mock.patch.object(dispatch.celery_app, "send_task") as enqueue:
         dispatch.message_dispatch(message_id=1)
 
     enqueue.assert_not_called()
@@ -182,17 +183,17 @@ def test_without_a_broker_dispatch_leaves_the_row_to_the_poller(settings) -> Non
 
 def test_with_a_broker_dispatch_enqueues_the_task(settings) -> None:
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
-    with mock.patch("smsproxy.proxy.tasks.deliver_message.apply_async") as enqueue:
+    with mock.patch.object(dispatch.celery_app, "send_task") as enqueue:
         dispatch.message_dispatch(message_id=42)
 
+    # By name: deployed workers know the task as this.
+    assert enqueue.call_args.args == ("smsproxy.proxy.deliver_message",)
     assert enqueue.call_args.kwargs["args"] == (42,)
 
 
 def test_a_broker_outage_does_not_fail_the_caller(settings, caplog) -> None:
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
-    with mock.patch(
-        "smsproxy.proxy.tasks.deliver_message.apply_async", side_effect=ConnectionError("down")
-    ):
+    with mock.patch.object(dispatch.celery_app, "send_task", side_effect=ConnectionError("down")):
         dispatch.message_dispatch(message_id=42)
 
     assert "sweep will enqueue it again" in caplog.text
