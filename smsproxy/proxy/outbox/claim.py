@@ -116,7 +116,7 @@ def _columns(model: type[Model]) -> dict[str, str]:
     return {field.name: field.column for field in model._meta.concrete_fields if field.column}
 
 
-def update_returning_supported(connection: BaseDatabaseWrapper) -> bool:
+def _update_returning_supported(connection: BaseDatabaseWrapper) -> bool:
     # Django's flag is about INSERT; UPDATE … RETURNING came with it on PostgreSQL and SQLite
     # (3.35), not on MariaDB, which has the flag too.
     return (
@@ -128,7 +128,7 @@ def update_returning_supported(connection: BaseDatabaseWrapper) -> bool:
 def claim_database_check(app_configs: Any, **kwargs: Any) -> list[CheckMessage]:
     """System check: the database the outbox writes to can run the claim."""
     connection = connections[router.db_for_write(Message)]
-    if update_returning_supported(connection):
+    if _update_returning_supported(connection):
         return []
     return [
         Error(
