@@ -3,6 +3,9 @@
 Tasks take an id and call the same services as the embedded worker. A task may run twice for
 one message (a duplicate enqueue, the sweep, a redelivery after a worker died with the task
 unacknowledged): the claim in `message_deliver` lets exactly one send through.
+
+This module sits above the outbox: nothing in it imports this (`dispatch` enqueues delivery by
+the task's name), and Celery finds it through `app.autodiscover_tasks()`.
 """
 
 from __future__ import annotations
@@ -14,15 +17,15 @@ from celery import shared_task
 from django.utils import timezone
 
 from smsproxy.proxy.models import Message
+from smsproxy.proxy.outbox import dispatch
 from smsproxy.proxy.outbox.deliver import Outcome, message_deliver
-from smsproxy.proxy.outbox.dispatch import message_dispatch
 from smsproxy.proxy.outbox.queue import outbox_redispatch
 from smsproxy.proxy.services import sweep
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="smsproxy.proxy.deliver_message", ignore_result=True)
+@shared_task(name=dispatch.DELIVER_TASK, ignore_result=True)
 def deliver_message(message_id: int) -> str:
     result = message_deliver(message_id=message_id)
     if result.outcome == Outcome.RETRY and result.message and result.message.next_attempt_at:
@@ -43,7 +46,7 @@ def outbox_sweep() -> dict[str, Any]:
     swept = sweep.outbox_sweep(now=now)
     for message in swept.recovered:
         if message.status == Message.Status.QUEUED:  # re-queued once: send it again now
-            message_dispatch(message_id=message.pk)
+            dispatch.message_dispatch(message_id=message.pk)
     redispatched = outbox_redispatch(now=now)
     summary = {
         "recovered": len(swept.recovered),

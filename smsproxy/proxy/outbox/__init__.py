@@ -1,6 +1,14 @@
 """The outbox (DESIGN.md §6): every outbound SMS is a queued Message row, sent by a dispatcher.
 
-Modules, lowest first: `ratelimit` (the shared send rate), `receipts` (parts and delivery
-receipts), `deliver` (claim, send, record the outcome), `dispatch` (hand a committed row to the
-embedded worker or Celery), `queue` (write rows and hand them off after commit).
+Modules, lowest first; each imports only modules above it in this list, never one below:
+- `ratelimit`: the shared send rate;
+- `parts`: the parts of a sent message and the message status they make up;
+- `receipts`: delivery receipts (uses `parts`);
+- `claim`: the one atomic claim of a queued row;
+- `deliver`: claim, send, record the outcome, schedule the retry, settle stale rows
+  (uses `claim`, `parts`, `ratelimit`);
+- `dispatch`: hand a committed row to the embedded worker or Celery (the task by its name);
+- `queue`: write rows and hand them off after commit, staff's retry, re-dispatch (uses `dispatch`).
+The Celery tasks (`smsproxy.proxy.tasks`) and the periodic sweep (`smsproxy.proxy.services.sweep`)
+sit above the package: nothing in it imports them.
 """

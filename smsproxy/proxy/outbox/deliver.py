@@ -1,10 +1,9 @@
 """Sending one queued outbound SMS: the delivery function both dispatchers call (DESIGN.md §6).
 
-`message_deliver` claims the row with one conditional UPDATE (`queued` and due → `sending`),
-so however many workers, tasks or duplicate enqueues reach one message, exactly one of them
-sends it; the others find nothing to claim. The claim commits before the HTTP call, and the
-result is written in a second, short transaction: no database transaction is ever held open
-while Vonage is being called.
+`message_deliver` claims the row (`claim`: exactly one worker gets it, and the claim commits
+before the HTTP call), waits for the shared rate limit, sends, and writes the result in a
+second, short transaction: no database transaction is ever held open while Vonage is being
+called.
 
 Outcomes:
 - Vonage accepted every part → `sent`, with one MessagePart per part (its message id and price)
@@ -49,10 +48,10 @@ taken it yet, and the send keeps all but that second of its window.
 
 Round trips (they bound a worker's rate: SMS_RATE_LIMIT may be raised far above 25/s): a sent
 message costs the claim — one UPDATE … RETURNING that also reads the fields to send and
-whether the sender is ours (PostgreSQL, SQLite >= 3.35; elsewhere an UPDATE and two SELECTs) —
-then one transaction: the UPDATE to `sent` (which takes the row lock receipts take too), one
-SELECT of the parts already there (a receipt may have come first) and one INSERT of the new
-ones; the message's status is derived from the parts read, without reading them again.
+whether the sender is ours — then one transaction: the UPDATE to `sent` (which takes the row
+lock receipts take too), one SELECT of the parts already there (a receipt may have come first)
+and one INSERT of the new ones; the message's status is derived from the parts read, without
+reading them again.
 """
 
 from __future__ import annotations
@@ -64,19 +63,17 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.conf import settings
-from django.db import connections, router, transaction
-from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models import F, Model, Q
+from django.db import transaction
+from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
 from smsproxy.gateway import get_provider
 from smsproxy.gateway.base import ProviderError, SendResult, SentPart
-from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.models import Message, MessagePart
-from smsproxy.proxy.outbox.queue import message_due_q
+from smsproxy.proxy.models import Message
+from smsproxy.proxy.outbox.claim import message_claim
+from smsproxy.proxy.outbox.parts import message_parts_store, message_status_refresh
 from smsproxy.proxy.outbox.ratelimit import rate_limiter_get
-from smsproxy.proxy.outbox.receipts import message_status_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -120,157 +117,9 @@ def retry_delay(*, attempts: int) -> timedelta:
     return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
 
 
-def message_claim(*, message_id: int, now: datetime | None = None) -> bool:
-    """Atomically move a due queued message to `sending`; False when someone else has it."""
-    return _claim(message_id=message_id, now=now or timezone.now()) is not None
-
-
-# What the send needs of a claimed row, read back by the claim.
-_CLAIM_READS = ("sender", "recipient", "text", "attempts", "max_attempts")
-
-
-@dataclass(frozen=True)
-class _Claim:
-    # The claimed row with the fields of _CLAIM_READS and those the claim wrote; the others
-    # are deferred (read on first access, as with `.only()`).
-    message: Message
-    sender_is_ours: bool
-    # A receipt already named a part of this message: an earlier attempt that ended in a
-    # timeout or a dropped connection did reach Vonage.
-    accepted_before: bool
-
-
-def _claim(*, message_id: int, now: datetime) -> _Claim | None:
-    """Claim a due queued message (see `message_claim`) and read what its send needs.
-
-    One UPDATE with the state in its WHERE clause: the database serialises two claims of one
-    row (a row lock on PostgreSQL, the write lock on SQLite), and the second finds no
-    `queued` row left to update, so it returns no row and None.
-    """
-    connection = connections[router.db_for_write(Message)]
-    if _update_returning_supported(connection):
-        row = _claim_returning(connection, message_id=message_id, now=now)
-    else:
-        row = _claim_then_read(message_id=message_id, now=now)
-    if row is None:
-        return None
-    loaded = {
-        "id": message_id,
-        "direction": Message.Direction.OUTBOUND,
-        "status": Message.Status.SENDING,
-        **dict(zip(_CLAIM_READS, row[:-2], strict=True)),
-        "claimed_at": now,
-        "updated_at": now,
-    }
-    message = Message.from_db(
-        connection.alias,
-        list(loaded),
-        [
-            loaded[field.attname]
-            for field in Message._meta.concrete_fields
-            if field.attname in loaded
-        ],
-    )
-    return _Claim(message=message, sender_is_ours=bool(row[-2]), accepted_before=bool(row[-1]))
-
-
-def _update_returning_supported(connection: BaseDatabaseWrapper) -> bool:
-    # The feature flag is about INSERT; UPDATE … RETURNING came with it on PostgreSQL and
-    # SQLite (3.35), not on MariaDB, which has the flag.
-    return (
-        connection.vendor in {"postgresql", "sqlite"}
-        and connection.features.can_return_columns_from_insert
-    )
-
-
-def _claim_returning(
-    connection: BaseDatabaseWrapper, *, message_id: int, now: datetime
-) -> tuple[object, ...] | None:
-    """The claim as one UPDATE … RETURNING: one round trip instead of three.
-
-    Raw SQL because `QuerySet.update()` cannot return rows. It is the UPDATE of
-    `_claim_then_read` (same WHERE, same SET), with table and column names taken from the
-    models; the last two columns returned say whether the sender is one of our active numbers
-    and whether a receipt already named a current part of the message.
-    """
-    quote = connection.ops.quote_name
-    table = quote(Message._meta.db_table)
-    numbers = quote(VirtualNumber._meta.db_table)
-    number_columns = _columns(VirtualNumber)
-    msisdn, number_status = quote(number_columns["msisdn"]), quote(number_columns["status"])
-    parts = quote(MessagePart._meta.db_table)
-    part_columns = _columns(MessagePart)
-    part_message, superseded = quote(part_columns["message"]), quote(part_columns["superseded"])
-    columns = _columns(Message)
-
-    def column(name: str) -> str:
-        return quote(columns[name])
-
-    status, attempts, due = column("status"), column("attempts"), column("next_attempt_at")
-    # Only names from the models' _meta are interpolated; every value is a bound parameter.
-    sql = (
-        f"UPDATE {table} SET {status} = %s, {column('claimed_at')} = %s,"  # noqa: S608
-        f" {attempts} = {attempts} + 1, {column('updated_at')} = %s"
-        f" WHERE {column('id')} = %s AND {column('direction')} = %s AND {status} = %s"
-        f" AND ({due} IS NULL OR {due} <= %s)"
-        f" RETURNING {', '.join(map(column, _CLAIM_READS))},"
-        f" EXISTS (SELECT 1 FROM {numbers} WHERE {numbers}.{msisdn} = {table}.{column('sender')}"
-        f" AND {numbers}.{number_status} = %s),"
-        f" EXISTS (SELECT 1 FROM {parts} WHERE {parts}.{part_message} = {table}.{column('id')}"
-        f" AND {parts}.{superseded} = %s)"
-    )
-    stamp = connection.ops.adapt_datetimefield_value(now)
-    params = [
-        Message.Status.SENDING.value,
-        stamp,
-        stamp,
-        message_id,
-        Message.Direction.OUTBOUND.value,
-        Message.Status.QUEUED.value,
-        stamp,
-        VirtualNumber.Status.ACTIVE.value,
-        False,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        # Fetch to the end: SQLite finishes (and autocommits) the statement only then.
-        rows = cursor.fetchall()
-    return tuple(rows[0]) if rows else None
-
-
-def _columns(model: type[Model]) -> dict[str, str]:
-    """Each concrete field's name → its column."""
-    return {field.name: field.column for field in model._meta.concrete_fields if field.column}
-
-
-def _claim_then_read(*, message_id: int, now: datetime) -> tuple[object, ...] | None:
-    """The claim where UPDATE … RETURNING is missing: the UPDATE, then two reads."""
-    claimed = (
-        Message.objects.filter(
-            pk=message_id, direction=Message.Direction.OUTBOUND, status=Message.Status.QUEUED
-        )
-        .filter(message_due_q(now=now))
-        .update(
-            status=Message.Status.SENDING,
-            claimed_at=now,
-            attempts=F("attempts") + 1,
-            updated_at=now,
-        )
-    )
-    if claimed != 1:
-        return None
-    values = Message.objects.filter(pk=message_id).values_list(*_CLAIM_READS).get()
-    sender = values[_CLAIM_READS.index("sender")]
-    return (
-        *values,
-        VirtualNumber.objects.filter(msisdn=sender, status=VirtualNumber.Status.ACTIVE).exists(),
-        MessagePart.objects.filter(message_id=message_id, superseded=False).exists(),
-    )
-
-
 def message_deliver(*, message_id: int) -> DeliveryResult:
     """Send one queued outbound message if it is due and nobody else is sending it."""
-    claim = _claim(message_id=message_id, now=timezone.now())
+    claim = message_claim(message_id=message_id, now=timezone.now())
     if claim is None:
         return DeliveryResult(Outcome.SKIPPED, detail="not due, or claimed by another worker")
     message = claim.message
@@ -335,61 +184,6 @@ def message_deliver(*, message_id: int) -> DeliveryResult:
     return _record_sent(message=message, result=result)
 
 
-def _parts_store(
-    *, message: Message, parts: tuple[SentPart, ...], superseded: bool = False
-) -> list[MessagePart]:
-    """Write the parts Vonage accepted; return the message's parts that are not superseded.
-
-    Call holding the message's row lock, which every writer of parts takes first. A receipt
-    may have created some of these parts already (it came before the send's result was
-    written): one SELECT finds them, with the message's other current parts, and they are
-    completed; the rest are inserted in one statement. No receipt can add a part of this
-    message between the two (it waits for the lock). `ignore_conflicts` is a guard only: the
-    one row it could meet is a part with the same Vonage id committed for another message in
-    between, which Vonage's unique ids rule out; it must not fail the whole write if it happens.
-    """
-    ids = [sent.message_id for sent in parts]
-    found = {
-        part.vonage_message_id: part
-        for part in MessagePart.objects.filter(
-            Q(message_id=message.pk, superseded=False) | Q(vonage_message_id__in=ids)
-        ).order_by("id")
-    }
-    created = []
-    for sent in parts:
-        part = found.get(sent.message_id)
-        if part is None:
-            created.append(
-                MessagePart(
-                    message=message,
-                    vonage_message_id=sent.message_id,
-                    price=sent.price,
-                    network=sent.network,
-                    superseded=superseded,
-                )
-            )
-            continue
-        if part.message_id != message.pk:
-            logger.error(
-                "Vonage message id %s of message %s is already recorded for message %s.",
-                sent.message_id,
-                message.pk,
-                part.message_id,
-            )
-            continue
-        part.price = part.price if part.price is not None else sent.price
-        part.network = part.network or sent.network
-        part.superseded = superseded
-        part.save(update_fields=["price", "network", "superseded"])
-    if created:
-        MessagePart.objects.bulk_create(created, ignore_conflicts=True)
-    return [
-        part
-        for part in [*found.values(), *created]
-        if part.message_id == message.pk and not part.superseded
-    ]
-
-
 def _record_sent(*, message: Message, result: SendResult) -> DeliveryResult:
     now = timezone.now()
     sent_fields = {
@@ -416,7 +210,7 @@ def _record_sent(*, message: Message, result: SendResult) -> DeliveryResult:
             Message.objects.filter(pk=message.pk).update(**sent_fields)
         for name, value in sent_fields.items():
             setattr(message, name, value)
-        current = _parts_store(message=message, parts=result.parts)
+        current = message_parts_store(message=message, parts=result.parts)
         message_status_refresh(message=message, parts=current)
     count = len(result.parts)
     if not count:
@@ -440,7 +234,7 @@ def _record_transient_failure(*, message_id: int, error: ProviderError) -> Deliv
             return DeliveryResult(Outcome.SKIPPED, message, f"no longer sending: {error}")
         if message.attempts >= message.max_attempts:
             if error.accepted_parts:
-                _parts_store(message=message, parts=error.accepted_parts)
+                message_parts_store(message=message, parts=error.accepted_parts)
             _fail(
                 message,
                 code=error.code or "error",
@@ -448,7 +242,7 @@ def _record_transient_failure(*, message_id: int, error: ProviderError) -> Deliv
             )
             return DeliveryResult(Outcome.FAILED, message, message.error_text)
         if error.accepted_parts:
-            _parts_store(message=message, parts=error.accepted_parts, superseded=True)
+            message_parts_store(message=message, parts=error.accepted_parts, superseded=True)
         delay = retry_delay(attempts=message.attempts)
         _requeue(message, at=timezone.now() + delay, code=error.code, text=error.text)
     return DeliveryResult(
@@ -468,7 +262,7 @@ def _record_failure(
             # The stale sweep took the row back meanwhile and another attempt owns it now (it
             # may even have been sent): this late failure must not overwrite that outcome.
             if accepted_parts:
-                _parts_store(message=message, parts=accepted_parts, superseded=True)
+                message_parts_store(message=message, parts=accepted_parts, superseded=True)
             logger.warning(
                 "Message %s was %s when its send failed (%s: %s).",
                 message_id,
@@ -478,7 +272,7 @@ def _record_failure(
             )
             return DeliveryResult(Outcome.SKIPPED, message, f"no longer sending: {text}")
         if accepted_parts:
-            _parts_store(message=message, parts=accepted_parts)
+            message_parts_store(message=message, parts=accepted_parts)
         _fail(message, code=code, text=text)
     return DeliveryResult(Outcome.FAILED, message, f"{text} (code {code})")
 

@@ -1,4 +1,8 @@
-"""Hands queued outbound messages to a dispatcher (embedded worker or Celery)."""
+"""Hands queued outbound messages to a dispatcher (embedded worker or Celery).
+
+The Celery task is enqueued by its name: `smsproxy.proxy.tasks` (which runs delivery and the
+sweep, and so sits above the whole outbox) is never imported from here.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,12 @@ import logging
 
 from django.conf import settings
 
+from smsproxy.celery import app as celery_app
+
 logger = logging.getLogger(__name__)
+
+# The delivery task's name: deployed workers and queued tasks know it by this name.
+DELIVER_TASK = "smsproxy.proxy.deliver_message"
 
 # A broker that does not answer must not hold up the request that queued the message (Vonage
 # gives a webhook ~15 s): the row is committed, and the beat sweep enqueues it again later. One
@@ -24,11 +33,9 @@ def message_dispatch(*, message_id: int) -> None:
     """
     if not settings.CELERY_BROKER_URL:
         return
-    from smsproxy.proxy.tasks import deliver_message
-
     try:
-        deliver_message.apply_async(
-            args=(message_id,), retry=True, retry_policy=_PUBLISH_RETRY_POLICY
+        celery_app.send_task(
+            DELIVER_TASK, args=(message_id,), retry=True, retry_policy=_PUBLISH_RETRY_POLICY
         )
     except Exception:
         logger.exception(

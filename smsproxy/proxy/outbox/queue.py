@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Conversation, Message
+from smsproxy.proxy.outbox import dispatch
 
 # How long a due queued row may sit untouched before the sweep hands it to Celery again.
 REDISPATCH_AFTER = timedelta(seconds=60)
@@ -43,14 +44,8 @@ def message_queue_outbound(
     # robust: a hand-off that fails is logged and the other callbacks still run (two intro SMS
     # of one conversation); it never raises into the request that committed the row, since the
     # sweep re-dispatches what was committed but not handed over.
-    transaction.on_commit(lambda: _dispatch(message.pk), robust=True)
+    transaction.on_commit(lambda: dispatch.message_dispatch(message_id=message.pk), robust=True)
     return message
-
-
-def _dispatch(message_id: int) -> None:
-    from smsproxy.proxy.outbox.dispatch import message_dispatch
-
-    message_dispatch(message_id=message_id)
 
 
 def message_due_q(*, now: datetime) -> Q:
@@ -78,8 +73,6 @@ def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list
     while the workers work through a backlog; a duplicate enqueue is harmless anyway (the
     claim lets one through).
     """
-    from smsproxy.proxy.outbox.dispatch import message_dispatch
-
     now = now or timezone.now()
     ids = list(
         Message.objects.filter(status=Message.Status.QUEUED, updated_at__lt=now - REDISPATCH_AFTER)
@@ -90,7 +83,7 @@ def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list
     if ids:
         Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(updated_at=now)
     for message_id in ids:
-        message_dispatch(message_id=message_id)
+        dispatch.message_dispatch(message_id=message_id)
     return ids
 
 
@@ -135,5 +128,5 @@ def message_retry(*, message: Message) -> Message:
             ]
         )
         message_id = locked.pk
-        transaction.on_commit(lambda: _dispatch(message_id), robust=True)
+        transaction.on_commit(lambda: dispatch.message_dispatch(message_id=message_id), robust=True)
     return locked

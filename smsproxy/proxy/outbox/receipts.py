@@ -1,8 +1,7 @@
 """Delivery receipts: the status of each sent part, and of the outbound message they make up.
 
-Vonage sends one receipt per part of a multi-part SMS. A message is `delivered` only when every
-part of its latest send is; a part that failed, was rejected or expired fails the message with
-the receipt's `err-code` kept.
+Vonage sends one receipt per part of a multi-part SMS; the message's status follows its parts
+(`parts.message_status_refresh`).
 
 The race with the send: Vonage may deliver a receipt (it answers within milliseconds) before
 the worker has written the send's result — the message is still `sending` and the part's row
@@ -20,30 +19,15 @@ it for three days.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from decimal import Decimal
 
 from django.db import transaction
 from django.utils import timezone
 
 from smsproxy.gateway.webhooks import DeliveryReceipt
 from smsproxy.proxy.models import Message, MessagePart
+from smsproxy.proxy.outbox.parts import PART_FINAL, message_status_refresh
 
 logger = logging.getLogger(__name__)
-
-# Receipt statuses that end a part's life; an intermediate status arriving after one of them
-# (receipts can arrive out of order) does not overwrite it.
-_PART_FINAL = (
-    MessagePart.Status.DELIVERED,
-    MessagePart.Status.FAILED,
-    MessagePart.Status.REJECTED,
-    MessagePart.Status.EXPIRED,
-)
-_PART_FAILURE_TO_MESSAGE = {
-    MessagePart.Status.FAILED: Message.Status.FAILED,
-    MessagePart.Status.REJECTED: Message.Status.REJECTED,
-    MessagePart.Status.EXPIRED: Message.Status.EXPIRED,
-}
 
 
 def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
@@ -90,7 +74,7 @@ def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
                 network=receipt.network,
                 receipt_at=now,
             )
-        elif part.status in _PART_FINAL and receipt.status not in _PART_FINAL:
+        elif part.status in PART_FINAL and receipt.status not in PART_FINAL:
             logger.info(
                 "Late %s receipt for part %s (already %s) ignored.",
                 receipt.status,
@@ -122,42 +106,3 @@ def receipt_record(*, receipt: DeliveryReceipt) -> MessagePart | None:
 def _numbers_match(receipt: DeliveryReceipt, message: Message) -> bool:
     """Whether the numbers a receipt names (when it names them) are those of `message`."""
     return receipt.sender in ("", message.sender) and receipt.recipient in ("", message.recipient)
-
-
-def message_status_refresh(
-    *, message: Message, parts: Sequence[MessagePart] | None = None
-) -> Message:
-    """Derive a sent message's status from the receipts of its latest send's parts.
-
-    Call inside a transaction holding the message's row. Only a `sent` message moves: one still
-    queued or sending has not recorded its parts yet, and a final status is never undone.
-    `parts`: the message's parts that are not superseded, in id order, when the caller has just
-    read and written them under that lock (the send's result does); read here otherwise.
-    """
-    if message.status != Message.Status.SENT:
-        return message
-    if parts is None:
-        parts = list(message.parts.filter(superseded=False).order_by("id"))
-    if not parts:
-        return message
-    failed = next((part for part in parts if part.status in _PART_FAILURE_TO_MESSAGE), None)
-    if failed is not None:
-        message.status = _PART_FAILURE_TO_MESSAGE[MessagePart.Status(failed.status)]
-        message.error_code = failed.error_code
-        message.error_text = (
-            f"Delivery receipt for part {failed.vonage_message_id}: {failed.status}."
-        )
-    elif all(part.status == MessagePart.Status.DELIVERED for part in parts):
-        message.status = Message.Status.DELIVERED
-        message.delivered_at = max(
-            (part.receipt_at for part in parts if part.receipt_at), default=timezone.now()
-        )
-    else:
-        return message
-    prices = [part.price for part in parts]
-    if all(price is not None for price in prices):
-        message.price = sum((price for price in prices if price is not None), Decimal(0))
-    message.save(
-        update_fields=["status", "error_code", "error_text", "delivered_at", "price", "updated_at"]
-    )
-    return message

@@ -5,28 +5,17 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.webhooks import WebhookIgnored, receipt_parse
 from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.outbox.queue import message_retry
-from smsproxy.proxy.outbox.receipts import (
-    message_status_refresh,
-    receipt_record,
-)
+from smsproxy.proxy.outbox.receipts import receipt_record
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import BOB, BOB_PROXY, payload
+from tests.proxy.outbox.helpers import sent
 
 pytestmark = pytest.mark.django_db
-
-
-def sent(*part_ids: str, status: str = Message.Status.SENT) -> Message:
-    # The numbers of the saved receipt: Bob's proxy number sent it to Bob.
-    message = MessageFactory.create(status=status, sender=BOB_PROXY, recipient=BOB)
-    for part_id in part_ids:
-        MessagePart.objects.create(message=message, vonage_message_id=part_id)
-    return message
 
 
 def receive(
@@ -193,39 +182,6 @@ def test_after_a_retry_only_the_new_send_counts() -> None:
 
     receive("NEW1", "delivered")
     receive("OLD1", "failed", err_code="6")  # Vonage repeats an old receipt
-
-    message.refresh_from_db()
-    assert message.status == Message.Status.DELIVERED
-
-
-def test_the_status_refresh_uses_the_parts_it_is_given(django_assert_num_queries) -> None:
-    """The send's result passes the parts it has just read and written under the row lock."""
-    message = sent("P1", "P2")
-    parts = list(message.parts.order_by("id"))
-    now = timezone.now()
-    for part in parts:  # as the caller holds them, ahead of the stored rows
-        part.status, part.receipt_at, part.price = (
-            MessagePart.Status.DELIVERED,
-            now,
-            Decimal("0.02"),
-        )
-
-    with django_assert_num_queries(1):  # the message's UPDATE: the parts are not read again
-        message_status_refresh(message=message, parts=parts)
-
-    message.refresh_from_db()
-    assert (message.status, message.delivered_at, message.price) == (
-        Message.Status.DELIVERED,
-        now,
-        Decimal("0.04"),
-    )
-
-
-def test_the_status_refresh_reads_the_parts_when_not_given() -> None:
-    message = sent("P1", "P2")
-    MessagePart.objects.filter(message=message).update(status=MessagePart.Status.DELIVERED)
-
-    message_status_refresh(message=message)
 
     message.refresh_from_db()
     assert message.status == Message.Status.DELIVERED

@@ -7,21 +7,21 @@ does; it is skipped otherwise.
 
 from __future__ import annotations
 
-import socket
+import os
+import subprocess
+import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import pytest
 from celery.signals import task_postrun
 from django.conf import settings as django_settings
-from django.db import connection, connections
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
@@ -30,11 +30,13 @@ from smsproxy.gateway import get_provider
 from smsproxy.gateway.base import SendResult, TransientProviderError
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import deliver as delivery
-from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER, message_claim
-from smsproxy.proxy.outbox.ratelimit import RedisRateLimiter, rate_limiter_get
+from smsproxy.proxy.outbox import dispatch
+from smsproxy.proxy.outbox.claim import message_claim
+from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER
 from smsproxy.proxy.tasks import deliver_message, outbox_sweep
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import INBOUND_URL, conversation_make, number, payload, send_webhook
+from tests.proxy.outbox.helpers import BROKER_URL, celery_broker, needs_broker
 
 pytestmark = pytest.mark.django_db
 
@@ -45,12 +47,6 @@ def default_sender_is_ours() -> None:
     number()
 
 
-BROKER_URL: str = getattr(django_settings, "TEST_CELERY_BROKER_URL", "")
-needs_broker = pytest.mark.skipif(
-    not BROKER_URL, reason="CELERY_BROKER_URL (a Redis database the tests may use) is not set"
-)
-
-
 class CountingProvider:
     """The configured provider, counting sends (shared by every thread of the test)."""
 
@@ -59,89 +55,6 @@ class CountingProvider:
     def send_sms(self, **kwargs: Any) -> SendResult:
         CountingProvider.sends.append(kwargs)
         return get_provider().send_sms(**kwargs)
-
-
-@contextmanager
-def celery_broker(url: str) -> Iterator[None]:
-    """Point the Celery app at `url` for the block (its connection pools are built afresh)."""
-
-    def reset_pools() -> None:
-        amqp = celery_app.__dict__.get("amqp")
-        for owner, attribute in ((celery_app, "_pool"), (amqp, "_producer_pool")):
-            pool = getattr(owner, attribute, None) if owner is not None else None
-            if pool is not None:
-                pool.force_close_all()
-                setattr(owner, attribute, None)
-
-    previous = celery_app.conf.broker_url
-    celery_app.conf.update(broker_url=url)
-    reset_pools()
-    try:
-        yield
-    finally:
-        celery_app.conf.update(broker_url=previous)
-        reset_pools()
-
-
-@pytest.fixture
-def silent_broker() -> Iterator[str]:
-    """A "Redis" that accepts connections and never answers (frozen, or half-open behind NAT)."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    try:
-        yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    finally:
-        stop.set()
-        thread.join(2)
-        for connection in accepted:
-            connection.close()
-        server.close()
-
-
-# --- the hand-off when the broker is down ---------------------------------------------------------
-
-
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("broker", ["refusing", "silent"])
-def test_the_webhook_answers_in_time_and_keeps_the_forward_when_the_broker_is_down(
-    settings, caplog, silent_broker: str, broker: str
-) -> None:
-    url = silent_broker if broker == "silent" else "redis://127.0.0.1:1/0"
-    settings.CELERY_BROKER_URL = url
-    conversation_make()
-
-    answers: list[Any] = []
-
-    def deliver_webhook() -> None:
-        try:
-            answers.append(send_webhook(Client(), INBOUND_URL, payload("inbound_sms_text"), "form"))
-        finally:
-            connections.close_all()
-
-    with celery_broker(url):
-        # In a thread, so that a hand-off blocked on the broker fails the test, not hangs it.
-        webhook = threading.Thread(target=deliver_webhook, daemon=True)
-        webhook.start()
-        # Well inside the ~15 s Vonage waits (the broker's socket timeouts bound each attempt).
-        webhook.join(10)
-        assert not webhook.is_alive(), "the webhook is still waiting for the broker"
-
-    assert answers[0].status_code == HTTPStatus.OK
-    forward = Message.objects.get(direction=Message.Direction.OUTBOUND)
-    assert forward.status == Message.Status.QUEUED  # committed: the sweep enqueues it later
-    assert "sweep will enqueue it again" in caplog.text
 
 
 # --- the tasks, run in-process -------------------------------------------------------------------
@@ -176,7 +89,7 @@ def test_deliver_message_schedules_its_own_retry(settings, monkeypatch) -> None:
 
 def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
     stuck = MessageFactory.create()
-    message_claim(message_id=stuck.pk)
+    message_claim(message_id=stuck.pk, now=timezone.now())
     Message.objects.filter(pk=stuck.pk).update(
         claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
     )
@@ -184,10 +97,7 @@ def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
     Message.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
     conversation_make(expires_at=timezone.now() - timedelta(seconds=1))
 
-    with (
-        mock.patch("smsproxy.proxy.outbox.dispatch.message_dispatch") as dispatched,
-        mock.patch("smsproxy.proxy.tasks.message_dispatch", dispatched),
-    ):
+    with mock.patch.object(dispatch, "message_dispatch") as dispatched:
         summary = outbox_sweep()
 
     assert summary == {"recovered": 1, "concat_flushed": 0, "expired": 1, "redispatched": 1}
@@ -195,33 +105,42 @@ def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
     assert [c.kwargs["message_id"] for c in dispatched.call_args_list] == [stuck.pk, lost.pk]
 
 
+def test_a_worker_finds_the_tasks_by_their_names() -> None:
+    """A fresh process, as a worker starts: autodiscovery registers both deployed task names.
+
+    Nothing in the outbox imports the tasks module (dispatch enqueues by name), so only
+    `autodiscover_tasks()` loads it.
+    """
+    script = (
+        "import django; django.setup()\n"
+        "import sys\n"
+        "from smsproxy import celery_app\n"
+        "assert 'smsproxy.proxy.tasks' not in sys.modules\n"
+        "celery_app.loader.import_default_modules()\n"
+        "print(' '.join(sorted(celery_app.tasks)))\n"
+    )
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+        check=False,
+    )
+
+    assert run.returncode == 0, run.stderr
+    registered = run.stdout.split()
+    assert {"smsproxy.proxy.deliver_message", "smsproxy.proxy.outbox_sweep"} <= set(registered)
+
+
 def test_the_beat_schedule_runs_the_sweep() -> None:
     schedule = django_settings.CELERY_BEAT_SCHEDULE
     assert {entry["task"] for entry in schedule.values()} == {outbox_sweep.name}
 
 
-# --- Redis ---------------------------------------------------------------------------------------
-
-
-@needs_broker
-def test_the_redis_limiter_is_shared_between_processes() -> None:
-    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
-    worker_a = RedisRateLimiter(BROKER_URL, 20, key=key)  # one send every 50 ms
-    worker_b = RedisRateLimiter(BROKER_URL, 20, key=key)
-
-    started = time.monotonic()
-    for limiter in (worker_a, worker_b, worker_a, worker_b, worker_a):
-        limiter.acquire()
-
-    assert time.monotonic() - started >= 0.19
-
-
-@needs_broker
-def test_celery_workers_use_the_redis_limiter(settings) -> None:
-    settings.CELERY_BROKER_URL = BROKER_URL
-    settings.SMS_RATE_LIMIT = 25
-
-    assert isinstance(rate_limiter_get(), RedisRateLimiter)
+# --- a real worker on Redis ----------------------------------------------------------------------
 
 
 @pytest.mark.celery

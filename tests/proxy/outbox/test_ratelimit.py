@@ -1,0 +1,72 @@
+"""The shared send rate: in process for the embedded worker, in Redis for Celery workers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from smsproxy.proxy.outbox.ratelimit import (
+    LocalRateLimiter,
+    RedisRateLimiter,
+    UnlimitedRateLimiter,
+    rate_limiter_get,
+)
+from tests.proxy.outbox.helpers import BROKER_URL, needs_broker
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_embedded_worker_uses_an_in_process_limiter(settings) -> None:
+    settings.CELERY_BROKER_URL = ""
+    settings.SMS_RATE_LIMIT = 25
+
+    assert isinstance(rate_limiter_get(), LocalRateLimiter)
+    assert rate_limiter_get() is rate_limiter_get()
+
+
+def test_a_rate_of_zero_means_no_limit(settings) -> None:
+    settings.SMS_RATE_LIMIT = 0
+
+    assert isinstance(rate_limiter_get(), UnlimitedRateLimiter)
+
+
+def test_a_non_redis_broker_is_refused_for_the_shared_limit(settings) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.CELERY_BROKER_URL = "amqp://guest@localhost//"
+    settings.SMS_RATE_LIMIT = 5
+
+    with pytest.raises(ImproperlyConfigured):
+        rate_limiter_get()
+
+
+def test_the_local_limiter_spaces_sends() -> None:
+    limiter = LocalRateLimiter(20)  # one every 50 ms
+
+    waited = [limiter.acquire() for _ in range(4)]
+
+    assert waited[0] == 0
+    assert sum(waited) >= 0.14
+
+
+@needs_broker
+def test_the_redis_limiter_is_shared_between_processes() -> None:
+    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
+    worker_a = RedisRateLimiter(BROKER_URL, 20, key=key)  # one send every 50 ms
+    worker_b = RedisRateLimiter(BROKER_URL, 20, key=key)
+
+    started = time.monotonic()
+    for limiter in (worker_a, worker_b, worker_a, worker_b, worker_a):
+        limiter.acquire()
+
+    assert time.monotonic() - started >= 0.19
+
+
+@needs_broker
+def test_celery_workers_use_the_redis_limiter(settings) -> None:
+    settings.CELERY_BROKER_URL = BROKER_URL
+    settings.SMS_RATE_LIMIT = 25
+
+    assert isinstance(rate_limiter_get(), RedisRateLimiter)
