@@ -22,7 +22,7 @@ from django.db import IntegrityError, close_old_connections, connection, transac
 from django.test import RequestFactory
 from django.urls import Resolver404, resolve
 from django.utils import timezone
-from phonenumbers import PhoneNumberFormat, geocoder
+from phonenumbers import PhoneNumberFormat
 
 from .base import (
     DEFAULT_NUMBER_TYPE,
@@ -40,7 +40,7 @@ from .base import (
 )
 from .encoding import is_gsm7, split_parts
 from .models import SandboxMessage, SandboxNumber
-from .signatures import sign_params
+from .webhooks import delivery_receipt_params, webhook_sign_as_configured
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ class DramaRange:
     """A block of numbers reserved for fiction: never assigned to a real subscriber."""
 
     country: str
-    country_name: str
     first: int  # international digits, no '+'
     last: int
     monthly_cost: Decimal
@@ -66,15 +65,14 @@ class DramaRange:
 
 DRAMA_RANGES = (
     # Ofcom's drama range for mobiles: 07700 900000-900999.
-    DramaRange("GB", "United Kingdom", 447700900000, 447700900999, Decimal("1.00")),
+    DramaRange("GB", 447700900000, 447700900999, Decimal("1.00")),
     # Area code 555 is not assigned to any US region; 555-010-xxxx is used in fiction and demos.
-    DramaRange("US", "United States", 15550100000, 15550100999, Decimal("0.90")),
+    DramaRange("US", 15550100000, 15550100999, Decimal("0.90")),
 )
 SANDBOX_NUMBER_TYPE = DEFAULT_NUMBER_TYPE
 SANDBOX_FEATURES = ("SMS", "VOICE")
 SANDBOX_NETWORK_CODE = "00101"  # MCC 001 / MNC 01: the ITU test network
 SANDBOX_PRICE = Decimal("0.0000")
-SANDBOX_BALANCE = Decimal("100.00000000")
 # Delivery receipts of a send made outside any transaction are fed back this much later, as
 # Vonage's arrive a moment after the send (after the caller has stored the message ids).
 RECEIPT_DELAY_SECONDS = 1.0
@@ -235,23 +233,16 @@ class SandboxProvider:
         e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
         block = drama_range_for(e164.removeprefix("+"))
         if block is not None:
-            region, country_name = block.country, block.country_name
+            region = block.country
         elif phonenumbers.is_valid_number(parsed):
             region = phonenumbers.region_code_for_number(parsed) or ""
-            country_name = geocoder.country_name_for_number(parsed, "en")
         else:
             raise InvalidNumberError(f"Invalid number {number!r}: not a valid phone number", "3")
         if country and raw.startswith("+") and country != region:
             raise InvalidNumberError(
                 f"Invalid number {number!r}: it is not a number of {country}", "3"
             )
-        return NumberInsight(
-            e164=e164,
-            national_format=phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL),
-            country=region,
-            country_prefix=str(parsed.country_code),
-            country_name=country_name,
-        )
+        return NumberInsight(e164=e164, country=region)
 
     # --- SMS ----------------------------------------------------------------------------------
 
@@ -274,7 +265,6 @@ class SandboxProvider:
             SentPart(
                 message_id=f"SANDBOX-{secrets.token_hex(8).upper()}",
                 price=SANDBOX_PRICE,
-                remaining_balance=SANDBOX_BALANCE,
                 network=SANDBOX_NETWORK_CODE,
             )
             for _ in split_parts(text)
@@ -321,29 +311,17 @@ def _deliver_in_thread(message_pk: int) -> None:
 
 
 def receipt_params(message: SandboxMessage, message_id: str) -> dict[str, str]:
-    """A `delivered` receipt for one part, with the fields (and names) Vonage sends."""
-    now = timezone.now()
-    params = {
-        "msisdn": _digits(message.recipient),
-        "to": _digits(message.sender),
-        "network-code": SANDBOX_NETWORK_CODE,
-        "messageId": message_id,
-        "price": f"{SANDBOX_PRICE:.8f}",
-        "status": "delivered",
-        "scts": now.strftime("%y%m%d%H%M"),
-        "err-code": "0",
-        "api-key": settings.VONAGE_API_KEY or "sandbox",
-        "client-ref": message.client_ref,
-        "message-timestamp": now.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    if settings.VONAGE_SIGNATURE_SECRET:
-        params["nonce"] = secrets.token_hex(16)
-        params = sign_params(
-            params,
-            secret=settings.VONAGE_SIGNATURE_SECRET,
-            method=settings.VONAGE_SIGNATURE_METHOD,
+    """A `delivered` receipt for one part, as Vonage sends it (signed when configured)."""
+    return webhook_sign_as_configured(
+        delivery_receipt_params(
+            message_id=message_id,
+            sender=message.sender,
+            recipient=message.recipient,
+            client_ref=message.client_ref,
+            price=SANDBOX_PRICE,
+            network=SANDBOX_NETWORK_CODE,
         )
-    return params
+    )
 
 
 def deliver_receipts(message_pk: int) -> None:
