@@ -29,8 +29,8 @@ from smsproxy.gateway.base import (
     SendResult,
     TransientProviderError,
 )
-from smsproxy.gateway.sandbox import SandboxProvider
 from smsproxy.gateway.vonage import VonageProvider
+from smsproxy.sandbox.provider import SandboxProvider
 
 REST_HOST = "rest.vonage.test:8443"
 API_HOST = "api.vonage.test:9443"

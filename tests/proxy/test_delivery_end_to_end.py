@@ -11,9 +11,9 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from smsproxy.gateway.models import SandboxMessage
 from smsproxy.gateway.signatures import sign_params
 from smsproxy.proxy.models import Message
+from smsproxy.sandbox.models import SandboxMessage
 from tests.proxy.fixtures import (
     BOB,
     BOB_PROXY,

@@ -1,4 +1,4 @@
-"""The sandbox provider (DESIGN §10): a fictitious Vonage account where nothing leaves the machine.
+"""The sandbox provider: a fictitious Vonage account where nothing leaves the machine.
 
 It behaves like Vonage wherever a caller can tell: it offers numbers from the ranges reserved
 for drama (GB +447700900000-999, US +15550100000-999), a number cannot be bought twice, an
@@ -24,7 +24,7 @@ from django.urls import Resolver404, resolve
 from django.utils import timezone
 from phonenumbers import PhoneNumberFormat
 
-from .base import (
+from smsproxy.gateway.base import (
     DEFAULT_NUMBER_TYPE,
     NUMBERS_PAGE_SIZE,
     AvailableNumber,
@@ -38,9 +38,10 @@ from .base import (
     SentPart,
     check_client_ref,
 )
-from .encoding import is_gsm7, split_parts
+from smsproxy.gateway.encoding import is_gsm7, split_parts
+from smsproxy.gateway.webhooks import delivery_receipt_params, webhook_sign_as_configured
+
 from .models import SandboxMessage, SandboxNumber
-from .webhooks import delivery_receipt_params, webhook_sign_as_configured
 
 logger = logging.getLogger(__name__)
 
