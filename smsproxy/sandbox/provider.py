@@ -3,24 +3,20 @@
 It behaves like Vonage wherever a caller can tell: it offers numbers from the ranges reserved
 for drama (GB +447700900000-999, US +15550100000-999), a number cannot be bought twice, an
 update or cancel of a number the account does not rent fails, Number Insight rejects invalid
-numbers, and every sent SMS gets message ids (one per part) and, later, a `delivered` receipt
-through the real delivery-receipt webhook view — signed when `VONAGE_SIGNATURE_SECRET` is set.
+numbers, and every sent SMS gets message ids (one per part) and, a moment later, a `delivered`
+receipt per part sent over HTTP to its receipt webhook (see `receipts`).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 import phonenumbers
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.test import RequestFactory
-from django.urls import Resolver404, resolve
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from phonenumbers import PhoneNumberFormat
 
@@ -42,6 +38,7 @@ from smsproxy.gateway.encoding import is_gsm7, split_parts
 from smsproxy.gateway.webhooks import delivery_receipt_params, webhook_sign_as_configured
 
 from .models import SandboxMessage, SandboxNumber
+from .receipts import receipt_sender
 
 logger = logging.getLogger(__name__)
 
@@ -74,9 +71,6 @@ SANDBOX_NUMBER_TYPE = DEFAULT_NUMBER_TYPE
 SANDBOX_FEATURES = ("SMS", "VOICE")
 SANDBOX_NETWORK_CODE = "00101"  # MCC 001 / MNC 01: the ITU test network
 SANDBOX_PRICE = Decimal("0.0000")
-# Delivery receipts of a send made outside any transaction are fed back this much later, as
-# Vonage's arrive a moment after the send (after the caller has stored the message ids).
-RECEIPT_DELAY_SECONDS = 1.0
 
 
 def drama_range_for(digits: str) -> DramaRange | None:
@@ -289,26 +283,15 @@ class SandboxProvider:
             self._schedule_receipts(message)
         return SendResult(parts=parts)
 
-    def _schedule_receipts(self, message: SandboxMessage) -> None:
-        message_pk = message.pk
-        if connection.in_atomic_block:
-            # The caller's transaction stores the message ids; the receipt comes after it.
-            transaction.on_commit(lambda: deliver_receipts(message_pk))
-            return
-        # No transaction to wait for: like Vonage, answer a moment later, after the caller has
-        # stored what send_sms returned. Not a daemon thread: a worker that exits right after
-        # sending (`run_outbox --once`) still delivers its receipts before the process ends.
-        timer = threading.Timer(RECEIPT_DELAY_SECONDS, _deliver_in_thread, args=(message_pk,))
-        timer.daemon = False
-        timer.start()
+    @staticmethod
+    def _schedule_receipts(message: SandboxMessage) -> None:
+        def submit() -> None:
+            receipts = [receipt_params(message, message_id) for message_id in message.message_ids]
+            receipt_sender.submit(message.callback_url, receipts)
 
-
-def _deliver_in_thread(message_pk: int) -> None:
-    close_old_connections()
-    try:
-        deliver_receipts(message_pk)
-    finally:
-        connection.close()
+        # The caller's transaction stores the message ids: the receipts leave after it commits
+        # (and, as Vonage's, a moment later still: see receipts.RECEIPT_DELAY_SECONDS).
+        transaction.on_commit(submit)
 
 
 def receipt_params(message: SandboxMessage, message_id: str) -> dict[str, str]:
@@ -323,41 +306,3 @@ def receipt_params(message: SandboxMessage, message_id: str) -> dict[str, str]:
             network=SANDBOX_NETWORK_CODE,
         )
     )
-
-
-def deliver_receipts(message_pk: int) -> None:
-    """Feed a `delivered` receipt for every part of a sandbox SMS to the receipt webhook view.
-
-    The request goes through the real view (resolved from the callback URL's path) as the GET
-    query Vonage sends by default. Failures are logged, never raised: a receipt is a separate
-    event, and the send it belongs to has already succeeded.
-    """
-    message = SandboxMessage.objects.filter(pk=message_pk).first()
-    if message is None or not message.callback_url:
-        return
-    url = urlsplit(message.callback_url)
-    try:
-        match = resolve(url.path)
-    except Resolver404:
-        logger.warning(
-            "[sandbox] no view answers the delivery-receipt URL %s; receipts dropped",
-            message.callback_url,
-        )
-        return
-    factory = RequestFactory()
-    for message_id in message.message_ids:
-        request = factory.get(
-            url.path,
-            data=receipt_params(message, message_id),
-            secure=url.scheme == "https",
-            HTTP_HOST=url.netloc or "localhost",
-        )
-        try:
-            response = match.func(request, *match.args, **match.kwargs)
-        except Exception:
-            logger.exception("[sandbox] the receipt view failed for %s", message_id)
-            continue
-        if not 200 <= response.status_code < 300:
-            logger.warning(
-                "[sandbox] the receipt view answered %s for %s", response.status_code, message_id
-            )

@@ -1,3 +1,5 @@
+"""Fixtures and helpers of the sandbox tests."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -5,8 +7,22 @@ from typing import Any
 import pytest
 
 from smsproxy.gateway import get_provider
-from smsproxy.gateway.base import SmsProvider
+from smsproxy.gateway.base import SendResult, SmsProvider
 from smsproxy.sandbox.provider import SandboxProvider
+
+CALLBACK = "https://proxy.example.com/webhooks/vonage/delivery-receipt/"
+
+
+def send(sandbox: SandboxProvider, text: str, **kwargs: Any) -> SendResult:
+    arguments = {
+        "sender": "+447700900001",
+        "recipient": "+447700901234",
+        "text": text,
+        "client_ref": "17",
+        "callback_url": CALLBACK,
+        **kwargs,
+    }
+    return sandbox.send_sms(**arguments)
 
 
 @pytest.fixture

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import transaction
 
 from smsproxy.gateway.base import (
     CLIENT_REF_MAX_LENGTH,
@@ -19,25 +17,12 @@ from smsproxy.gateway.base import (
     OwnedNumber,
     PermanentProviderError,
 )
-from smsproxy.gateway.signatures import verify_signature
-from smsproxy.sandbox import provider as sandbox_module
 from smsproxy.sandbox.models import SandboxMessage, SandboxNumber
 from smsproxy.sandbox.provider import SandboxProvider
-from tests.sandbox import receipt_urls
+
+from .conftest import CALLBACK, send
 
 pytestmark = pytest.mark.django_db
-
-CALLBACK = "https://proxy.example.com/webhooks/vonage/delivery-receipt/"
-
-
-@pytest.fixture
-def receipts(settings: Any) -> Iterator[list[dict[str, str]]]:
-    settings.ROOT_URLCONF = "tests.sandbox.receipt_urls"
-    settings.SANDBOX_DELIVERY_RECEIPTS = True
-    receipt_urls.RECEIVED.clear()
-    yield receipt_urls.RECEIVED
-    receipt_urls.RECEIVED.clear()
-
 
 # --- numbers ------------------------------------------------------------------------------------
 
@@ -211,18 +196,6 @@ def test_insight_of_invalid_numbers(sandbox: SandboxProvider, number: str, count
 # --- SMS ----------------------------------------------------------------------------------------
 
 
-def send(sandbox: SandboxProvider, text: str, **kwargs: Any) -> Any:
-    arguments = {
-        "sender": "+447700900001",
-        "recipient": "+447700901234",
-        "text": text,
-        "client_ref": "17",
-        "callback_url": CALLBACK,
-        **kwargs,
-    }
-    return sandbox.send_sms(**arguments)
-
-
 def test_send_stores_and_logs_the_sms_once(
     sandbox: SandboxProvider, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -289,119 +262,3 @@ def test_send_refuses_what_vonage_refuses(
         send(sandbox, **arguments)
     assert caught.value.code == code
     assert not SandboxMessage.objects.exists()
-
-
-# --- delivery receipts --------------------------------------------------------------------------
-
-
-def test_a_delivered_receipt_per_part_reaches_the_webhook_view_after_commit(
-    sandbox: SandboxProvider,
-    receipts: list[dict[str, str]],
-    django_capture_on_commit_callbacks: Callable[..., Any],
-) -> None:
-    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-        result = send(sandbox, "x" * 200)
-        assert receipts == []  # nothing before the caller's transaction commits
-
-    assert len(receipts) == 2
-    assert [receipt["messageId"] for receipt in receipts] == result.message_ids
-    first = receipts[0]
-    assert first["method"] == "GET"
-    assert {key: first[key] for key in ("msisdn", "to", "status", "err-code", "client-ref")} == {
-        "msisdn": "447700901234",
-        "to": "447700900001",
-        "status": "delivered",
-        "err-code": "0",
-        "client-ref": "17",
-    }
-    assert {"network-code", "price", "scts", "message-timestamp"} <= set(first)
-    assert "sig" not in first  # no secret, no signature
-
-
-def test_receipts_are_signed_when_a_secret_is_set(
-    sandbox: SandboxProvider,
-    receipts: list[dict[str, str]],
-    settings: Any,
-    django_capture_on_commit_callbacks: Callable[..., Any],
-) -> None:
-    settings.VONAGE_SIGNATURE_SECRET = "sandbox-secret"
-    settings.VONAGE_SIGNATURE_METHOD = "sha256"
-
-    with django_capture_on_commit_callbacks(execute=True):
-        send(sandbox, "Hello")
-
-    assert len(receipts) == 1
-    params = {key: value for key, value in receipts[0].items() if key != "method"}
-    assert {"sig", "timestamp", "nonce"} <= set(params)
-    verify_signature(params, secret="sandbox-secret", method="sha256", max_age=60)
-
-
-def test_receipts_can_be_switched_off(
-    sandbox: SandboxProvider,
-    receipts: list[dict[str, str]],
-    settings: Any,
-    django_capture_on_commit_callbacks: Callable[..., Any],
-) -> None:
-    settings.SANDBOX_DELIVERY_RECEIPTS = False
-
-    with django_capture_on_commit_callbacks(execute=True) as callbacks:
-        send(sandbox, "Hello")
-
-    assert callbacks == []
-    assert receipts == []
-
-
-def test_receipts_are_dropped_with_a_warning_when_no_view_answers(
-    sandbox: SandboxProvider,
-    receipts: list[dict[str, str]],
-    caplog: pytest.LogCaptureFixture,
-    django_capture_on_commit_callbacks: Callable[..., Any],
-) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        result = send(sandbox, "Hello", callback_url="https://proxy.example.com/nowhere/")
-
-    assert len(result.parts) == 1  # the send itself succeeded
-    assert receipts == []
-    assert "no view answers the delivery-receipt URL" in caplog.text
-
-
-def test_a_failing_receipt_view_does_not_break_the_sender(
-    sandbox: SandboxProvider,
-    receipts: list[dict[str, str]],
-    caplog: pytest.LogCaptureFixture,
-    django_capture_on_commit_callbacks: Callable[..., Any],
-) -> None:
-    with django_capture_on_commit_callbacks(execute=True):
-        send(sandbox, "Hello", callback_url="https://proxy.example.com/broken-receipts/")
-
-    assert "the receipt view failed" in caplog.text
-    assert SandboxMessage.objects.count() == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_a_send_outside_any_transaction_delivers_its_receipts_a_moment_later(
-    sandbox: SandboxProvider, receipts: list[dict[str, str]], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    scheduled: list[tuple[float, Callable[..., None], tuple[Any, ...]]] = []
-
-    class FakeTimer:
-        daemon = True
-
-        def __init__(self, interval: float, function: Callable[..., None], args: Any) -> None:
-            scheduled.append((interval, function, tuple(args)))
-
-        def start(self) -> None:
-            # The process waits for it: receipts survive a worker that exits right after.
-            assert not self.daemon
-
-    monkeypatch.setattr(sandbox_module.threading, "Timer", FakeTimer)
-
-    result = send(sandbox, "Hello")
-
-    # Not during send_sms: the caller has not stored the message ids yet.
-    assert receipts == []
-    [(interval, function, args)] = scheduled
-    assert interval == sandbox_module.RECEIPT_DELAY_SECONDS
-    assert function is sandbox_module._deliver_in_thread
-    sandbox_module.deliver_receipts(*args)
-    assert [receipt["messageId"] for receipt in receipts] == result.message_ids
