@@ -23,10 +23,10 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
-from smsproxy.gateway.models import SandboxMessage, SandboxNumber
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.proxy.models import Conversation, InboundPart, Message, MessagePart, Participant
 from smsproxy.proxy.services.conversations import number_loads_recount
+from smsproxy.sandbox.models import SandboxMessage, SandboxNumber
 
 # Ofcom's drama range: 1000 numbers, enough for the largest pool measured.
 POOL_FIRST = 447700900000

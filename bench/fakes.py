@@ -33,7 +33,6 @@ class InstantProvider:
                 SentPart(
                     message_id=f"{self.prefix}-{number:012d}",
                     price=Decimal("0.03330000"),
-                    remaining_balance=Decimal("100.00000000"),
                     network="23410",
                 ),
             )

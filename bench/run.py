@@ -227,16 +227,11 @@ def memory_footer() -> str:
 
 def inbound_params(*, sender: str, recipient: str, text: str) -> dict[str, str]:
     """An inbound-SMS webhook's parameters, as Vonage sends them."""
-    return {
-        "msisdn": sender.removeprefix("+"),
-        "to": recipient.removeprefix("+"),
-        "messageId": f"BENCH{next(_message_ids):011X}",
-        "text": text,
-        "type": "text",
-        "keyword": text.split()[0].upper(),
-        "api-key": "abcd1234",
-        "message-timestamp": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    from smsproxy.gateway.webhooks import inbound_sms_params
+
+    return inbound_sms_params(
+        sender=sender, recipient=recipient, text=text, message_id=f"BENCH{next(_message_ids):011X}"
+    )
 
 
 def routed_params(rng: random.Random, *, conversations: int, pool_size: int) -> dict[str, str]:

@@ -178,8 +178,14 @@ if VONAGE_SIGNATURE_METHOD not in SIGNATURE_METHODS:
         f"VONAGE_SIGNATURE_METHOD must be one of {', '.join(SIGNATURE_METHODS)}."
     )
 
-# The sandbox provider feeds a `delivered` receipt for every SMS it "sends" back through the
-# receipt webhook; tests that do not want them switch this off.
+# The sandbox is an app of its own, installed only when it is the provider: a Vonage deployment
+# has no sandbox tables and no sandbox admin.
+if SMS_PROVIDER == "sandbox":
+    INSTALLED_APPS.append("smsproxy.sandbox")
+
+# The sandbox provider sends a `delivered` receipt for every SMS it "sends" over HTTP to the
+# SMS's receipt webhook (PUBLIC_BASE_URL), as Vonage does; tests that do not want them switch
+# this off.
 SANDBOX_DELIVERY_RECEIPTS = env.bool("SANDBOX_DELIVERY_RECEIPTS", default=True)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")

@@ -1,7 +1,11 @@
 """The SMS provider boundary: `get_provider()` returns the configured provider.
 
 Nothing outside this package imports the Vonage SDK. Callers import the interface, the typed
-results and the errors from `smsproxy.gateway.base`.
+results and the errors from `smsproxy.gateway.base`. The sandbox provider lives in its own app,
+`smsproxy.sandbox` (installed only with `SMS_PROVIDER=sandbox`); this is its one importer.
+
+The gateway has no models; it stays an installed app for its migrations, which drop the tables
+the sandbox once kept here.
 """
 
 from __future__ import annotations
@@ -9,6 +13,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from django.apps import apps as app_registry
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
@@ -38,7 +43,7 @@ def get_provider() -> SmsProvider:
 
 @lru_cache(maxsize=1)
 def _build_provider() -> SmsProvider:
-    # Imported here: the sandbox needs the app registry (models), the Vonage module the SDK.
+    # Imported here: the sandbox needs its app installed (models), the Vonage module the SDK.
     if settings.SMS_PROVIDER == "vonage":
         from .vonage import VonageProvider
 
@@ -50,7 +55,11 @@ def _build_provider() -> SmsProvider:
             timeout=settings.VONAGE_TIMEOUT,
         )
     if settings.SMS_PROVIDER == "sandbox":
-        from .sandbox import SandboxProvider
+        if not app_registry.is_installed("smsproxy.sandbox"):
+            raise ImproperlyConfigured(
+                "SMS_PROVIDER=sandbox needs the smsproxy.sandbox app in INSTALLED_APPS."
+            )
+        from smsproxy.sandbox.provider import SandboxProvider
 
         return SandboxProvider()
     raise ImproperlyConfigured(

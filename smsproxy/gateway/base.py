@@ -44,10 +44,7 @@ class NumberInsight:
     """Number Insight basic: the canonical form of a real number."""
 
     e164: str
-    national_format: str
     country: str  # ISO 3166-1 alpha-2
-    country_prefix: str
-    country_name: str
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,6 @@ class SentPart:
 
     message_id: str
     price: Decimal | None = None
-    remaining_balance: Decimal | None = None
     network: str = ""
 
 

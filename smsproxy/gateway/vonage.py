@@ -266,10 +266,7 @@ class VonageProvider:
             raise InvalidNumberError("Number Insight returned no number.", "3")
         return NumberInsight(
             e164=_e164(international),
-            national_format=str(body.get("national_format_number") or ""),
             country=str(body.get("country_code") or "").upper(),
-            country_prefix=str(body.get("country_prefix") or ""),
-            country_name=str(body.get("country_name") or ""),
         )
 
     # --- SMS ----------------------------------------------------------------------------------
@@ -315,7 +312,6 @@ class VonageProvider:
                     SentPart(
                         message_id=str(part["message-id"]),
                         price=_decimal(part.get("message-price")),
-                        remaining_balance=_decimal(part.get("remaining-balance")),
                         network=str(part.get("network") or ""),
                     )
                 )

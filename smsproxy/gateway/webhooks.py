@@ -1,18 +1,29 @@
-"""Vonage's SMS webhooks read into typed objects: inbound SMS and delivery receipts.
+"""Vonage's SMS webhooks: read into typed objects (inbound SMS, delivery receipts), and built.
 
 Vonage's field names (`msisdn`, `messageId`, `concat-ref`, `err-code`, `network-code`, `price`,
 ...) are spelled here and nowhere else; the proxy app receives `InboundSms` and
 `DeliveryReceipt`. The three encodings (GET query, POST form, POST JSON) are flattened into one
 dict of strings by `signatures.webhook_params` before they get here.
+
+The builders (`inbound_sms_params`, `delivery_receipt_params`) are for whatever plays Vonage's
+part: `simulate_sms`, the sandbox provider's receipts, the benchmarks.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 
+from django.conf import settings
+from django.utils import timezone
+
 from smsproxy.common.errors import ApplicationError
+
+from .encoding import is_gsm7
+from .signatures import sign_params
 
 # A delivery receipt's `status` values that carry news about a part (Vonage's DLR statuses).
 RECEIPT_STATUSES = ("accepted", "buffered", "delivered", "failed", "rejected", "expired", "unknown")
@@ -185,3 +196,89 @@ def _receipt_number(value: str) -> str:
     """A receipt's number as E.164; a value that is not a number is kept as it is, so that it
     never matches ours (an empty one means the receipt does not name that number)."""
     return e164_from_vonage(value) or value.strip()
+
+
+# --- Building webhooks, as Vonage sends them -------------------------------------------------
+
+# Vonage's `message-timestamp` (UTC) and a receipt's `scts` (the carrier's YYMMDDHHMM).
+_TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S"
+_SCTS_FORMAT = "%y%m%d%H%M"
+
+
+def _wire_number(number: str) -> str:
+    """E.164 with '+' → Vonage's digits; an alphanumeric sender id is sent as it is."""
+    return number.strip().removeprefix("+")
+
+
+def _api_key() -> str:
+    return settings.VONAGE_API_KEY or "sandbox"
+
+
+def inbound_sms_params(
+    *,
+    sender: str,
+    recipient: str,
+    text: str,
+    message_id: str,
+    received_at: datetime | None = None,
+) -> dict[str, str]:
+    """The parameters of Vonage's inbound-SMS webhook for a single-part text (unsigned).
+
+    `sender` and `recipient` are E.164 with '+' (or an alphanumeric sender id).
+    """
+    words = text.split()
+    return {
+        "msisdn": _wire_number(sender),
+        "to": _wire_number(recipient),
+        "messageId": message_id,
+        "text": text,
+        "type": "text" if is_gsm7(text) else "unicode",
+        "keyword": words[0].upper() if words else "",
+        "message-timestamp": (received_at or timezone.now()).strftime(_TIMESTAMP_FORMAT),
+        "api-key": _api_key(),
+    }
+
+
+def delivery_receipt_params(
+    *,
+    message_id: str,
+    sender: str,
+    recipient: str,
+    status: str = "delivered",
+    error_code: str = "0",
+    client_ref: str = "",
+    price: Decimal = Decimal(0),
+    network: str = "",
+    delivered_at: datetime | None = None,
+) -> dict[str, str]:
+    """The parameters of Vonage's delivery receipt for one part of a sent SMS (unsigned).
+
+    `sender` is the number the SMS was sent from (the receipt's `to`), `recipient` the number it
+    went to (the receipt's `msisdn`); both E.164 with '+'.
+    """
+    at = delivered_at or timezone.now()
+    return {
+        "msisdn": _wire_number(recipient),
+        "to": _wire_number(sender),
+        "network-code": network,
+        "messageId": message_id,
+        "price": f"{price:.8f}",
+        "status": status,
+        "scts": at.strftime(_SCTS_FORMAT),
+        "err-code": error_code,
+        "api-key": _api_key(),
+        "client-ref": client_ref,
+        "message-timestamp": at.strftime(_TIMESTAMP_FORMAT),
+    }
+
+
+def webhook_sign_as_configured(params: dict[str, str]) -> dict[str, str]:
+    """`params` signed as Vonage signs webhooks (with a fresh `nonce`) when
+    `VONAGE_SIGNATURE_SECRET` is set; unchanged otherwise."""
+    if not settings.VONAGE_SIGNATURE_SECRET:
+        return params
+    return sign_params(
+        {**params, "nonce": secrets.token_hex(16)},
+        secret=settings.VONAGE_SIGNATURE_SECRET,
+        method=settings.VONAGE_SIGNATURE_METHOD,
+    )

@@ -94,12 +94,13 @@ def _webhook(
 
 
 def _inbound(params: dict[str, str]) -> None:
-    result = inbound_receive(sms=inbound_sms_parse(params))
+    sms = inbound_sms_parse(params)
+    result = inbound_receive(sms=sms)
     logger.info(
         "Inbound SMS %s from %s to %s: %s.",
-        params.get("messageId"),
-        mask_number(params.get("msisdn", "")),
-        params.get("to"),
+        sms.vonage_message_id,
+        mask_number(sms.sender),
+        sms.recipient,
         result.outcome,
     )
 

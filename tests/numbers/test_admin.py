@@ -16,12 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from smsproxy.gateway.models import SandboxNumber
 from smsproxy.numbers import admin as numbers_admin
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import JOB_STALE_AFTER
 from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
 from smsproxy.proxy.models import Conversation
+from smsproxy.sandbox.models import SandboxNumber
 from tests.factories import ParticipantFactory, ProvisioningJobFactory, VirtualNumberFactory
 
 from .conftest import SERVER_ERROR, WEBHOOK_URL, FakeVonage, rent_sandbox_numbers

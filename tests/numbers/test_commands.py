@@ -9,9 +9,9 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from smsproxy.gateway.models import SandboxNumber
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.proxy.models import Conversation
+from smsproxy.sandbox.models import SandboxNumber
 from tests.factories import ParticipantFactory, VirtualNumberFactory
 
 from .conftest import NOT_AVAILABLE, SERVER_ERROR, WEBHOOK_URL, FakeVonage, rent_sandbox_numbers

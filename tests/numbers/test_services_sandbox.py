@@ -9,7 +9,6 @@ from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway import get_provider
-from smsproxy.gateway.models import SandboxNumber
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
     number_get,
@@ -27,6 +26,7 @@ from smsproxy.numbers.services import (
     provisioning_job_run,
 )
 from smsproxy.proxy.models import Message
+from smsproxy.sandbox.models import SandboxNumber
 from tests.factories import (
     ConversationFactory,
     MessageFactory,

@@ -146,12 +146,15 @@ def test_the_beat_schedule_runs_the_sweep() -> None:
 @pytest.mark.celery
 @needs_broker
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_sends_a_duplicated_text_exactly_once(settings, monkeypatch) -> None:
+def test_a_real_worker_sends_a_duplicated_text_exactly_once(
+    settings, monkeypatch, live_server
+) -> None:
     from celery.contrib.testing.worker import start_worker
 
     settings.CELERY_BROKER_URL = BROKER_URL
     settings.SMS_RATE_LIMIT = 50
     settings.SANDBOX_DELIVERY_RECEIPTS = True
+    settings.PUBLIC_BASE_URL = live_server.url  # where the sandbox sends its receipt
     CountingProvider.sends = []
     monkeypatch.setattr(delivery, "get_provider", CountingProvider)
     # On PostgreSQL four worker threads race for the duplicated tasks; SQLite's in-memory test

@@ -320,7 +320,7 @@ def test_the_inbound_log_masks_the_sender(client: Client, caplog) -> None:
     response = send_webhook(client, INBOUND_URL, payload("inbound_sms_text"), "form")
 
     assert response.status_code == HTTPStatus.OK
-    assert "Inbound SMS 0A0000000123ABCD1 from +44*******001 to 447700900100: routed." in (
+    assert "Inbound SMS 0A0000000123ABCD1 from +44*******001 to +447700900100: routed." in (
         caplog.text
     )
     assert ALICE.removeprefix("+") not in caplog.text

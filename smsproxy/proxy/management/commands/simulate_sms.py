@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import secrets
-import uuid
 from typing import Any
 
 import phonenumbers
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
-from smsproxy.gateway.encoding import is_gsm7
-from smsproxy.gateway.signatures import sign_params
+from smsproxy.gateway.webhooks import inbound_sms_params, webhook_sign_as_configured
 from smsproxy.numbers.selectors import inbound_webhook_url
 
 ENCODINGS = ("form", "get", "json")
@@ -22,7 +19,7 @@ ENCODINGS = ("form", "get", "json")
 class Command(BaseCommand):
     help = (
         "Send an inbound-SMS webhook to smsproxy exactly as Vonage would: a real HTTP request "
-        "(POST form by default) with a fresh messageId, signed when VONAGE_SIGNATURE_SECRET is "
+        "(POST form by default) with a fresh message id, signed when VONAGE_SIGNATURE_SECRET is "
         "set. For demos and the sandbox: text a proxy number 'from' a participant's phone. "
         "The server must be running (make run)."
     )
@@ -61,15 +58,18 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if options["timeout"] <= 0:
             raise CommandError("--timeout must be a positive number of seconds.")
-        sender = self._vonage_number(options["sender"], "--from")
-        recipient = self._vonage_number(options["recipient"], "--to")
+        sender = self._e164(options["sender"], "--from")
+        recipient = self._e164(options["recipient"], "--to")
         text = " ".join(options["text"])
         url = options["url"] or inbound_webhook_url()
-        params = inbound_sms_params(sender=sender, recipient=recipient, text=text)
-        signed = " (signed)" if "sig" in params else ""
+        message_id = f"SIM{secrets.token_hex(7).upper()}"
+        params = webhook_sign_as_configured(
+            inbound_sms_params(sender=sender, recipient=recipient, text=text, message_id=message_id)
+        )
+        signed = " (signed)" if settings.VONAGE_SIGNATURE_SECRET else ""
         self.stdout.write(
-            f"{options['encoding'].upper()} {url}{signed}: +{sender} → +{recipient} "
-            f"{params['messageId']}: {text}"
+            f"{options['encoding'].upper()} {url}{signed}: {sender} → {recipient} "
+            f"{message_id}: {text}"
         )
         response = self._send(url, params, encoding=options["encoding"], timeout=options["timeout"])
         body = response.text.strip()
@@ -77,8 +77,8 @@ class Command(BaseCommand):
             raise CommandError(f"The webhook answered HTTP {response.status_code}: {body}")
         self.stdout.write(self.style.SUCCESS(f"HTTP {response.status_code} {body}"))
 
-    def _vonage_number(self, value: str, option: str) -> str:
-        """E.164, national (PROXY_DEFAULT_COUNTRY) or Vonage's digits → Vonage's digits."""
+    def _e164(self, value: str, option: str) -> str:
+        """E.164, national (PROXY_DEFAULT_COUNTRY) or Vonage's digits → E.164."""
         candidates = [value]
         digits = value.strip().replace(" ", "")
         if digits.isdigit() and not digits.startswith("0"):
@@ -89,7 +89,7 @@ class Command(BaseCommand):
             except phonenumbers.NumberParseException:
                 continue
             if phonenumbers.is_possible_number(parsed):
-                return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)[1:]
+                return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
         raise CommandError(f"{option} {value!r} is not a possible phone number.")
 
     def _send(
@@ -103,26 +103,3 @@ class Command(BaseCommand):
             return requests.post(url, data=params, timeout=timeout)
         except requests.RequestException as error:
             raise CommandError(f"Could not reach {url}: {error}") from None
-
-
-def inbound_sms_params(*, sender: str, recipient: str, text: str) -> dict[str, str]:
-    """The fields of Vonage's inbound-SMS webhook (numbers without '+'), signed when configured."""
-    words = text.split()
-    params = {
-        "msisdn": sender,
-        "to": recipient,
-        "messageId": f"SIM{secrets.token_hex(7).upper()}",
-        "text": text,
-        "type": "text" if is_gsm7(text) else "unicode",
-        "keyword": words[0].upper() if words else "",
-        "message-timestamp": timezone.now().strftime("%Y-%m-%d %H:%M:%S"),
-        "api-key": settings.VONAGE_API_KEY or "sandbox",
-    }
-    if settings.VONAGE_SIGNATURE_SECRET:
-        params["nonce"] = str(uuid.uuid4())
-        params = sign_params(
-            params,
-            secret=settings.VONAGE_SIGNATURE_SECRET,
-            method=settings.VONAGE_SIGNATURE_METHOD,
-        )
-    return params

@@ -1,30 +1,26 @@
-"""The sandbox provider (DESIGN §10): a fictitious Vonage account where nothing leaves the machine.
+"""The sandbox provider: a fictitious Vonage account where nothing leaves the machine.
 
 It behaves like Vonage wherever a caller can tell: it offers numbers from the ranges reserved
 for drama (GB +447700900000-999, US +15550100000-999), a number cannot be bought twice, an
 update or cancel of a number the account does not rent fails, Number Insight rejects invalid
-numbers, and every sent SMS gets message ids (one per part) and, later, a `delivered` receipt
-through the real delivery-receipt webhook view — signed when `VONAGE_SIGNATURE_SECRET` is set.
+numbers, and every sent SMS gets message ids (one per part) and, a moment later, a `delivered`
+receipt per part sent over HTTP to its receipt webhook (see `receipts`).
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import threading
 from dataclasses import dataclass
 from decimal import Decimal
-from urllib.parse import urlsplit
 
 import phonenumbers
 from django.conf import settings
-from django.db import IntegrityError, close_old_connections, connection, transaction
-from django.test import RequestFactory
-from django.urls import Resolver404, resolve
+from django.db import IntegrityError, transaction
 from django.utils import timezone
-from phonenumbers import PhoneNumberFormat, geocoder
+from phonenumbers import PhoneNumberFormat
 
-from .base import (
+from smsproxy.gateway.base import (
     DEFAULT_NUMBER_TYPE,
     NUMBERS_PAGE_SIZE,
     AvailableNumber,
@@ -38,9 +34,11 @@ from .base import (
     SentPart,
     check_client_ref,
 )
-from .encoding import is_gsm7, split_parts
+from smsproxy.gateway.encoding import is_gsm7, split_parts
+from smsproxy.gateway.webhooks import delivery_receipt_params, webhook_sign_as_configured
+
 from .models import SandboxMessage, SandboxNumber
-from .signatures import sign_params
+from .receipts import receipt_sender
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +48,6 @@ class DramaRange:
     """A block of numbers reserved for fiction: never assigned to a real subscriber."""
 
     country: str
-    country_name: str
     first: int  # international digits, no '+'
     last: int
     monthly_cost: Decimal
@@ -66,18 +63,14 @@ class DramaRange:
 
 DRAMA_RANGES = (
     # Ofcom's drama range for mobiles: 07700 900000-900999.
-    DramaRange("GB", "United Kingdom", 447700900000, 447700900999, Decimal("1.00")),
+    DramaRange("GB", 447700900000, 447700900999, Decimal("1.00")),
     # Area code 555 is not assigned to any US region; 555-010-xxxx is used in fiction and demos.
-    DramaRange("US", "United States", 15550100000, 15550100999, Decimal("0.90")),
+    DramaRange("US", 15550100000, 15550100999, Decimal("0.90")),
 )
 SANDBOX_NUMBER_TYPE = DEFAULT_NUMBER_TYPE
 SANDBOX_FEATURES = ("SMS", "VOICE")
 SANDBOX_NETWORK_CODE = "00101"  # MCC 001 / MNC 01: the ITU test network
 SANDBOX_PRICE = Decimal("0.0000")
-SANDBOX_BALANCE = Decimal("100.00000000")
-# Delivery receipts of a send made outside any transaction are fed back this much later, as
-# Vonage's arrive a moment after the send (after the caller has stored the message ids).
-RECEIPT_DELAY_SECONDS = 1.0
 
 
 def drama_range_for(digits: str) -> DramaRange | None:
@@ -235,23 +228,16 @@ class SandboxProvider:
         e164 = phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
         block = drama_range_for(e164.removeprefix("+"))
         if block is not None:
-            region, country_name = block.country, block.country_name
+            region = block.country
         elif phonenumbers.is_valid_number(parsed):
             region = phonenumbers.region_code_for_number(parsed) or ""
-            country_name = geocoder.country_name_for_number(parsed, "en")
         else:
             raise InvalidNumberError(f"Invalid number {number!r}: not a valid phone number", "3")
         if country and raw.startswith("+") and country != region:
             raise InvalidNumberError(
                 f"Invalid number {number!r}: it is not a number of {country}", "3"
             )
-        return NumberInsight(
-            e164=e164,
-            national_format=phonenumbers.format_number(parsed, PhoneNumberFormat.NATIONAL),
-            country=region,
-            country_prefix=str(parsed.country_code),
-            country_name=country_name,
-        )
+        return NumberInsight(e164=e164, country=region)
 
     # --- SMS ----------------------------------------------------------------------------------
 
@@ -274,7 +260,6 @@ class SandboxProvider:
             SentPart(
                 message_id=f"SANDBOX-{secrets.token_hex(8).upper()}",
                 price=SANDBOX_PRICE,
-                remaining_balance=SANDBOX_BALANCE,
                 network=SANDBOX_NETWORK_CODE,
             )
             for _ in split_parts(text)
@@ -298,87 +283,26 @@ class SandboxProvider:
             self._schedule_receipts(message)
         return SendResult(parts=parts)
 
-    def _schedule_receipts(self, message: SandboxMessage) -> None:
-        message_pk = message.pk
-        if connection.in_atomic_block:
-            # The caller's transaction stores the message ids; the receipt comes after it.
-            transaction.on_commit(lambda: deliver_receipts(message_pk))
-            return
-        # No transaction to wait for: like Vonage, answer a moment later, after the caller has
-        # stored what send_sms returned. Not a daemon thread: a worker that exits right after
-        # sending (`run_outbox --once`) still delivers its receipts before the process ends.
-        timer = threading.Timer(RECEIPT_DELAY_SECONDS, _deliver_in_thread, args=(message_pk,))
-        timer.daemon = False
-        timer.start()
+    @staticmethod
+    def _schedule_receipts(message: SandboxMessage) -> None:
+        def submit() -> None:
+            receipts = [receipt_params(message, message_id) for message_id in message.message_ids]
+            receipt_sender.submit(message.callback_url, receipts)
 
-
-def _deliver_in_thread(message_pk: int) -> None:
-    close_old_connections()
-    try:
-        deliver_receipts(message_pk)
-    finally:
-        connection.close()
+        # The caller's transaction stores the message ids: the receipts leave after it commits
+        # (and, as Vonage's, a moment later still: see receipts.RECEIPT_DELAY_SECONDS).
+        transaction.on_commit(submit)
 
 
 def receipt_params(message: SandboxMessage, message_id: str) -> dict[str, str]:
-    """A `delivered` receipt for one part, with the fields (and names) Vonage sends."""
-    now = timezone.now()
-    params = {
-        "msisdn": _digits(message.recipient),
-        "to": _digits(message.sender),
-        "network-code": SANDBOX_NETWORK_CODE,
-        "messageId": message_id,
-        "price": f"{SANDBOX_PRICE:.8f}",
-        "status": "delivered",
-        "scts": now.strftime("%y%m%d%H%M"),
-        "err-code": "0",
-        "api-key": settings.VONAGE_API_KEY or "sandbox",
-        "client-ref": message.client_ref,
-        "message-timestamp": now.strftime("%Y-%m-%d %H:%M:%S"),
-    }
-    if settings.VONAGE_SIGNATURE_SECRET:
-        params["nonce"] = secrets.token_hex(16)
-        params = sign_params(
-            params,
-            secret=settings.VONAGE_SIGNATURE_SECRET,
-            method=settings.VONAGE_SIGNATURE_METHOD,
+    """A `delivered` receipt for one part, as Vonage sends it (signed when configured)."""
+    return webhook_sign_as_configured(
+        delivery_receipt_params(
+            message_id=message_id,
+            sender=message.sender,
+            recipient=message.recipient,
+            client_ref=message.client_ref,
+            price=SANDBOX_PRICE,
+            network=SANDBOX_NETWORK_CODE,
         )
-    return params
-
-
-def deliver_receipts(message_pk: int) -> None:
-    """Feed a `delivered` receipt for every part of a sandbox SMS to the receipt webhook view.
-
-    The request goes through the real view (resolved from the callback URL's path) as the GET
-    query Vonage sends by default. Failures are logged, never raised: a receipt is a separate
-    event, and the send it belongs to has already succeeded.
-    """
-    message = SandboxMessage.objects.filter(pk=message_pk).first()
-    if message is None or not message.callback_url:
-        return
-    url = urlsplit(message.callback_url)
-    try:
-        match = resolve(url.path)
-    except Resolver404:
-        logger.warning(
-            "[sandbox] no view answers the delivery-receipt URL %s; receipts dropped",
-            message.callback_url,
-        )
-        return
-    factory = RequestFactory()
-    for message_id in message.message_ids:
-        request = factory.get(
-            url.path,
-            data=receipt_params(message, message_id),
-            secure=url.scheme == "https",
-            HTTP_HOST=url.netloc or "localhost",
-        )
-        try:
-            response = match.func(request, *match.args, **match.kwargs)
-        except Exception:
-            logger.exception("[sandbox] the receipt view failed for %s", message_id)
-            continue
-        if not 200 <= response.status_code < 300:
-            logger.warning(
-                "[sandbox] the receipt view answered %s for %s", response.status_code, message_id
-            )
+    )
