@@ -262,3 +262,11 @@ def test_send_refuses_what_vonage_refuses(
         send(sandbox, **arguments)
     assert caught.value.code == code
     assert not SandboxMessage.objects.exists()
+
+
+def test_the_sandbox_offers_only_numbers_the_service_knows_as_fictitious() -> None:
+    """The sandbox's numbers are people's too in demos: sending to them must be allowed."""
+    from smsproxy.common.phone import FICTITIOUS_RANGES
+    from smsproxy.sandbox.provider import DRAMA_RANGES
+
+    assert {(block.first, block.last) for block in DRAMA_RANGES} == set(FICTITIOUS_RANGES)
