@@ -11,7 +11,7 @@ PORT ?= 8000
 help:
 	@echo "make run    serve smsproxy on http://$(HOST):$(PORT) (SQLite, sandbox provider, delivery worker)"
 	@echo "make test   run the test suite"
-	@echo "make lint   ruff and mypy"
+	@echo "make lint   ruff, mypy and the import-layer contracts (import-linter)"
 
 # The virtualenv is rebuilt when the requirements change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -49,6 +49,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy smsproxy tests
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install
 	$(VENV)/bin/ruff check --fix .
