@@ -26,7 +26,7 @@ from django.utils import timezone
 from smsproxy.gateway.models import SandboxMessage, SandboxNumber
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.proxy.models import Conversation, InboundPart, Message, MessagePart, Participant
-from smsproxy.proxy.services.conversations import number_loads_recount
+from smsproxy.proxy.services.assignment import number_loads_recount
 
 # Ofcom's drama range: 1000 numbers, enough for the largest pool measured.
 POOL_FIRST = 447700900000

@@ -118,8 +118,7 @@ class ConversationListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         payload = ConversationCreateInputSerializer(data=request.data)
         if not payload.is_valid():
-            # DESIGN §7: a missing or malformed number is `invalid_number`, like a wrong one.
-            raise payload.invalid_number_error() or exceptions.ValidationError(payload.errors)
+            raise payload.application_error()
         conversation = conversation_create(**payload.validated_data)
         conversation = _conversation_or_404(str(conversation.public_id))
         return Response(ConversationOutputSerializer(conversation).data, status=HTTPStatus.CREATED)

@@ -17,8 +17,9 @@ from django.utils import timezone
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.admin.conversations import MESSAGE_INLINE_LIMIT
 from smsproxy.proxy.models import Conversation, Message
-from smsproxy.proxy.services.conversations import conversation_close, conversation_create
+from smsproxy.proxy.services.conversations import conversation_close
 from tests.factories import MessageFactory, VirtualNumberFactory
+from tests.proxy.specs import open_between
 
 pytestmark = pytest.mark.django_db
 
@@ -27,12 +28,6 @@ CHANGELIST = reverse("admin:proxy_conversation_changelist")
 
 def person(index: int) -> str:
     return f"+447700900{500 + index:03d}"
-
-
-def open_between(a: str, b: str, **kwargs: Any) -> Conversation:
-    return conversation_create(
-        participants=[{"number": a, "name": "Alice"}, {"number": b, "name": "Bob"}], **kwargs
-    )
 
 
 def change_url(conversation: Conversation) -> str:

@@ -16,8 +16,8 @@ from rest_framework.test import APIClient
 from rest_framework.throttling import UserRateThrottle
 
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.services.conversations import conversation_create
 from tests.factories import MessageFactory, VirtualNumberFactory
+from tests.proxy.specs import open_between
 
 pytestmark = pytest.mark.django_db
 
@@ -45,12 +45,6 @@ def messages_url(public_id: Any) -> str:
 
 def body(a: str = ALICE, b: str = BOB, **extra: Any) -> dict[str, Any]:
     return {"participants": [{"number": a, "name": "Alice"}, {"number": b, "name": "Bob"}], **extra}
-
-
-def open_between(a: str, b: str, **kwargs: Any) -> Conversation:
-    return conversation_create(
-        participants=[{"number": a, "name": "Alice"}, {"number": b, "name": "Bob"}], **kwargs
-    )
 
 
 def counts() -> tuple[int, int, int]:
@@ -133,6 +127,7 @@ def test_create_with_defaults(api_client: APIClient, pool: list[Any]) -> None:
     data = response.json()
     assert (data["reference"], data["expires_at"]) == ("", None)
     assert [p["name"] for p in data["participants"]] == ["", ""]
+    assert [p["number"] for p in data["participants"]] == [ALICE, BOB]
 
 
 def test_create_with_an_invalid_number(api_client: APIClient, pool: list[Any]) -> None:

@@ -15,9 +15,10 @@ from django.utils import timezone
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Participant
-from smsproxy.proxy.services import conversations as conversation_services
+from smsproxy.proxy.services import assignment
 from smsproxy.proxy.services.conversations import conversation_create, conversations_expire
 from tests.factories import VirtualNumberFactory
+from tests.proxy.specs import participant_specs
 
 pytestmark = [
     pytest.mark.postgres,
@@ -42,10 +43,9 @@ def test_concurrent_conversations_for_one_person_never_share_a_proxy_number() ->
         try:
             start.wait()
             conversation_create(
-                participants=[
-                    {"number": BUSY_PERSON, "name": "Busy"},
-                    {"number": f"+447700900{600 + index:03d}", "name": f"Partner {index}"},
-                ]
+                participants=participant_specs(
+                    (BUSY_PERSON, "Busy"), (f"+447700900{600 + index:03d}", f"Partner {index}")
+                )
             )
             outcome = "created"
         except ApplicationError as exc:
@@ -86,7 +86,7 @@ def test_the_same_two_people_in_opposite_order_at_once_do_not_fail(
     # Both requests reach their second participant only once both have inserted their first.
     both_inserted_first = threading.Barrier(2, timeout=20)
     calls = threading.local()
-    close_expired = conversation_services._expired_routes_close
+    close_expired = assignment.expired_routes_close
 
     def close_expired_in_step(**kwargs: Any) -> None:
         calls.count = getattr(calls, "count", 0) + 1
@@ -94,13 +94,13 @@ def test_the_same_two_people_in_opposite_order_at_once_do_not_fail(
             both_inserted_first.wait()
         close_expired(**kwargs)
 
-    monkeypatch.setattr(conversation_services, "_expired_routes_close", close_expired_in_step)
+    monkeypatch.setattr(assignment, "expired_routes_close", close_expired_in_step)
     outcomes: list[str] = []
     lock = threading.Lock()
 
     def open_one(first: str, second: str) -> None:
         try:
-            conversation_create(participants=[{"number": first}, {"number": second}])
+            conversation_create(participants=participant_specs(first, second))
             outcome = "created"
         except ApplicationError as exc:
             outcome = exc.code
@@ -131,10 +131,9 @@ def test_concurrent_expiry_sweeps_close_each_conversation_once() -> None:
     VirtualNumberFactory.create()
     conversations = [
         conversation_create(
-            participants=[
-                {"number": f"+447700900{500 + 2 * i:03d}"},
-                {"number": f"+447700900{501 + 2 * i:03d}"},
-            ],
+            participants=participant_specs(
+                f"+447700900{500 + 2 * i:03d}", f"+447700900{501 + 2 * i:03d}"
+            ),
             ttl=60,
         )
         for i in range(40)
@@ -196,10 +195,7 @@ def test_a_number_released_while_it_is_being_assigned_is_never_assigned() -> Non
     assert locked.wait(timeout=10)
     try:
         conversation = conversation_create(
-            participants=[
-                {"number": "+447700900500", "name": "Alice"},
-                {"number": "+447700900501", "name": "Bob"},
-            ]
+            participants=participant_specs(("+447700900500", "Alice"), ("+447700900501", "Bob"))
         )
     finally:
         releaser.join(timeout=30)
