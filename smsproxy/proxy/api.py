@@ -149,9 +149,14 @@ class ConversationCloseApi(APIView):
         responses={
             HTTPStatus.OK: ConversationOutputSerializer,
             HTTPStatus.NOT_FOUND: ErrorSerializer,
+            HTTPStatus.CONFLICT: ErrorSerializer,
             **_AUTH_ERRORS,
         },
-        description="Closes the conversation and frees its proxy numbers. Idempotent.",
+        description=(
+            "Closes the conversation and frees its proxy numbers. Idempotent. 409 "
+            "`close_conflict` when concurrent changes of its numbers keep aborting the close "
+            "(try again)."
+        ),
     )
     def post(self, request: Request, public_id: str) -> Response:
         conversation = _conversation_or_404(public_id, with_participants=False)

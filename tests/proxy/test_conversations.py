@@ -179,6 +179,63 @@ def test_other_database_errors_are_not_retried(monkeypatch: pytest.MonkeyPatch) 
     assert attempts == [1]
 
 
+def _failing_closes(
+    monkeypatch: pytest.MonkeyPatch, *, failures: int, cause: Exception
+) -> list[int]:
+    """The close's write aborted `failures` times after it locked the conversation."""
+    deactivate = conversation_services.participants_deactivate
+    attempts: list[int] = []
+
+    def deactivate_or_fail(**kwargs: Any) -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) <= failures:
+            raise OperationalError("deadlock detected") from cause
+        deactivate(**kwargs)
+
+    monkeypatch.setattr(conversation_services, "participants_deactivate", deactivate_or_fail)
+    return attempts
+
+
+def test_a_close_aborted_by_a_lock_conflict_runs_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    VirtualNumberFactory.create()
+    conversation = open_between(person(0), person(1))
+    attempts = _failing_closes(monkeypatch, failures=1, cause=_LockConflict())
+
+    closed = conversation_close(conversation=conversation, reason=Conversation.CloseReason.API)
+
+    assert attempts == [1, 2]
+    assert (closed.status, closed.close_reason) == ("closed", "api")
+    assert not conversation.participants.filter(active=True).exists()
+    assert VirtualNumber.objects.get().assigned_participants == 0
+
+
+def test_repeated_lock_conflicts_on_close_give_up_with_a_conflict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    VirtualNumberFactory.create()
+    conversation = open_between(person(0), person(1))
+    attempts = _failing_closes(monkeypatch, failures=99, cause=_LockConflict())
+
+    with pytest.raises(ApplicationError) as error:
+        conversation_close(conversation=conversation, reason=Conversation.CloseReason.API)
+
+    assert (error.value.code, error.value.status) == ("close_conflict", HTTPStatus.CONFLICT)
+    assert len(attempts) == WRITE_ATTEMPTS
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.ACTIVE  # every attempt rolled back
+    assert conversation.participants.filter(active=True).count() == 2
+
+
+def test_other_database_errors_on_close_are_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    VirtualNumberFactory.create()
+    conversation = open_between(person(0), person(1))
+    attempts = _failing_closes(monkeypatch, failures=99, cause=RuntimeError("disk full"))
+
+    with pytest.raises(OperationalError):
+        conversation_close(conversation=conversation, reason=Conversation.CloseReason.API)
+    assert attempts == [1]
+
+
 # --- Close and expiry (rule 7) --------------------------------------------------------------------
 
 

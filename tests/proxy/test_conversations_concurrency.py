@@ -204,3 +204,44 @@ def test_a_number_released_while_it_is_being_assigned_is_never_assigned() -> Non
     assigned = set(conversation.participants.values_list("proxy_number", flat=True))
     assert assigned == {spare.pk}
     assert not Participant.objects.filter(proxy_number=doomed, active=True).exists()
+
+
+def test_a_close_deadlocked_with_a_release_runs_again(api_client: Any) -> None:
+    """A release locks its number, then the conversations on it; the API close locks the
+    conversation, then its number's load. PostgreSQL aborts the close (the first to wait);
+    it runs again once the release commits, and the API answers 200, not 500."""
+    number = VirtualNumberFactory.create()
+    conversation = conversation_create(
+        participants=participant_specs(("+447700900500", "Alice"), ("+447700900501", "Bob"))
+    )
+    number_locked = threading.Event()
+    errors: list[BaseException] = []
+
+    def release_like() -> None:
+        try:
+            with transaction.atomic():
+                VirtualNumber.objects.select_for_update().get(pk=number.pk)
+                number_locked.set()
+                time.sleep(0.5)  # the close locks the conversation and waits for the number
+                Conversation.objects.select_for_update().get(pk=conversation.pk)
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            number_locked.set()
+        finally:
+            connections.close_all()
+
+    releaser = threading.Thread(target=release_like)
+    releaser.start()
+    assert number_locked.wait(timeout=10)
+    try:
+        response = api_client.post(f"/api/conversations/{conversation.public_id}/close/")
+    finally:
+        releaser.join(timeout=30)
+
+    assert not errors, errors
+    assert response.status_code == 200, response.json()
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.CLOSED
+    assert not Participant.objects.filter(active=True).exists()
+    number.refresh_from_db()
+    assert number.assigned_participants == 0
