@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.proxy.models import Conversation, InboundPart, Message, MessagePart, Participant
-from smsproxy.proxy.services.conversations import number_loads_recount
+from smsproxy.proxy.services.assignment import number_loads_recount
 from smsproxy.sandbox.models import SandboxMessage, SandboxNumber
 
 # Ofcom's drama range: 1000 numbers, enough for the largest pool measured.

@@ -591,8 +591,10 @@ def assign_case(
         tables_clear,
         verdict,
     )
+    from smsproxy.common.phone import RealNumber
     from smsproxy.proxy.models import Participant
     from smsproxy.proxy.services.conversations import conversation_create
+    from smsproxy.proxy.services.participants import ParticipantSpec
 
     progress(f"(c) pool of {pool_size}, {existing} existing conversations")
     tables_clear()
@@ -608,8 +610,16 @@ def assign_case(
     def create() -> Any:
         return conversation_create(
             participants=[
-                {"number": person_number(next(people)), "name": "Guest"},
-                {"number": fresh_person_number(next(fresh)), "name": "Host"},
+                ParticipantSpec(
+                    position=0,
+                    name="Guest",
+                    number=RealNumber(e164=person_number(next(people)), country="GB"),
+                ),
+                ParticipantSpec(
+                    position=1,
+                    name="Host",
+                    number=RealNumber(e164=fresh_person_number(next(fresh)), country="GB"),
+                ),
             ],
             reference="bench",
         )

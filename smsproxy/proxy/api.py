@@ -118,8 +118,7 @@ class ConversationListCreateApi(APIView):
     def post(self, request: Request) -> Response:
         payload = ConversationCreateInputSerializer(data=request.data)
         if not payload.is_valid():
-            # DESIGN §7: a missing or malformed number is `invalid_number`, like a wrong one.
-            raise payload.invalid_number_error() or exceptions.ValidationError(payload.errors)
+            raise payload.application_error()
         conversation = conversation_create(**payload.validated_data)
         conversation = _conversation_or_404(str(conversation.public_id))
         return Response(ConversationOutputSerializer(conversation).data, status=HTTPStatus.CREATED)
@@ -150,9 +149,14 @@ class ConversationCloseApi(APIView):
         responses={
             HTTPStatus.OK: ConversationOutputSerializer,
             HTTPStatus.NOT_FOUND: ErrorSerializer,
+            HTTPStatus.CONFLICT: ErrorSerializer,
             **_AUTH_ERRORS,
         },
-        description="Closes the conversation and frees its proxy numbers. Idempotent.",
+        description=(
+            "Closes the conversation and frees its proxy numbers. Idempotent. 409 "
+            "`close_conflict` when concurrent changes of its numbers keep aborting the close "
+            "(try again)."
+        ),
     )
     def post(self, request: Request, public_id: str) -> Response:
         conversation = _conversation_or_404(public_id, with_participants=False)

@@ -5,20 +5,26 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import exceptions, serializers
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
-from smsproxy.proxy.services.conversations import (
+from smsproxy.proxy.services.conversations import REFERENCE_MAX_LENGTH, TTL_MAX_SECONDS
+from smsproxy.proxy.services.participants import (
     NAME_MAX_LENGTH,
-    REFERENCE_MAX_LENGTH,
-    TTL_MAX_SECONDS,
+    ParticipantSpec,
     participant_label,
 )
+from smsproxy.proxy.services.redaction import text_redact_numbers
+
+# The error codes of DESIGN §7 that a participant's problems are answered with.
+_INVALID_NUMBER = "invalid_number"
+_INVALID_PARTICIPANTS = "invalid_participants"
 
 
 class ErrorSerializer(serializers.Serializer[Any]):
@@ -39,6 +45,8 @@ class ErrorSerializer(serializers.Serializer[Any]):
 
 
 class ParticipantInputSerializer(serializers.Serializer[Any]):
+    """One participant: the number read by `phone_parse`, the name checked for rule 9."""
+
     number = serializers.CharField(
         max_length=32,
         help_text="E.164 with or without '+', or national format in PROXY_DEFAULT_COUNTRY.",
@@ -51,9 +59,27 @@ class ParticipantInputSerializer(serializers.Serializer[Any]):
         help_text="Display name, used in the other participant's intro SMS.",
     )
 
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        name = " ".join(attrs["name"].split())
+        number = phone_parse(number=attrs["number"])
+        if number is None:
+            raise serializers.ValidationError(
+                {"number": ["Not a valid phone number."]}, code=_INVALID_NUMBER
+            )
+        # The name goes into the other participant's intro SMS: a phone number in it would
+        # hand out a real number (rule 9).
+        region = number.country or settings.PROXY_DEFAULT_COUNTRY
+        if text_redact_numbers(text=name, region=region) != name:
+            raise serializers.ValidationError(
+                {"name": ["Must not contain a phone number."]}, code=_INVALID_PARTICIPANTS
+            )
+        return {"number": number, "name": name}
+
 
 class ConversationCreateInputSerializer(serializers.Serializer[Any]):
-    # The count (exactly two) is the service's rule, answered with code `invalid_participants`.
+    """The body of `POST /api/conversations/`; `validated_data` are `conversation_create`'s
+    arguments, its participants two `ParticipantSpec`s the service trusts."""
+
     participants = ParticipantInputSerializer(many=True)
     reference = serializers.CharField(
         max_length=REFERENCE_MAX_LENGTH, required=False, allow_blank=True, default=""
@@ -67,38 +93,91 @@ class ConversationCreateInputSerializer(serializers.Serializer[Any]):
         help_text="Lifetime in seconds; defaults to PROXY_CONVERSATION_TTL (0 = no expiry).",
     )
 
-    def invalid_number_error(self) -> ApplicationError | None:
-        """After a failed `is_valid()`: the `invalid_number` error of DESIGN §7 when the only
-        errors are participants' numbers (missing, blank, too long), else None."""
+    def validate_participants(self, value: list[dict[str, Any]]) -> list[ParticipantSpec]:
+        if len(value) != 2:
+            raise serializers.ValidationError(
+                f"A conversation has exactly two participants; {len(value)} given.",
+                code=_INVALID_PARTICIPANTS,
+            )
+        return [
+            ParticipantSpec(position=position, name=item["name"], number=item["number"])
+            for position, item in enumerate(value)
+        ]
+
+    def application_error(self) -> Exception:
+        """After a failed `is_valid()`: the error to answer.
+
+        DESIGN §7: a missing or malformed number is `invalid_number`, like a wrong one; a
+        participant count other than two or a phone number in a name is
+        `invalid_participants`; anything else is DRF's `validation_error`.
+        """
         errors = dict(self.errors)
         items = errors.pop("participants", None)
-        # DRF reports the items of a list by index: {1: {...}} (older releases: a list).
-        if isinstance(items, list):
-            items = dict(enumerate(items))
-        if errors or not isinstance(items, dict) or not all(isinstance(k, int) for k in items):
-            return None
-        fields: dict[str, Any] = {}
-        for position, item in sorted(items.items()):
-            if not item:
-                continue
-            if set(item) != {"number"}:
-                return None
-            fields[str(position)] = {"number": [str(message) for message in item["number"]]}
-        if not fields:
-            return None
-        position = int(next(iter(fields)))
-        entries = (
-            self.initial_data.get("participants") if isinstance(self.initial_data, dict) else None
+        if errors or items is None:
+            return exceptions.ValidationError(self.errors)
+        if isinstance(items, list):  # about the list itself, not its items
+            if [item.code for item in items] != [_INVALID_PARTICIPANTS]:
+                return exceptions.ValidationError(self.errors)
+            return ApplicationError(
+                str(items[0]),
+                code=_INVALID_PARTICIPANTS,
+                fields={"participants": ["Give exactly two participants."]},
+            )
+        if not all(isinstance(index, int) for index in items):  # e.g. not a list
+            return exceptions.ValidationError(self.errors)
+        # Errors of items: {index: {field: [ErrorDetail, ...]}}.
+        problems = [
+            (position, field, detail)
+            for position, item in sorted(items.items())
+            for field, details in item.items()
+            for detail in details
+        ]
+        if not all(
+            field == "number" or detail.code == _INVALID_PARTICIPANTS
+            for _, field, detail in problems
+        ):
+            return exceptions.ValidationError(self.errors)
+        position, field, detail = next(
+            (problem for problem in problems if problem[1] == "number"), problems[0]
         )
+        fields = {
+            "participants": {
+                str(index): {
+                    key: [str(message) for message in messages] for key, messages in item.items()
+                }
+                for index, item in sorted(items.items())
+                if item
+            }
+        }
+        if field != "number":
+            # Not named by its name, which holds a phone number.
+            return ApplicationError(
+                f"The name of participant {position + 1} contains a phone number; it is shown "
+                "to the other participant, whose real number must stay private.",
+                code=_INVALID_PARTICIPANTS,
+                fields=fields,
+            )
+        label = participant_label(position=position, name=self._raw_name(position))
+        if detail.code == _INVALID_NUMBER:
+            shown = self._raw_number(position)
+            message = f"The number of {label}, {shown}, is not a valid phone number."
+        else:
+            message = f"The number of {label} is missing or not a valid phone number: {detail}"
+        return ApplicationError(message, code=_INVALID_NUMBER, fields=fields)
+
+    def _raw_item(self, position: int) -> dict[str, Any]:
+        data = self.initial_data if isinstance(self.initial_data, dict) else {}
+        entries = data.get("participants")
         entry = entries[position] if isinstance(entries, list) else None
-        name = entry.get("name") if isinstance(entry, dict) else None
-        label = participant_label(position=position, name=name if isinstance(name, str) else "")
-        return ApplicationError(
-            f"The number of {label} is missing or not a valid phone number: "
-            f"{fields[str(position)]['number'][0]}",
-            code="invalid_number",
-            fields={"participants": fields},
-        )
+        return entry if isinstance(entry, dict) else {}
+
+    def _raw_name(self, position: int) -> str:
+        name = self._raw_item(position).get("name")
+        return " ".join(name.split()) if isinstance(name, str) else ""
+
+    def _raw_number(self, position: int) -> str:
+        number = self._raw_item(position).get("number")
+        return number.strip() if isinstance(number, str) else ""
 
 
 class ConversationFilterSerializer(serializers.Serializer[Any]):

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -15,10 +16,12 @@ from django.urls import reverse
 from django.utils import timezone
 
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.admin import conversations as admin_conversations
 from smsproxy.proxy.admin.conversations import MESSAGE_INLINE_LIMIT
 from smsproxy.proxy.models import Conversation, Message
-from smsproxy.proxy.services.conversations import conversation_close, conversation_create
+from smsproxy.proxy.services.conversations import conversation_close
 from tests.factories import MessageFactory, VirtualNumberFactory
+from tests.proxy.specs import open_between
 
 pytestmark = pytest.mark.django_db
 
@@ -27,12 +30,6 @@ CHANGELIST = reverse("admin:proxy_conversation_changelist")
 
 def person(index: int) -> str:
     return f"+447700900{500 + index:03d}"
-
-
-def open_between(a: str, b: str, **kwargs: Any) -> Conversation:
-    return conversation_create(
-        participants=[{"number": a, "name": "Alice"}, {"number": b, "name": "Bob"}], **kwargs
-    )
 
 
 def change_url(conversation: Conversation) -> str:
@@ -215,15 +212,19 @@ def test_no_add_or_delete(admin_client: Client, conversation: Conversation) -> N
     assert Conversation.objects.filter(pk=conversation.pk).exists()
 
 
-def test_edit_reference(admin_client: Client, conversation: Conversation) -> None:
-    data = change_form_data(admin_client.get(change_url(conversation)))
+def test_reference_is_read_only(admin_client: Client, conversation: Conversation) -> None:
+    """The marketplace sets it through the API; an edit here would bypass the services."""
+    page = admin_client.get(change_url(conversation))
+    assert 'name="reference"' not in page.content.decode()
+    assert "booking-42" in page.content.decode()
+    data = change_form_data(page)
     data["reference"] = "booking-43"
 
     response = admin_client.post(change_url(conversation), data)
 
     assert response.status_code == HTTPStatus.FOUND, response.context["errors"]
     conversation.refresh_from_db()
-    assert conversation.reference == "booking-43"
+    assert conversation.reference == "booking-42"
     assert conversation.participants.filter(active=True).count() == 2
 
 
@@ -255,6 +256,49 @@ def test_close_action_closes_and_records_history(
         (admin_user.pk, "Closed (reason: staff); its proxy numbers are free.")
     ]
     assert not LogEntry.objects.filter(object_id=str(already.pk)).exists()
+
+
+def staff_client(client: Client, django_user_model: Any, *, model: str, perms: list[str]) -> Client:
+    staff = django_user_model.objects.create_user("staff", password="pw-for-tests-1", is_staff=True)
+    staff.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label="proxy", codename__in=[f"{p}_{model}" for p in perms]
+        )
+    )
+    client.force_login(staff)
+    return client
+
+
+def test_close_action_needs_the_change_permission(
+    client: Client, django_user_model: Any, conversation: Conversation
+) -> None:
+    viewer = staff_client(client, django_user_model, model="conversation", perms=["view"])
+
+    response = viewer.get(CHANGELIST)
+    assert response.status_code == HTTPStatus.OK
+    assert response.context["action_form"] is None  # no action offered to a viewer
+
+    viewer.post(
+        CHANGELIST, {"action": "close_conversations", "_selected_action": [conversation.pk]}
+    )
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.ACTIVE
+
+
+def test_close_action_with_the_change_permission(
+    client: Client, django_user_model: Any, conversation: Conversation
+) -> None:
+    editor = staff_client(client, django_user_model, model="conversation", perms=["view", "change"])
+
+    response = editor.post(
+        CHANGELIST,
+        {"action": "close_conversations", "_selected_action": [conversation.pk]},
+        follow=True,
+    )
+
+    assert "Closed 1 conversation(s)." in response.content.decode()
+    conversation.refresh_from_db()
+    assert conversation.close_reason == Conversation.CloseReason.STAFF
 
 
 # --- Reassigning a participant's proxy number -----------------------------------------------------
@@ -302,6 +346,40 @@ def test_reassign_refused_when_the_person_uses_the_number_live_elsewhere(
     assert "already uses" in content and taken.msisdn in content
     alice.refresh_from_db()
     assert alice.proxy_number != taken
+
+
+def test_a_reassignment_refused_at_save_keeps_the_form_and_saves_nothing(
+    admin_client: Client, conversation: Conversation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The form's check passed, then the service refused under lock (a concurrent request gave
+    Bob that number meanwhile): the form comes back with the reason, the other participant's
+    reassignment of the same submit is rolled back, nothing is reported as saved."""
+    alice, bob = conversation.participants.order_by("id")
+    spare = VirtualNumberFactory.create()
+    elsewhere = open_between(person(5), person(1))
+    taken = elsewhere.participants.get(real_number=person(1)).proxy_number
+    assert taken != bob.proxy_number
+    data = reassign_data(admin_client, conversation, spare)
+    data["participants-1-proxy_number"] = taken.pk
+    # The form's check sees the state before the concurrent request.
+    monkeypatch.setattr(admin_conversations, "participant_reassign_validate", lambda **_: None)
+    before = Message.objects.count()
+
+    response = admin_client.post(change_url(conversation), data)
+
+    assert response.status_code == HTTPStatus.OK  # the form again, with the error
+    content = response.content.decode()
+    assert "already uses" in content and taken.msisdn in content
+    assert "successfully" not in content
+    forms = response.context["inline_admin_formsets"][0].formset.forms
+    assert forms[1].errors["proxy_number"] and "already uses" in forms[1].errors["proxy_number"][0]
+    assert [form["proxy_number"].value() for form in forms] == [str(spare.pk), str(taken.pk)]
+    alice.refresh_from_db()
+    bob.refresh_from_db()
+    assert (alice.proxy_number, bob.proxy_number) != (spare, taken)
+    assert alice.proxy_number != spare  # rolled back with the refused one
+    assert Message.objects.count() == before  # no intro from either number
+    assert not LogEntry.objects.filter(object_id=str(conversation.pk)).exists()
 
 
 def test_reassign_offers_rented_numbers_only(

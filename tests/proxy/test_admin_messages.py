@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from http import HTTPStatus
+from typing import Any
 
 import pytest
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
@@ -97,9 +99,7 @@ def test_retry_action_queues_failed_messages_and_logs_it(admin_client: Client) -
     assert "Retried" in entry.get_change_message()
 
 
-def test_retry_needs_the_change_permission(client: Client, django_user_model) -> None:
-    from django.contrib.auth.models import Permission
-
+def test_retry_needs_the_change_permission(client: Client, django_user_model: Any) -> None:
     viewer = django_user_model.objects.create_user(
         "viewer", password="pw-for-tests-1", is_staff=True
     )
@@ -114,3 +114,28 @@ def test_retry_needs_the_change_permission(client: Client, django_user_model) ->
     client.post(CHANGELIST, {"action": "retry", "_selected_action": [failed.pk]})
     failed.refresh_from_db()
     assert failed.status == Message.Status.FAILED
+
+
+def test_retry_with_the_change_permission(client: Client, django_user_model: Any) -> None:
+    """Not only superusers: staff granted "change message" may retry (and only that)."""
+    operator = django_user_model.objects.create_user(
+        "operator", password="pw-for-tests-1", is_staff=True
+    )
+    operator.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_message", "change_message"])
+    )
+    client.force_login(operator)
+    failed = MessageFactory.create(status=Message.Status.FAILED)
+
+    page = client.get(CHANGELIST)
+    assert [name for name, _label in page.context["action_form"].fields["action"].choices] == [
+        "",
+        "retry",
+    ]
+    client.post(CHANGELIST, {"action": "retry", "_selected_action": [failed.pk]})
+    failed.refresh_from_db()
+    assert failed.status == Message.Status.QUEUED
+    # Still read-only: the permission grants the retry, not editing.
+    client.post(reverse("admin:proxy_message_change", args=[failed.pk]), {"text": "rewritten"})
+    failed.refresh_from_db()
+    assert failed.text != "rewritten"

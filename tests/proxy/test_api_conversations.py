@@ -10,14 +10,16 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import responses
 from django.core.cache import cache
+from django.db import OperationalError
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.throttling import UserRateThrottle
 
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.services.conversations import conversation_create
+from smsproxy.proxy.services import conversations as conversation_services
 from tests.factories import MessageFactory, VirtualNumberFactory
+from tests.proxy.specs import open_between
 
 pytestmark = pytest.mark.django_db
 
@@ -45,12 +47,6 @@ def messages_url(public_id: Any) -> str:
 
 def body(a: str = ALICE, b: str = BOB, **extra: Any) -> dict[str, Any]:
     return {"participants": [{"number": a, "name": "Alice"}, {"number": b, "name": "Bob"}], **extra}
-
-
-def open_between(a: str, b: str, **kwargs: Any) -> Conversation:
-    return conversation_create(
-        participants=[{"number": a, "name": "Alice"}, {"number": b, "name": "Bob"}], **kwargs
-    )
 
 
 def counts() -> tuple[int, int, int]:
@@ -133,6 +129,7 @@ def test_create_with_defaults(api_client: APIClient, pool: list[Any]) -> None:
     data = response.json()
     assert (data["reference"], data["expires_at"]) == ("", None)
     assert [p["name"] for p in data["participants"]] == ["", ""]
+    assert [p["number"] for p in data["participants"]] == [ALICE, BOB]
 
 
 def test_create_with_an_invalid_number(api_client: APIClient, pool: list[Any]) -> None:
@@ -522,6 +519,46 @@ def test_close_frees_the_number_for_a_new_conversation(
     api_client.post(close_url(first.public_id))
 
     assert api_client.post(LIST_URL, body(), format="json").status_code == HTTPStatus.CREATED
+
+
+class _LockConflict(Exception):
+    """Stands for psycopg's DeadlockDetected: what Django's OperationalError wraps."""
+
+    sqlstate = "40P01"
+
+
+@pytest.mark.parametrize(("failures", "status"), [(1, HTTPStatus.OK), (99, HTTPStatus.CONFLICT)])
+def test_close_after_a_deadlock(
+    api_client: APIClient,
+    pool: list[Any],
+    monkeypatch: pytest.MonkeyPatch,
+    failures: int,
+    status: HTTPStatus,
+) -> None:
+    """PostgreSQL aborting the close for a lock conflict is retried, never a 500 (the real
+    deadlock runs in test_conversations_concurrency)."""
+    conversation = open_between(ALICE, BOB)
+    deactivate = conversation_services.participants_deactivate
+    attempts: list[int] = []
+
+    def deactivate_or_deadlock(**kwargs: Any) -> None:
+        attempts.append(len(attempts) + 1)
+        if len(attempts) <= failures:
+            raise OperationalError("deadlock detected") from _LockConflict()
+        deactivate(**kwargs)
+
+    monkeypatch.setattr(conversation_services, "participants_deactivate", deactivate_or_deadlock)
+
+    response = api_client.post(close_url(conversation.public_id))
+
+    assert response.status_code == status, response.json()
+    conversation.refresh_from_db()
+    if status == HTTPStatus.OK:
+        assert response.json()["status"] == "closed"
+        assert conversation.status == Conversation.Status.CLOSED
+    else:
+        assert response.json()["code"] == "close_conflict"
+        assert conversation.status == Conversation.Status.ACTIVE
 
 
 # --- Messages -------------------------------------------------------------------------------------

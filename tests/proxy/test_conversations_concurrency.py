@@ -15,9 +15,10 @@ from django.utils import timezone
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Participant
-from smsproxy.proxy.services import conversations as conversation_services
+from smsproxy.proxy.services import assignment
 from smsproxy.proxy.services.conversations import conversation_create, conversations_expire
 from tests.factories import VirtualNumberFactory
+from tests.proxy.specs import participant_specs
 
 pytestmark = [
     pytest.mark.postgres,
@@ -42,10 +43,9 @@ def test_concurrent_conversations_for_one_person_never_share_a_proxy_number() ->
         try:
             start.wait()
             conversation_create(
-                participants=[
-                    {"number": BUSY_PERSON, "name": "Busy"},
-                    {"number": f"+447700900{600 + index:03d}", "name": f"Partner {index}"},
-                ]
+                participants=participant_specs(
+                    (BUSY_PERSON, "Busy"), (f"+447700900{600 + index:03d}", f"Partner {index}")
+                )
             )
             outcome = "created"
         except ApplicationError as exc:
@@ -86,7 +86,7 @@ def test_the_same_two_people_in_opposite_order_at_once_do_not_fail(
     # Both requests reach their second participant only once both have inserted their first.
     both_inserted_first = threading.Barrier(2, timeout=20)
     calls = threading.local()
-    close_expired = conversation_services._expired_routes_close
+    close_expired = assignment.expired_routes_close
 
     def close_expired_in_step(**kwargs: Any) -> None:
         calls.count = getattr(calls, "count", 0) + 1
@@ -94,13 +94,13 @@ def test_the_same_two_people_in_opposite_order_at_once_do_not_fail(
             both_inserted_first.wait()
         close_expired(**kwargs)
 
-    monkeypatch.setattr(conversation_services, "_expired_routes_close", close_expired_in_step)
+    monkeypatch.setattr(assignment, "expired_routes_close", close_expired_in_step)
     outcomes: list[str] = []
     lock = threading.Lock()
 
     def open_one(first: str, second: str) -> None:
         try:
-            conversation_create(participants=[{"number": first}, {"number": second}])
+            conversation_create(participants=participant_specs(first, second))
             outcome = "created"
         except ApplicationError as exc:
             outcome = exc.code
@@ -131,10 +131,9 @@ def test_concurrent_expiry_sweeps_close_each_conversation_once() -> None:
     VirtualNumberFactory.create()
     conversations = [
         conversation_create(
-            participants=[
-                {"number": f"+447700900{500 + 2 * i:03d}"},
-                {"number": f"+447700900{501 + 2 * i:03d}"},
-            ],
+            participants=participant_specs(
+                f"+447700900{500 + 2 * i:03d}", f"+447700900{501 + 2 * i:03d}"
+            ),
             ttl=60,
         )
         for i in range(40)
@@ -196,10 +195,7 @@ def test_a_number_released_while_it_is_being_assigned_is_never_assigned() -> Non
     assert locked.wait(timeout=10)
     try:
         conversation = conversation_create(
-            participants=[
-                {"number": "+447700900500", "name": "Alice"},
-                {"number": "+447700900501", "name": "Bob"},
-            ]
+            participants=participant_specs(("+447700900500", "Alice"), ("+447700900501", "Bob"))
         )
     finally:
         releaser.join(timeout=30)
@@ -208,3 +204,44 @@ def test_a_number_released_while_it_is_being_assigned_is_never_assigned() -> Non
     assigned = set(conversation.participants.values_list("proxy_number", flat=True))
     assert assigned == {spare.pk}
     assert not Participant.objects.filter(proxy_number=doomed, active=True).exists()
+
+
+def test_a_close_deadlocked_with_a_release_runs_again(api_client: Any) -> None:
+    """A release locks its number, then the conversations on it; the API close locks the
+    conversation, then its number's load. PostgreSQL aborts the close (the first to wait);
+    it runs again once the release commits, and the API answers 200, not 500."""
+    number = VirtualNumberFactory.create()
+    conversation = conversation_create(
+        participants=participant_specs(("+447700900500", "Alice"), ("+447700900501", "Bob"))
+    )
+    number_locked = threading.Event()
+    errors: list[BaseException] = []
+
+    def release_like() -> None:
+        try:
+            with transaction.atomic():
+                VirtualNumber.objects.select_for_update().get(pk=number.pk)
+                number_locked.set()
+                time.sleep(0.5)  # the close locks the conversation and waits for the number
+                Conversation.objects.select_for_update().get(pk=conversation.pk)
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            number_locked.set()
+        finally:
+            connections.close_all()
+
+    releaser = threading.Thread(target=release_like)
+    releaser.start()
+    assert number_locked.wait(timeout=10)
+    try:
+        response = api_client.post(f"/api/conversations/{conversation.public_id}/close/")
+    finally:
+        releaser.join(timeout=30)
+
+    assert not errors, errors
+    assert response.status_code == 200, response.json()
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.CLOSED
+    assert not Participant.objects.filter(active=True).exists()
+    number.refresh_from_db()
+    assert number.assigned_participants == 0

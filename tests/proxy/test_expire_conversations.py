@@ -13,16 +13,16 @@ from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Participant
 from smsproxy.proxy.services.conversations import conversation_create
 from tests.factories import VirtualNumberFactory
+from tests.proxy.specs import participant_specs
 
 pytestmark = pytest.mark.django_db
 
 
 def open_pair(index: int, ttl: int | None = None) -> Conversation:
     return conversation_create(
-        participants=[
-            {"number": f"+447700900{500 + 2 * index:03d}"},
-            {"number": f"+447700900{501 + 2 * index:03d}"},
-        ],
+        participants=participant_specs(
+            f"+447700900{500 + 2 * index:03d}", f"+447700900{501 + 2 * index:03d}"
+        ),
         ttl=ttl,
     )
 

@@ -2,22 +2,25 @@
 
 Conversations are opened through the API (assignment, insight and intro SMS live in the
 service) and are never deleted (their messages are the audit trail), so the admin can neither
-add nor delete them. Changing a participant's proxy number goes through
-`participant_reassign`, the same uniqueness rule as automatic assignment.
+add nor delete them, nor edit their reference. Changing a participant's proxy number goes
+through `participant_reassign`, the same uniqueness rule as automatic assignment. Every action
+needs the "change conversation" permission.
 """
 
 from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Mapping
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Prefetch, Q, QuerySet
 from django.forms import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
@@ -43,13 +46,30 @@ def _participant_label(participant: Participant) -> str:
     return f"{who} via {participant.proxy_number.msisdn}"
 
 
+class _ReassignmentRefused(Exception):
+    """The service refused a reassignment the form had accepted (a concurrent change won)."""
+
+    def __init__(self, *, participant_id: int, proxy_number_id: int, detail: str) -> None:
+        super().__init__(detail)
+        self.participant_id = participant_id
+        self.proxy_number_id = proxy_number_id
+        self.detail = detail
+
+
+# Per request being answered: participant id → (proxy number id, why the service refused it).
+_refusals: WeakKeyDictionary[HttpRequest, dict[int, tuple[int, str]]] = WeakKeyDictionary()
+
+
 class ParticipantInlineForm(forms.ModelForm):
     class Meta:
         model = Participant
         fields = ["proxy_number"]
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, refusals: Mapping[int, tuple[int, str]] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
+        self.refusals = refusals or {}
         if "proxy_number" in self.fields:
             # Offer rented numbers (and the current one, released or not): a released number
             # can never be assigned, so listing it only invites a refusal.
@@ -63,6 +83,9 @@ class ParticipantInlineForm(forms.ModelForm):
         proxy_number = self.cleaned_data["proxy_number"]
         participant = self.instance
         if participant.pk and proxy_number.pk != participant.proxy_number_id:
+            refused_number_id, detail = self.refusals.get(participant.pk, (None, ""))
+            if refused_number_id == proxy_number.pk:
+                raise ValidationError(detail, code="refused")
             try:
                 participant_reassign_validate(participant=participant, proxy_number=proxy_number)
             except ApplicationError as exc:
@@ -177,8 +200,11 @@ class ConversationAdmin(admin.ModelAdmin):
         "close_reason",
         "all_messages",
     ]
+    # The reference is the marketplace's, set through the API: an edit here would bypass the
+    # services (and the events the marketplace relies on).
     readonly_fields = [
         "public_id",
+        "reference",
         "live_status",
         "created_at",
         "expires_at",
@@ -234,6 +260,8 @@ class ConversationAdmin(admin.ModelAdmin):
         self, request: HttpRequest, obj: Any, inline: Any, prefix: str
     ) -> dict[str, Any]:
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, ParticipantInline):
+            kwargs["form_kwargs"] = {"refusals": _refusals.get(request, {})}
         if isinstance(inline, MessageInline) and obj is not None and obj.pk:
             # The formset filters its queryset again, which a sliced one refuses: select the
             # latest ids first.
@@ -293,11 +321,37 @@ class ConversationAdmin(admin.ModelAdmin):
                     proxy_number=participant_form.cleaned_data["proxy_number"],
                 )
             except ApplicationError as exc:
-                self.message_user(request, exc.detail, messages.ERROR)
-                continue
+                raise _ReassignmentRefused(
+                    participant_id=participant.pk,
+                    proxy_number_id=participant_form.cleaned_data["proxy_number"].pk,
+                    detail=exc.detail,
+                ) from exc
             formset.changed_objects.append((participant, ["proxy_number"]))
 
-    @admin.action(description="Close selected conversations (frees their numbers)")
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except _ReassignmentRefused as refused:
+            # The form had passed, then the service refused under lock. The admin runs the
+            # whole save in one transaction, which the exception rolled back (other
+            # participants' reassignments too). Answer the same POST again: the refused
+            # number now fails validation, so the form comes back with the reason on the
+            # participant's field, the choices kept, and nothing reported as saved.
+            _refusals.setdefault(request, {})[refused.participant_id] = (
+                refused.proxy_number_id,
+                refused.detail,
+            )
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    @admin.action(
+        description="Close selected conversations (frees their numbers)", permissions=["change"]
+    )
     def close_conversations(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
         closed = 0
         now = timezone.now()

@@ -8,6 +8,7 @@ and the retry is written to the admin history of each message.
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
@@ -103,7 +104,10 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return super().get_queryset(request).select_related("conversation", "forwarded_from")
 
     def has_retry_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("proxy.change_message")
+        # Not `permissions=["change"]`: ReadOnlyAdminMixin denies "change" to everyone, since
+        # nobody edits a message here. Retrying is what the "change message" permission grants.
+        codename = get_permission_codename("change", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
     @admin.display(description="text")
     def short_text(self, message: Message) -> str:

@@ -6,11 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from smsproxy.proxy.services.conversations import (
-    EXPIRE_BATCH_SIZE,
-    conversations_expire,
-    number_loads_recount,
-)
+from smsproxy.proxy.services.assignment import number_loads_recount
+from smsproxy.proxy.services.conversations import EXPIRE_BATCH_SIZE, conversations_expire
 
 
 class Command(BaseCommand):

@@ -1,0 +1,234 @@
+"""Giving a participant a proxy number (DESIGN.md §5 rules 3 and 4), and the numbers' load.
+
+The pool is chosen by `proxy_number_candidate_list`; the unique constraint on (real number,
+proxy number) among active participants decides races, and the loser moves to the next number.
+A number's stored `assigned_participants` is kept exact by every change of participants, so
+"least loaded" is one column read instead of a count per candidate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from http import HTTPStatus
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, QuerySet
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.common.privacy import mask_number
+from smsproxy.gateway.base import ProviderError
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import Conversation, Participant
+from smsproxy.proxy.selectors import participant_expired_route_list, proxy_number_candidate_list
+from smsproxy.proxy.services.participants import ParticipantSpec
+
+logger = logging.getLogger(__name__)
+
+# How many numbers one participant's assignment tries when concurrent requests keep taking the
+# chosen one first (the unique constraint decides who wins; the loser moves to the next number).
+ASSIGN_ATTEMPTS = 5
+
+
+class PoolExhausted(Exception):
+    """No eligible number for a participant; carries what an auto-provisioned number should be."""
+
+    def __init__(self, *, country: str) -> None:
+        super().__init__(country)
+        self.country = country
+
+
+class _NumberReleasedMeanwhile(Exception):
+    """The chosen number was released by a concurrent transaction (rolls back the savepoint)."""
+
+
+def assignment_conflict_error() -> ApplicationError:
+    return ApplicationError(
+        "Too many concurrent requests for the same participant; try again.",
+        code="assignment_conflict",
+        status=HTTPStatus.CONFLICT,
+    )
+
+
+def participant_assign(
+    *,
+    conversation: Conversation,
+    spec: ParticipantSpec,
+    now: datetime,
+    pending_load: Mapping[int, int],
+) -> Participant:
+    """Insert the participant on the best free number; the unique constraint settles races.
+
+    Raises PoolExhausted when no number is eligible. Call it inside a transaction; the
+    participant's load is the caller's to write (see `number_loads_adjust`).
+    """
+    tried: set[int] = set()
+    for _attempt in range(ASSIGN_ATTEMPTS):
+        proxy_number = proxy_number_candidate_list(
+            real_number=spec.number.e164,
+            country=spec.number.country,
+            exclude_ids=tried,
+            pending_load=pending_load,
+            now=now,
+        ).first()
+        if proxy_number is None:
+            raise PoolExhausted(country=spec.number.country)
+        tried.add(proxy_number.pk)
+        expired_routes_close(real_number=spec.number.e164, proxy_number=proxy_number, now=now)
+        try:
+            with transaction.atomic():
+                if number_status_locked(number_id=proxy_number.pk) != VirtualNumber.Status.ACTIVE:
+                    raise _NumberReleasedMeanwhile
+                return Participant.objects.create(
+                    conversation=conversation,
+                    name=spec.name,
+                    real_number=spec.number.e164,
+                    country=spec.number.country,
+                    proxy_number=proxy_number,
+                )
+        except _NumberReleasedMeanwhile:
+            logger.info("Proxy number %s was released meanwhile; trying the next one", proxy_number)
+        except IntegrityError:
+            # A concurrent request gave this real number the same proxy number first.
+            logger.info(
+                "Proxy number %s was taken for %s concurrently; trying the next one",
+                proxy_number.msisdn,
+                mask_number(spec.number.e164),
+            )
+    raise assignment_conflict_error()
+
+
+def number_status_locked(*, number_id: int) -> str | None:
+    """The number's current status, locked against a concurrent release until commit.
+
+    `number_release` locks the row FOR UPDATE before it closes the number's conversations.
+    A KEY SHARE lock here conflicts with that lock only (assignments do not block each other):
+    either the release waits for this transaction and then sees (and closes) the participant,
+    or it committed first and this read sees the number released. Django's foreign keys are
+    deferred on PostgreSQL, so the insert alone would not take that lock until commit.
+    On SQLite every write transaction is exclusive (IMMEDIATE), so a plain read is enough.
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status FROM {VirtualNumber._meta.db_table} WHERE id = %s FOR KEY SHARE",  # noqa: S608
+                [number_id],
+            )
+            row = cursor.fetchone()
+        return row[0] if row else None
+    return VirtualNumber.objects.filter(pk=number_id).values_list("status", flat=True).first()
+
+
+def proxy_number_rent(*, country: str) -> VirtualNumber:
+    """Rent one number for the pool (rule 4): in the participant's country, else the default."""
+    from smsproxy.numbers.services import number_rent_one
+
+    countries = list(dict.fromkeys(c for c in (country, settings.PROXY_DEFAULT_COUNTRY) if c))
+    failure: Exception | None = None
+    for rent_country in countries:
+        try:
+            number = number_rent_one(country=rent_country)
+        except (ApplicationError, ProviderError) as exc:
+            logger.warning("Could not rent a %s number for the pool: %s", rent_country, exc)
+            failure = exc
+            continue
+        logger.info("Rented %s for the pool (PROXY_AUTO_PROVISION)", number.msisdn)
+        return number
+    raise ApplicationError(
+        "No proxy number is free for this conversation and none could be rented"
+        + (f": {failure}" if failure else "."),
+        code="pool_exhausted",
+        status=HTTPStatus.SERVICE_UNAVAILABLE,
+    ) from failure
+
+
+# --- Freeing routes ------------------------------------------------------------------------------
+
+
+def expired_routes_close(*, real_number: str, proxy_number: VirtualNumber, now: datetime) -> None:
+    """Close expired (not yet swept) conversations holding this route's unique slot.
+
+    The unique constraint only sees the `active` flag, so an expired conversation keeps the
+    slot until it is closed; it is dead already (rule 7), so it is closed here, as the sweep
+    would close it.
+    """
+    conversation_ids = [
+        participant.conversation_id
+        for participant in participant_expired_route_list(
+            real_number=real_number, proxy_number=proxy_number, now=now
+        )
+    ]
+    if conversation_ids:
+        conversations_close_expired(conversation_ids=conversation_ids)
+
+
+def conversations_close_expired(*, conversation_ids: list[int]) -> int:
+    """Close these expired conversations at their expiry time and free their routes.
+
+    Call it in a transaction. The update re-checks the status, so a conversation closed
+    concurrently is neither closed again nor counted; returns how many were closed.
+    """
+    closed = Conversation.objects.filter(
+        pk__in=conversation_ids, status=Conversation.Status.ACTIVE
+    ).update(
+        status=Conversation.Status.CLOSED,
+        closed_at=F("expires_at"),
+        close_reason=Conversation.CloseReason.EXPIRED,
+    )
+    participants_deactivate(
+        participants=Participant.objects.filter(conversation_id__in=conversation_ids)
+    )
+    return closed
+
+
+def participants_deactivate(*, participants: QuerySet[Participant]) -> None:
+    """Clear the `active` flag (freeing the routes) and take them off their numbers' load."""
+    active = participants.filter(active=True)
+    freed = Counter(active.values_list("proxy_number_id", flat=True))
+    active.update(active=False)
+    number_loads_adjust(changes=Counter({number_id: -count for number_id, count in freed.items()}))
+
+
+# --- The numbers' stored load ---------------------------------------------------------------------
+
+
+def number_loads_adjust(*, changes: Counter[int]) -> None:
+    """Add `changes` (number id → participants gained or lost) to the numbers' stored load.
+
+    Call it in the transaction that changes the participants. Rows are updated in id order, so
+    two transactions touching the same numbers queue behind each other instead of deadlocking.
+    """
+    for number_id in sorted(changes):
+        if changes[number_id]:
+            VirtualNumber.objects.filter(pk=number_id).update(
+                assigned_participants=F("assigned_participants") + changes[number_id]
+            )
+
+
+def number_loads_recount() -> int:
+    """Recompute every number's stored load from the participants; returns how many changed.
+
+    The services keep the load exact; this repairs it after changes made outside them (a
+    shell session, a restored backup). `expire_conversations --recount-loads` runs it.
+    """
+    changed = 0
+    with transaction.atomic():
+        # Every number locked first: assignments and closes in flight finish before the count.
+        numbers = list(
+            VirtualNumber.objects.select_for_update().only("pk", "assigned_participants")
+        )
+        counts = dict(
+            Participant.objects.filter(active=True)
+            .values("proxy_number")
+            .annotate(total=Count("pk"))
+            .values_list("proxy_number", "total")
+        )
+        for number in numbers:
+            expected = counts.get(number.pk, 0)
+            if number.assigned_participants != expected:
+                VirtualNumber.objects.filter(pk=number.pk).update(assigned_participants=expected)
+                changed += 1
+    return changed

@@ -1,0 +1,30 @@
+"""Participant specs for service-level tests, built as the API serializer builds them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from smsproxy.common.phone import phone_parse
+from smsproxy.proxy.models import Conversation
+from smsproxy.proxy.services.conversations import conversation_create
+from smsproxy.proxy.services.participants import ParticipantSpec
+
+
+def participant_spec(*, position: int, number: str, name: str = "") -> ParticipantSpec:
+    parsed = phone_parse(number=number)
+    assert parsed is not None, f"not a number: {number!r}"
+    return ParticipantSpec(position=position, name=name, number=parsed)
+
+
+def participant_specs(*people: str | tuple[str, str]) -> list[ParticipantSpec]:
+    """Specs of "number" or ("number", "name") entries, in order."""
+    specs = []
+    for position, person in enumerate(people):
+        number, name = (person, "") if isinstance(person, str) else person
+        specs.append(participant_spec(position=position, number=number, name=name))
+    return specs
+
+
+def open_between(a: str, b: str, **kwargs: Any) -> Conversation:
+    """Alice (`a`) and Bob (`b`) in a new conversation."""
+    return conversation_create(participants=participant_specs((a, "Alice"), (b, "Bob")), **kwargs)

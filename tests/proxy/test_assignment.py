@@ -1,0 +1,343 @@
+"""Giving participants proxy numbers (rule 3), conflicts and exhaustion (rule 4), and the
+numbers' stored load. Through conversation_create, sandbox provider."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+from http import HTTPStatus
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import Conversation, Message, Participant
+from smsproxy.proxy.selectors import RECENT_USE_WINDOW, participant_live_list
+from smsproxy.proxy.services import assignment
+from smsproxy.proxy.services.assignment import number_loads_recount
+from smsproxy.proxy.services.conversations import (
+    conversation_close,
+    conversations_expire,
+    participant_reassign,
+)
+from tests.factories import ParticipantFactory, VirtualNumberFactory
+from tests.proxy.specs import open_between
+
+pytestmark = pytest.mark.django_db
+
+US_PERSON = "+15550100123"
+
+
+def person(index: int) -> str:
+    """A real number in the GB range reserved for drama (the sandbox answers it as valid)."""
+    return f"+447700900{500 + index:03d}"
+
+
+def proxy_of(conversation: Conversation, real_number: str) -> VirtualNumber:
+    return conversation.participants.get(real_number=real_number).proxy_number
+
+
+def snapshot() -> tuple[int, int, int]:
+    return (Conversation.objects.count(), Participant.objects.count(), Message.objects.count())
+
+
+def assert_closed_as_expired(conversation: Conversation) -> None:
+    """Closed with reason expired at its expiry time, its participants' routes freed."""
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.CLOSED
+    assert conversation.close_reason == Conversation.CloseReason.EXPIRED
+    assert conversation.closed_at == conversation.expires_at
+    assert not conversation.participants.filter(active=True).exists()
+
+
+# --- Assignment (rule 3) --------------------------------------------------------------------------
+
+
+def test_two_numbers_serve_ten_conversations_among_twenty_people() -> None:
+    pool = VirtualNumberFactory.create_batch(2)
+    conversations = [open_between(person(2 * i), person(2 * i + 1)) for i in range(10)]
+
+    assert len(conversations) == 10
+    used = set(Participant.objects.values_list("proxy_number_id", flat=True))
+    assert used <= {number.pk for number in pool}
+    assert participant_live_list().count() == 20
+    assert Message.objects.filter(purpose=Message.Purpose.INTRO).count() == 20
+    # The least-loaded preference spreads the participants over the pool.
+    load = Counter(Participant.objects.values_list("proxy_number_id", flat=True))
+    assert sorted(load.values()) == [10, 10]
+
+
+def test_one_number_serves_both_participants_of_a_conversation() -> None:
+    only = VirtualNumberFactory.create()
+    conversation = open_between(person(0), person(1))
+    assert {p.proxy_number_id for p in conversation.participants.all()} == {only.pk}
+
+
+def test_a_person_never_gets_a_number_they_use_live_and_the_pool_runs_out() -> None:
+    VirtualNumberFactory.create_batch(2)
+    busy = person(0)
+    first = open_between(busy, person(1))
+    second = open_between(busy, person(2))
+    assert proxy_of(first, busy) != proxy_of(second, busy)
+
+    before = snapshot()
+    with pytest.raises(ApplicationError) as error:
+        open_between(busy, person(3))
+    assert error.value.code == "pool_exhausted"
+    assert error.value.status == HTTPStatus.SERVICE_UNAVAILABLE
+    assert snapshot() == before  # nothing saved: no conversation, participant or intro
+
+    conversation_close(conversation=first, reason=Conversation.CloseReason.API)
+    third = open_between(busy, person(3))
+    assert proxy_of(third, busy) == proxy_of(first, busy)
+
+
+def test_reserved_released_and_non_sms_numbers_are_never_assigned() -> None:
+    VirtualNumberFactory.create(reserved=True)
+    VirtualNumberFactory.create(status=VirtualNumber.Status.RELEASED, released_at=timezone.now())
+    VirtualNumberFactory.create(features="VOICE")
+    VirtualNumberFactory.create(features="MMS,VOICE")
+    with pytest.raises(ApplicationError) as error:
+        open_between(person(0), person(1))
+    assert error.value.code == "pool_exhausted"
+
+    good = VirtualNumberFactory.create(features="MMS,SMS")
+    conversation = open_between(person(0), person(1))
+    assert {p.proxy_number_id for p in conversation.participants.all()} == {good.pk}
+
+
+def test_the_participants_country_is_preferred_over_a_lighter_number() -> None:
+    gb = VirtualNumberFactory.create(country="GB")
+    us = VirtualNumberFactory.create(msisdn="+15550100999", country="US")
+    for index in range(3):  # the GB number is busier
+        ParticipantFactory.create(proxy_number=gb, real_number=person(20 + index))
+
+    conversation = open_between(person(0), US_PERSON)
+    assert proxy_of(conversation, person(0)) == gb
+    assert proxy_of(conversation, US_PERSON) == us
+    assert conversation.participants.get(real_number=US_PERSON).country == "US"
+
+
+def test_a_number_not_used_recently_is_preferred_over_a_lighter_one() -> None:
+    recent, other = VirtualNumberFactory.create_batch(2)
+    me = person(0)
+    old = open_between(me, person(1))
+    assert proxy_of(old, me) == recent  # the first of two equally loaded numbers
+    conversation_close(conversation=old, reason=Conversation.CloseReason.API)
+    for index in range(3):  # the other number is busier
+        ParticipantFactory.create(proxy_number=other, real_number=person(20 + index))
+
+    new = open_between(me, person(2))
+    # A late reply to the old thread on `recent` must not reach the new partner.
+    assert proxy_of(new, me) == other
+
+
+def test_among_recently_used_numbers_the_least_recently_used_wins() -> None:
+    first, second = VirtualNumberFactory.create_batch(2)
+    me = person(0)
+    now = timezone.now()
+    for number, closed_ago in ((first, timedelta(days=2)), (second, timedelta(days=1))):
+        participant = ParticipantFactory.create(proxy_number=number, real_number=me, active=False)
+        Conversation.objects.filter(pk=participant.conversation_id).update(
+            status=Conversation.Status.CLOSED,
+            closed_at=now - closed_ago,
+            close_reason=Conversation.CloseReason.API,
+        )
+    ParticipantFactory.create(proxy_number=first, real_number=person(20))  # first is busier, too
+
+    assert proxy_of(open_between(me, person(1)), me) == first
+
+
+def test_a_use_older_than_the_window_does_not_count_as_recent() -> None:
+    old, busy = VirtualNumberFactory.create_batch(2)
+    me = person(0)
+    participant = ParticipantFactory.create(proxy_number=old, real_number=me, active=False)
+    Conversation.objects.filter(pk=participant.conversation_id).update(
+        status=Conversation.Status.CLOSED,
+        closed_at=timezone.now() - RECENT_USE_WINDOW - timedelta(days=1),
+        close_reason=Conversation.CloseReason.EXPIRED,
+    )
+    Participant.objects.filter(pk=participant.pk).update(
+        created_at=timezone.now() - RECENT_USE_WINDOW - timedelta(days=2)
+    )
+    ParticipantFactory.create(proxy_number=busy, real_number=person(20))
+
+    assert proxy_of(open_between(me, person(1)), me) == old  # now simply the least loaded
+
+
+def test_an_expired_unswept_conversation_frees_its_numbers() -> None:
+    only = VirtualNumberFactory.create()
+    me = person(0)
+    expired = open_between(me, person(1), ttl=60)
+    Conversation.objects.filter(pk=expired.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    # Not swept: still "active" with active participants holding the unique slot.
+    assert Participant.objects.filter(conversation=expired, active=True).count() == 2
+    assert participant_live_list().count() == 0
+
+    new = open_between(me, person(1))
+    assert proxy_of(new, me) == only
+    assert_closed_as_expired(expired)
+
+
+# --- Conflicts (rule 4; the real races run on PostgreSQL in test_conversations_concurrency) ------
+
+
+def test_a_number_given_to_the_person_after_it_was_chosen_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A concurrent request's commit, replayed in order: the first choice was read before
+    another request gave that number to this person; the constraint refuses it, the next
+    candidate is used."""
+    caplog.set_level("INFO", logger=assignment.__name__)
+    taken, free = VirtualNumberFactory.create_batch(2)
+    me = person(0)
+    assert proxy_of(open_between(me, person(1)), me) == taken
+    choose = assignment.proxy_number_candidate_list
+    stale_reads = [VirtualNumber.objects.filter(pk=taken.pk)]
+
+    def choose_once_stale(**kwargs: Any) -> Any:
+        if kwargs["real_number"] == me and stale_reads:
+            return stale_reads.pop()
+        return choose(**kwargs)
+
+    monkeypatch.setattr(assignment, "proxy_number_candidate_list", choose_once_stale)
+
+    second = open_between(me, person(2))
+
+    assert not stale_reads
+    assert proxy_of(second, me) == free
+    assert "taken for" in caplog.text and "concurrently" in caplog.text
+
+
+def test_a_number_released_after_it_was_chosen_is_skipped(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A concurrent release, replayed in order: the number was read as active, then released
+    before the participant was written; the next candidate is used instead."""
+    caplog.set_level("INFO", logger=assignment.__name__)
+    doomed, spare = VirtualNumberFactory.create_batch(2)
+    choose = assignment.proxy_number_candidate_list
+    stale_reads = [VirtualNumber.objects.filter(pk=doomed.pk)]
+
+    def choose_then_release(**kwargs: Any) -> Any:
+        if stale_reads:
+            chosen = stale_reads.pop()
+            VirtualNumber.objects.filter(pk=doomed.pk).update(
+                status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+            )
+            return chosen
+        return choose(**kwargs)
+
+    monkeypatch.setattr(assignment, "proxy_number_candidate_list", choose_then_release)
+
+    conversation = open_between(person(0), person(1))
+
+    assert not stale_reads
+    assert set(conversation.participants.values_list("proxy_number", flat=True)) == {spare.pk}
+    assert "released meanwhile" in caplog.text
+
+
+# --- Pool exhausted with auto-provision (rule 4) --------------------------------------------------
+
+
+def test_auto_provision_rents_exactly_one_number(settings: Any) -> None:
+    settings.PROXY_AUTO_PROVISION = True
+    conversation = open_between(person(0), person(1))
+
+    assert VirtualNumber.objects.count() == 1
+    rented = VirtualNumber.objects.get()
+    assert rented.status == VirtualNumber.Status.ACTIVE
+    assert rented.country == "GB"
+    assert "SMS" in rented.feature_list
+    assert {p.proxy_number_id for p in conversation.participants.all()} == {rented.pk}
+
+
+def test_auto_provision_rents_only_when_the_pool_cannot_serve(settings: Any) -> None:
+    settings.PROXY_AUTO_PROVISION = True
+    existing = VirtualNumberFactory.create()
+    me = person(0)
+    open_between(me, person(1))
+    assert VirtualNumber.objects.count() == 1  # the pool could serve: nothing rented
+
+    second = open_between(me, person(2))
+    assert VirtualNumber.objects.count() == 2
+    assert proxy_of(second, me) != existing
+    assert proxy_of(second, me).provisioning_job is not None  # rented through a job
+
+
+def test_without_auto_provision_an_empty_pool_is_exhausted(settings: Any) -> None:
+    settings.PROXY_AUTO_PROVISION = False
+    with pytest.raises(ApplicationError) as error:
+        open_between(person(0), person(1))
+    assert error.value.code == "pool_exhausted"
+    assert VirtualNumber.objects.count() == 0
+    assert snapshot() == (0, 0, 0)
+
+
+# --- The numbers' stored load (rule 3's "least loaded") -------------------------------------------
+
+
+def actual_loads() -> dict[int, int]:
+    counts = Counter(
+        Participant.objects.filter(active=True).values_list("proxy_number_id", flat=True)
+    )
+    return {number.pk: counts.get(number.pk, 0) for number in VirtualNumber.objects.all()}
+
+
+def stored_loads() -> dict[int, int]:
+    return dict(VirtualNumber.objects.values_list("pk", "assigned_participants"))
+
+
+def test_the_stored_load_follows_every_change_of_participants() -> None:
+    first, second, third = VirtualNumberFactory.create_batch(3)
+    conversations = [open_between(person(2 * i), person(2 * i + 1)) for i in range(4)]
+    assert sum(stored_loads().values()) == 8
+    assert stored_loads() == actual_loads()
+
+    conversation_close(conversation=conversations[0], reason=Conversation.CloseReason.API)
+    assert stored_loads() == actual_loads()
+
+    Conversation.objects.filter(pk=conversations[1].pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert conversations_expire() == 1
+    assert stored_loads() == actual_loads()
+
+    alice = conversations[2].participants.get(real_number=person(4))
+    target = next(n for n in (first, second, third) if n.pk != alice.proxy_number_id)
+    participant_reassign(participant=alice, proxy_number=target)
+    assert stored_loads() == actual_loads()
+    assert sum(stored_loads().values()) == 4
+
+
+def test_the_least_loaded_number_is_read_from_the_stored_load() -> None:
+    busy, idle = VirtualNumberFactory.create_batch(2)
+    VirtualNumber.objects.filter(pk=busy.pk).update(assigned_participants=5)
+    # Neither is used by these people: the stored load alone decides (busy has the lower id).
+    conversation = open_between(person(0), person(1))
+    assert set(conversation.participants.values_list("proxy_number", flat=True)) == {idle.pk}
+
+
+def test_recount_repairs_a_stored_load_changed_outside_the_services() -> None:
+    VirtualNumberFactory.create_batch(2)
+    open_between(person(0), person(1))
+    VirtualNumber.objects.update(assigned_participants=7)
+
+    assert number_loads_recount() == 2
+    assert stored_loads() == actual_loads()
+    assert number_loads_recount() == 0
+
+
+def test_the_second_participant_sees_the_load_the_first_one_just_added() -> None:
+    first, second = VirtualNumberFactory.create_batch(2)
+    conversation = open_between(person(0), person(1))
+    # The stored loads are written at the end of the transaction; the pending one still counts.
+    assert set(conversation.participants.values_list("proxy_number", flat=True)) == {
+        first.pk,
+        second.pk,
+    }
+    assert stored_loads() == {first.pk: 1, second.pk: 1}
