@@ -154,6 +154,10 @@ SPECTACULAR_SETTINGS = {
     # Swagger UI otherwise sends the schema URL to validator.swagger.io for a badge.
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "smsproxy.proxy.schema.tighten_schema",
+    ],
 }
 
 # --- smsproxy -----------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import exceptions, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -42,3 +42,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     code = codes if isinstance(codes, str) else exc.default_code
     response.data = {"code": _CODE_OVERRIDES.get(code, code), "detail": str(exc.detail)}
     return response
+
+
+class ErrorSerializer(serializers.Serializer[Any]):
+    """Every error body: a machine-readable `code`, a human `detail`, per-field `fields`."""
+
+    code = serializers.CharField()
+    detail = serializers.CharField()
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # "fields" cannot be a class attribute: it would shadow Serializer.fields.
+        fields = super().get_fields()
+        fields["fields"] = serializers.DictField(
+            child=serializers.JSONField(),
+            required=False,
+            help_text="Validation errors: messages per request field.",
+        )
+        return fields

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from http import HTTPStatus
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 
+from smsproxy.common.api import ErrorSerializer
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.numbers.selectors import number_list
 
@@ -54,12 +56,12 @@ class NumberListApi(ListAPIView[VirtualNumber]):
     @extend_schema(
         operation_id="numbers_list",
         summary="List the pool of proxy numbers",
-        parameters=[
-            OpenApiParameter(
-                "status", str, enum=VirtualNumber.Status.values, description="Only this status."
-            ),
-            OpenApiParameter("country", str, description="Only this country (alpha-2, e.g. GB)."),
-        ],
+        parameters=[FilterSerializer],
+        responses={
+            HTTPStatus.OK: OutputSerializer(many=True),
+            HTTPStatus.BAD_REQUEST: ErrorSerializer,
+            HTTPStatus.NOT_FOUND: ErrorSerializer,  # a page past the last
+        },
     )
     def get(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         return super().get(request, *args, **kwargs)

@@ -17,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
+from smsproxy.common.api import ErrorSerializer
 from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Conversation
 from smsproxy.proxy.selectors import conversation_get, conversation_list, conversation_message_list
@@ -24,7 +25,6 @@ from smsproxy.proxy.serializers import (
     ConversationCreateInputSerializer,
     ConversationFilterSerializer,
     ConversationOutputSerializer,
-    ErrorSerializer,
     MessageOutputSerializer,
 )
 from smsproxy.proxy.services.conversations import conversation_close, conversation_create
@@ -76,6 +76,7 @@ class ConversationListCreateApi(APIView):
         responses={
             HTTPStatus.OK: ConversationOutputSerializer(many=True),
             HTTPStatus.BAD_REQUEST: ErrorSerializer,
+            HTTPStatus.NOT_FOUND: ErrorSerializer,  # a page past the last
             **_AUTH_ERRORS,
         },
         description="The conversations, newest first, optionally filtered.",

@@ -27,23 +27,6 @@ _INVALID_NUMBER = "invalid_number"
 _INVALID_PARTICIPANTS = "invalid_participants"
 
 
-class ErrorSerializer(serializers.Serializer[Any]):
-    """Every error body: a machine-readable `code`, a human `detail`, per-field `fields`."""
-
-    code = serializers.CharField()
-    detail = serializers.CharField()
-
-    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
-        # "fields" cannot be a class attribute: it would shadow Serializer.fields.
-        fields = super().get_fields()
-        fields["fields"] = serializers.DictField(
-            child=serializers.JSONField(),
-            required=False,
-            help_text="Validation errors: messages per request field.",
-        )
-        return fields
-
-
 class ParticipantInputSerializer(serializers.Serializer[Any]):
     """One participant: the number read by `phone_parse`, the name checked for rule 9."""
 
