@@ -34,15 +34,14 @@ from smsproxy.numbers.selectors import (
     provisioning_job_is_runnable,
     provisioning_job_is_stale,
 )
-from smsproxy.numbers.services import (
+from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
+from smsproxy.numbers.services.rental import (
     number_release,
     number_reserve,
     number_unreserve,
     numbers_configure,
-    numbers_sync,
-    provisioning_job_create,
-    provisioning_job_run,
 )
+from smsproxy.numbers.services.sync import numbers_sync
 from smsproxy.numbers.tasks import provisioning_job_run_task
 
 logger = logging.getLogger(__name__)

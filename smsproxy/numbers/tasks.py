@@ -8,7 +8,7 @@ from celery import shared_task
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob
-from smsproxy.numbers.services import provisioning_job_run
+from smsproxy.numbers.services.provisioning import provisioning_job_run
 
 logger = logging.getLogger(__name__)
 

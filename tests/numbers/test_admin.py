@@ -20,7 +20,7 @@ from smsproxy.gateway.models import SandboxNumber
 from smsproxy.numbers import admin as numbers_admin
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import JOB_STALE_AFTER
-from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
+from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
 from smsproxy.proxy.models import Conversation
 from tests.factories import ParticipantFactory, ProvisioningJobFactory, VirtualNumberFactory
 

@@ -16,16 +16,15 @@ from smsproxy.numbers.selectors import (
     number_list,
     provisioning_job_numbers,
 )
-from smsproxy.numbers.services import (
+from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
+from smsproxy.numbers.services.rental import (
     number_release,
     number_rent_one,
     number_reserve,
     number_unreserve,
     numbers_configure,
-    numbers_sync,
-    provisioning_job_create,
-    provisioning_job_run,
 )
+from smsproxy.numbers.services.sync import numbers_sync
 from smsproxy.proxy.models import Message
 from tests.factories import (
     ConversationFactory,

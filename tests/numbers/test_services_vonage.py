@@ -10,18 +10,16 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
-from smsproxy.numbers import services
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import JOB_STALE_AFTER
-from smsproxy.numbers.services import (
-    number_configure,
-    number_release,
-    number_rent_one,
+from smsproxy.numbers.services import provisioning
+from smsproxy.numbers.services.provisioning import (
     numbers_available_search,
-    numbers_sync,
     provisioning_job_create,
     provisioning_job_run,
 )
+from smsproxy.numbers.services.rental import number_configure, number_release, number_rent_one
+from smsproxy.numbers.services.sync import numbers_sync
 from smsproxy.proxy.models import Conversation
 from tests.factories import ParticipantFactory, VirtualNumberFactory
 
@@ -329,7 +327,7 @@ def test_job_larger_than_a_search_page_keeps_searching(
 ) -> None:
     # A search shows one page (100 numbers on Vonage, 10 here): a larger job searches again as
     # long as the last search rented something.
-    monkeypatch.setattr(services, "MAX_SEARCH_SIZE", 10)
+    monkeypatch.setattr(provisioning, "MAX_SEARCH_SIZE", 10)
     vonage.offer(*(f"4477009{n:05d}" for n in range(60)))
 
     job = provisioning_job_run(job=_job(45))

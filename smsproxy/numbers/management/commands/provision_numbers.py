@@ -10,7 +10,7 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import DEFAULT_NUMBER_TYPE, NUMBER_TYPES, ProviderError
 from smsproxy.numbers.models import ProvisioningJob
 from smsproxy.numbers.selectors import provisioning_job_numbers
-from smsproxy.numbers.services import (
+from smsproxy.numbers.services.provisioning import (
     numbers_available_search,
     provisioning_job_create,
     provisioning_job_run,

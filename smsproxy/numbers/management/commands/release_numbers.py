@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.numbers.selectors import number_get_many, number_list_with_usage
-from smsproxy.numbers.services import number_release
+from smsproxy.numbers.services.rental import number_release
 
 
 class Command(BaseCommand):

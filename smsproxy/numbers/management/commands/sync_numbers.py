@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from smsproxy.common.errors import ApplicationError
-from smsproxy.numbers.services import numbers_sync
+from smsproxy.numbers.services.sync import numbers_sync
 
 
 class Command(BaseCommand):
