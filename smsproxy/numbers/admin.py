@@ -30,7 +30,6 @@ from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
     inbound_webhook_url,
     number_is_configured,
-    number_list_with_usage,
     provisioning_job_is_runnable,
     provisioning_job_is_stale,
 )
@@ -124,9 +123,6 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     ]
     fields = tuple(readonly_fields)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[VirtualNumber]:
-        return number_list_with_usage(queryset=super().get_queryset(request))
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -141,9 +137,9 @@ class VirtualNumberAdmin(admin.ModelAdmin):
         compact = "".join(char for char in search_term if char.isdigit())
         return super().get_search_results(request, queryset, compact or search_term)
 
-    @admin.display(description="live participants", ordering="active_participants")
+    @admin.display(description="live participants", ordering="assigned_participants")
     def active_participants(self, obj: VirtualNumber) -> int:
-        return int(getattr(obj, "active_participants", 0))
+        return obj.assigned_participants
 
     @admin.display(description="webhook ok", boolean=True)
     def webhook_ok(self, obj: VirtualNumber) -> bool:
@@ -196,8 +192,8 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     def release(
         self, request: HttpRequest, queryset: QuerySet[VirtualNumber]
     ) -> TemplateResponse | None:
-        numbers = list(number_list_with_usage(queryset=queryset).order_by("msisdn"))
-        counts = {number.pk: int(getattr(number, "active_participants", 0)) for number in numbers}
+        numbers = list(queryset.order_by("msisdn"))
+        counts = {number.pk: number.assigned_participants for number in numbers}
         form = ReleaseConfirmForm(request.POST if request.POST.get("post") else None)
         if form.is_bound and form.is_valid():
             self._release_confirmed(request, numbers, counts, force=form.cleaned_data["force"])
@@ -327,7 +323,13 @@ class VirtualNumberAdmin(admin.ModelAdmin):
             self.log_change(
                 request, number, "Released by Sync from Vonage: the account no longer rents it."
             )
-        self.message_user(request, f"Synced from Vonage: {result.summary}.", messages.SUCCESS)
+        for failure in result.failed:
+            self.message_user(request, f"Not synced: {failure}", messages.ERROR)
+        self.message_user(
+            request,
+            f"Synced from Vonage: {result.summary}.",
+            messages.WARNING if result.failed else messages.SUCCESS,
+        )
         return HttpResponseRedirect(changelist)
 
 

@@ -5,3 +5,11 @@ class ProxyConfig(AppConfig):
     name = "smsproxy.proxy"
     label = "proxy"
     verbose_name = "Private conversations"
+
+    def ready(self) -> None:
+        from smsproxy.numbers.signals import numbers_retired
+        from smsproxy.proxy.handlers import numbers_retired_handle
+
+        # The numbers app releases numbers without knowing about conversations (it never
+        # imports the proxy); what used them is settled here.
+        numbers_retired.connect(numbers_retired_handle, dispatch_uid="proxy.numbers_retired")

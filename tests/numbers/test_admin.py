@@ -63,8 +63,8 @@ def test_changelist_shows_numbers_buttons_and_usage(admin_client: Client) -> Non
     assert BUY in content and "Buy numbers" in content
     assert SYNC in content and "Sync from Vonage" in content
     rows = {row.msisdn: row for row in response.context["cl"].result_list}
-    assert rows["+447700900001"].active_participants == 2
-    assert rows["+447700900002"].active_participants == 0
+    assert rows["+447700900001"].assigned_participants == 2
+    assert rows["+447700900002"].assigned_participants == 0
     assert "Add virtual number" not in content  # numbers come from Buy or Sync only
 
 

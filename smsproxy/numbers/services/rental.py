@@ -22,6 +22,7 @@ from smsproxy.numbers.services.common import (
     provider_failure,
 )
 from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
+from smsproxy.numbers.signals import RetireReason, numbers_retired_send
 
 logger = logging.getLogger(__name__)
 
@@ -107,83 +108,68 @@ def _number_set_reserved(*, number: VirtualNumber, reserved: bool) -> VirtualNum
 
 
 def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumber:
-    """Cancel the rental. Refused while the number serves a live conversation, unless forced,
-    in which case those conversations are closed (reason "staff") first. SMS still queued to
-    go out from the number fail (error code "sender_released")."""
-    from smsproxy.proxy.selectors import participant_live_list
+    """Retire the number from the pool, then cancel its rental at the provider.
 
+    Refused while participants are assigned to it (its stored load), unless forced. Whatever
+    used the number (live conversations, SMS queued from it) is settled by the receivers of
+    `numbers_retired`, sent once the retirement has committed.
+
+    The pool is changed first and the provider second: a process that dies in between leaves a
+    number released in the pool that Vonage still rents (costly, visible, repaired by
+    `sync_numbers`), never a number Vonage no longer rents that the pool would still assign.
+    """
     number_require_active(number)
-    live = 0 if force else participant_live_list().filter(proxy_number=number).count()
-    if live:
-        raise ApplicationError(
-            f"{number.msisdn} serves {live} participant(s) of live conversations; "
-            "close them first or force the release.",
-            code="number_in_use",
-            status=HTTPStatus.CONFLICT,
-        )
+    with transaction.atomic():
+        # Only the number row is locked in this transaction. Closing a conversation locks the
+        # conversation and then its numbers (their load), so closing them here, under this
+        # lock, deadlocked against closes and reassignments running at the same time; they
+        # are closed after commit, each in its own transaction. The lock also makes an
+        # assignment that locks the row KEY SHARE wait for this and then see it released.
+        current = VirtualNumber.objects.select_for_update().get(pk=number.pk)
+        number_require_active(current)
+        if current.assigned_participants and not force:
+            raise ApplicationError(
+                f"{current.msisdn} serves {current.assigned_participants} participant(s) of "
+                "live conversations; close them first or force the release.",
+                code="number_in_use",
+                status=HTTPStatus.CONFLICT,
+            )
+        current.status = VirtualNumber.Status.RELEASED
+        current.released_at = timezone.now()
+        current.save(update_fields=["status", "released_at"])
+    numbers_retired_send(numbers=[current], reason=RetireReason.RELEASED)
+    _rental_cancel(number=current)
+    number.refresh_from_db()
+    return number
+
+
+def _rental_cancel(*, number: VirtualNumber) -> None:
+    """Cancel the rental of a number the pool has released already."""
     provider = gateway.get_provider()
     try:
         provider.cancel_number(country=number.country, msisdn=number.msisdn)
     except NumberNotOwnedError as exc:
         # Vonage answers HTTP 420 both for "not yours" and for a refused cancellation: only a
-        # number the account no longer lists is recorded as released.
+        # number the account no longer lists counts as cancelled.
         try:
             still_owned = any(
                 owned.msisdn == number.msisdn
                 for owned in provider.list_owned_numbers(country=number.country)
             )
         except ProviderError as list_exc:
-            raise provider_failure("release", number.msisdn, list_exc) from list_exc
+            raise _still_rented_error(number, list_exc) from list_exc
         if still_owned:
-            raise provider_failure("release", number.msisdn, exc) from exc
-        logger.info("%s was no longer rented at the provider; marking it released.", number)
+            raise _still_rented_error(number, exc) from exc
+        logger.info("%s was no longer rented at the provider.", number)
     except ProviderError as exc:
-        raise provider_failure("release", number.msisdn, exc) from exc
-    with transaction.atomic():
-        # The row is locked before the live conversations are read, so that an assignment
-        # that locks the number waits for the release and then sees it released. Conversations
-        # assigned between the check above and the cancellation lose their number too, so
-        # they are closed whatever `force` said: a cancelled number cannot carry them.
-        current = VirtualNumber.objects.select_for_update().get(pk=number.pk)
-        _conversations_close_for_number(number=number)
-        current.status = VirtualNumber.Status.RELEASED
-        current.released_at = timezone.now()
-        current.save(update_fields=["status", "released_at"])
-        _queued_messages_fail_for_number(number=current)
-    number.refresh_from_db()
-    return number
+        raise _still_rented_error(number, exc) from exc
 
 
-def _conversations_close_for_number(*, number: VirtualNumber) -> int:
-    """Close (reason "staff") every live conversation that uses the number."""
-    # Imported here: the proxy app builds on the numbers app, not the other way round.
-    from smsproxy.proxy.models import Conversation
-    from smsproxy.proxy.selectors import participant_live_list
-    from smsproxy.proxy.services.conversations import conversation_close
-
-    conversation_ids = participant_live_list().filter(proxy_number=number).values("conversation_id")
-    conversations = list(Conversation.objects.filter(pk__in=conversation_ids))
-    for conversation in conversations:
-        conversation_close(conversation=conversation, reason=Conversation.CloseReason.STAFF)
-    return len(conversations)
-
-
-def _queued_messages_fail_for_number(*, number: VirtualNumber) -> int:
-    """Fail the queued outbound SMS whose sender is `number`; returns how many.
-
-    Call it in the transaction that marks the number released: a number the account no longer
-    rents must not send them (and may be someone else's by the time they would go out).
-    """
-    from smsproxy.proxy.models import Message
-
-    return Message.objects.filter(
-        direction=Message.Direction.OUTBOUND,
-        status=Message.Status.QUEUED,
-        sender=number.msisdn,
-    ).update(
-        status=Message.Status.FAILED,
-        error_code="sender_released",
-        error_text=f"Not sent: the proxy number {number.msisdn} was released before it went out.",
-        next_attempt_at=None,
-        updated_at=timezone.now(),
+def _still_rented_error(number: VirtualNumber, exc: ProviderError) -> ApplicationError:
+    return ApplicationError(
+        f"{number.msisdn} is released in the pool (no new conversation gets it), but cancelling "
+        f"its rental failed: {exc}. Vonage still rents it and bills for it. Run sync_numbers "
+        "to bring it back into the pool, then release it again.",
+        code="provider_error",
+        status=HTTPStatus.BAD_GATEWAY,
     )
