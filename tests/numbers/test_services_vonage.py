@@ -15,6 +15,7 @@ from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import JOB_STALE_AFTER
 from smsproxy.numbers.services import provisioning
 from smsproxy.numbers.services import sync as sync_services
+from smsproxy.numbers.services.common import RELEASE_CANCEL_WINDOW
 from smsproxy.numbers.services.provisioning import (
     numbers_available_search,
     provisioning_job_create,
@@ -375,7 +376,9 @@ def test_sync_adds_updates_and_retires(vonage: FakeVonage) -> None:
 
 def test_sync_brings_back_a_number_marked_released(vonage: FakeVonage) -> None:
     number = VirtualNumberFactory.create(
-        msisdn="+447700900101", status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+        msisdn="+447700900101",
+        status=VirtualNumber.Status.RELEASED,
+        released_at=timezone.now() - RELEASE_CANCEL_WINDOW - timedelta(seconds=1),
     )
     vonage.rent("447700900101", url=WEBHOOK_URL)
 
@@ -385,6 +388,25 @@ def test_sync_brings_back_a_number_marked_released(vonage: FakeVonage) -> None:
     number.refresh_from_db()
     assert number.status == VirtualNumber.Status.ACTIVE
     assert number.released_at is None
+
+
+def test_sync_leaves_a_number_released_while_its_cancellation_may_be_in_flight(
+    vonage: FakeVonage,
+) -> None:
+    # A release commits "released" and then cancels at Vonage: a listing taken in between
+    # still shows the number, which must not come back to the pool as rented.
+    number = VirtualNumberFactory.create(
+        msisdn="+447700900101",
+        status=VirtualNumber.Status.RELEASED,
+        released_at=timezone.now() - RELEASE_CANCEL_WINDOW + timedelta(seconds=30),
+    )
+    vonage.rent("447700900101", url=WEBHOOK_URL)
+
+    result = numbers_sync()
+
+    assert result.unchanged == [number] and result.updated == []
+    number.refresh_from_db()
+    assert number.status == VirtualNumber.Status.RELEASED
 
 
 def test_sync_closes_the_live_conversations_of_a_retired_number(vonage: FakeVonage) -> None:
@@ -431,8 +453,12 @@ def test_sync_leaves_rows_that_changed_while_it_listed(vonage: FakeVonage) -> No
     released_meanwhile.refresh_from_db()
     assert released_meanwhile.status == VirtualNumber.Status.RELEASED
 
-    # The next sync, with a listing taken after both changes, judges them.
+    # The next sync, with a listing taken after both changes (and after a cancellation of the
+    # released number would have finished: RELEASE_CANCEL_WINDOW), judges them.
     vonage.on_list = None
+    VirtualNumber.objects.filter(pk=released_meanwhile.pk).update(
+        released_at=timezone.now() - RELEASE_CANCEL_WINDOW - timedelta(seconds=1)
+    )
     later = numbers_sync()
     assert [number.msisdn for number in later.retired] == ["+447700900150"]
     assert [number.msisdn for number in later.updated] == ["+447700900101"]
@@ -601,7 +627,13 @@ def test_release_refused_by_vonage_leaves_the_number_released_and_says_vonage_re
     assert number.status == VirtualNumber.Status.RELEASED
     assert "447700900101" in vonage.owned
 
-    # As the error says: a sync brings it back into the pool, and a release then cancels it.
+    # As the error says: a sync brings it back into the pool (once a cancellation still in
+    # flight would have finished), and a release then cancels it.
+    assert "5 minutes" in error.value.detail
+    assert numbers_sync().updated == []
+    VirtualNumber.objects.filter(pk=number.pk).update(
+        released_at=timezone.now() - RELEASE_CANCEL_WINDOW - timedelta(seconds=1)
+    )
     assert numbers_sync().updated == [number]
     number.refresh_from_db()
     assert number.status == VirtualNumber.Status.ACTIVE

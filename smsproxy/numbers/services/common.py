@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from http import HTTPStatus
 
 import phonenumbers
@@ -11,6 +12,12 @@ from django.utils import timezone
 from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import NUMBER_FEATURES, NUMBER_TYPES, AvailableNumber, ProviderError
 from smsproxy.numbers.models import VirtualNumber
+
+# A release commits the number released, then cancels the rental at the provider (two calls at
+# most, each bounded by VONAGE_TIMEOUT). A listing taken within this window after the release
+# may predate the cancellation: a sync then leaves the number released instead of bringing it
+# back, or a number Vonage no longer rents would be active in the pool.
+RELEASE_CANCEL_WINDOW = timedelta(minutes=5)
 
 
 def country_code_clean(country: str) -> str:

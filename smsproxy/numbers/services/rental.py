@@ -17,6 +17,7 @@ from smsproxy.gateway.base import NumberNotOwnedError, ProviderError
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import inbound_webhook_url, provisioning_job_numbers
 from smsproxy.numbers.services.common import (
+    RELEASE_CANCEL_WINDOW,
     number_mark_configured,
     number_require_active,
     provider_failure,
@@ -137,8 +138,12 @@ def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumb
         current.status = VirtualNumber.Status.RELEASED
         current.released_at = timezone.now()
         current.save(update_fields=["status", "released_at"])
-    numbers_retired_send(numbers=[current], reason=RetireReason.RELEASED)
-    _rental_cancel(number=current)
+    try:
+        # The provider first, so that the window in which a sync could list the number as still
+        # rented (RELEASE_CANCEL_WINDOW) does not include closing its conversations.
+        _rental_cancel(number=current)
+    finally:
+        numbers_retired_send(numbers=[current], reason=RetireReason.RELEASED)
     number.refresh_from_db()
     return number
 
@@ -168,8 +173,9 @@ def _rental_cancel(*, number: VirtualNumber) -> None:
 def _still_rented_error(number: VirtualNumber, exc: ProviderError) -> ApplicationError:
     return ApplicationError(
         f"{number.msisdn} is released in the pool (no new conversation gets it), but cancelling "
-        f"its rental failed: {exc}. Vonage still rents it and bills for it. Run sync_numbers "
-        "to bring it back into the pool, then release it again.",
+        f"its rental failed: {exc}. Vonage still rents it and bills for it. sync_numbers "
+        f"brings it back into the pool once {RELEASE_CANCEL_WINDOW.seconds // 60} minutes have "
+        "passed; release it again then.",
         code="provider_error",
         status=HTTPStatus.BAD_GATEWAY,
     )

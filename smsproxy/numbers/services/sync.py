@@ -13,7 +13,7 @@ from smsproxy import gateway
 from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import DEFAULT_NUMBER_TYPE, OwnedNumber, ProviderError
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.numbers.services.common import country_code_clean
+from smsproxy.numbers.services.common import RELEASE_CANCEL_WINDOW, country_code_clean
 from smsproxy.numbers.signals import RetireReason, numbers_retired_send
 
 
@@ -58,7 +58,10 @@ def numbers_sync(*, country: str = "") -> SyncResult:
 
     A row rented, configured or released after the listing was requested (a provisioning job
     or a release running meanwhile) is newer than what the listing says about it, and is left
-    as it is: otherwise a number bought during the sync would be marked released at once.
+    as it is: otherwise a number bought during the sync would be marked released at once. So is
+    a number released within RELEASE_CANCEL_WINDOW before the listing: its release may not have
+    cancelled it at the provider yet, and bringing it back would leave a number the account no
+    longer rents active in the pool.
     """
     country = country_code_clean(country) if country else ""
     listed_at = timezone.now()
@@ -124,7 +127,7 @@ def _listed_number_sync(*, item: OwnedNumber, listed_at: datetime, result: SyncR
                 return
             result.added.append(number)
             return
-        if _number_changed_since(number, listed_at):
+        if _number_changed_since(number, listed_at) or _number_maybe_cancelling(number, listed_at):
             result.unchanged.append(number)
             return
         changes = _sync_changes(number, item.country, item.type, features, item.inbound_url)
@@ -167,6 +170,15 @@ def _unlisted_number_retire(*, number_id: int, listed_at: datetime) -> VirtualNu
         number.last_synced_at = now
         number.save(update_fields=["status", "released_at", "last_synced_at"])
     return number
+
+
+def _number_maybe_cancelling(number: VirtualNumber, listed_at: datetime) -> bool:
+    """Released so shortly before the listing that the provider may not have cancelled it yet."""
+    return (
+        number.status == VirtualNumber.Status.RELEASED
+        and number.released_at is not None
+        and number.released_at > listed_at - RELEASE_CANCEL_WINDOW
+    )
 
 
 def _number_changed_since(number: VirtualNumber, moment: datetime) -> bool:
