@@ -21,7 +21,6 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
-from kombu.exceptions import KombuError
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.errors import ApplicationError
@@ -33,7 +32,11 @@ from smsproxy.numbers.selectors import (
     provisioning_job_is_runnable,
     provisioning_job_is_stale,
 )
-from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
+from smsproxy.numbers.services.provisioning import (
+    JobHandOff,
+    provisioning_job_create,
+    provisioning_job_start,
+)
 from smsproxy.numbers.services.rental import (
     number_release,
     number_reserve,
@@ -41,45 +44,23 @@ from smsproxy.numbers.services.rental import (
     numbers_configure,
 )
 from smsproxy.numbers.services.sync import numbers_sync
-from smsproxy.numbers.tasks import provisioning_job_run_task
 
 logger = logging.getLogger(__name__)
 
 
 def _job_start(job: ProvisioningJob) -> tuple[str, int]:
-    """Run a job on a Celery worker when there is one, else here in the request.
-
-    Returns what happened, for the staff message, and the message level.
-
-    Without a broker there is no worker to hand the job to; running it in the request keeps the
-    embedded default simple and safe on SQLite (a thread would write beside the request), and
-    one search/buy/configure round trip per number takes well under the request timeout for
-    the quantities the form allows.
-    """
-    if settings.CELERY_BROKER_URL:
-        # Not deferred with on_commit: the service committed the job in its own transaction
-        # and admin views run in autocommit, so a worker finds it; queuing now lets staff be
-        # told at once when the broker cannot be reached.
-        try:
-            provisioning_job_run_task.delay(job.pk)
-        except (KombuError, OSError) as exc:
-            logger.warning("Could not queue provisioning job %s: %s", job.pk, exc)
-            return (
-                f"{job} could not be handed to a worker ({exc}); it stays pending. "
-                "Run it again once the broker answers.",
-                messages.ERROR,
-            )
-        return f"{job} was queued for a worker.", messages.SUCCESS
+    """Hand the job to a worker; returns what happened, for the staff message, and its level."""
     try:
-        provisioning_job_run(job=job)
+        started = provisioning_job_start(job=job)
     except ApplicationError as exc:
-        return f"{job} was not run: {exc.detail}", messages.ERROR
-    job.refresh_from_db()
-    level = {
-        ProvisioningJob.Status.SUCCEEDED: messages.SUCCESS,
-        ProvisioningJob.Status.PARTIAL: messages.WARNING,
-    }.get(ProvisioningJob.Status(job.status), messages.ERROR)
-    return f"{job} {job.get_status_display().lower()}.", level
+        return exc.detail, messages.ERROR
+    if started.hand_off == JobHandOff.QUEUED:
+        return f"{job} was queued for a worker; this page shows its progress.", messages.SUCCESS
+    return (
+        f"{job} is waiting for the delivery worker (manage.py run_outbox), which runs it within "
+        "seconds; this page shows its progress.",
+        messages.SUCCESS,
+    )
 
 
 @admin.register(VirtualNumber)

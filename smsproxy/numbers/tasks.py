@@ -8,7 +8,6 @@ from celery import shared_task
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob
-from smsproxy.numbers.services.provisioning import provisioning_job_run
 
 logger = logging.getLogger(__name__)
 
@@ -16,9 +15,12 @@ logger = logging.getLogger(__name__)
 @shared_task(ignore_result=True)
 def provisioning_job_run_task(job_id: int) -> str:
     """Run a provisioning job started in the admin; returns the status it ended with."""
+    # Imported here: the service queues this task, so importing it at the top would be circular.
+    from smsproxy.numbers.services.provisioning import provisioning_job_run
+
     job = ProvisioningJob.objects.get(pk=job_id)
     try:
-        return provisioning_job_run(job=job).status
+        return provisioning_job_run(job=job, pending_only=True).status
     except ApplicationError as exc:
         # A redelivered task for a job another worker runs or already finished: nothing to do.
         logger.info("Provisioning job %s not run: %s", job_id, exc.detail)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 from http import HTTPStatus
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.contrib import messages
 from django.contrib.admin.models import ADDITION, CHANGE, LogEntry
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -17,7 +19,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from smsproxy.gateway.models import SandboxNumber
-from smsproxy.numbers import admin as numbers_admin
+from smsproxy.numbers import tasks as numbers_tasks
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import JOB_STALE_AFTER
 from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
@@ -258,6 +260,13 @@ def test_buy_form_renders(admin_client: Client) -> None:
     assert WEBHOOK_URL in content
 
 
+def run_worker() -> str:
+    """One pass of the embedded worker (no broker), which runs pending provisioning jobs."""
+    out = StringIO()
+    call_command("run_outbox", "--once", stdout=out)
+    return out.getvalue()
+
+
 def test_buy_numbers_end_to_end(admin_client: Client, admin_user: Any) -> None:
     response = admin_client.post(
         BUY,
@@ -269,9 +278,23 @@ def test_buy_numbers_end_to_end(admin_client: Client, admin_user: Any) -> None:
     assert response.redirect_chain == [
         (reverse("admin:numbers_provisioningjob_change", args=[job.pk]), HTTPStatus.FOUND)
     ]
+    # Nothing is rented in the request: without a broker the embedded worker runs the job.
+    assert job.status == ProvisioningJob.Status.PENDING
+    assert not VirtualNumber.objects.exists()
+    [message] = response.context["messages"]
+    assert (message.level, "waiting for the delivery worker" in message.message) == (
+        messages.SUCCESS,
+        True,
+    )
+    assert 'http-equiv="refresh"' in response.content.decode()  # follows the job
+
+    run_worker()
+
+    job.refresh_from_db()
     assert job.status == ProvisioningJob.Status.SUCCEEDED
     assert job.requested_by == admin_user
     assert VirtualNumber.objects.filter(provisioning_job=job).count() == 3
+    response = admin_client.get(reverse("admin:numbers_provisioningjob_change", args=[job.pk]))
     content = response.content.decode()
     assert "succeeded" in content.lower()
     assert "+447700900000" in content  # the numbers rented
@@ -283,23 +306,29 @@ def test_buy_numbers_end_to_end(admin_client: Client, admin_user: Any) -> None:
 def test_buy_that_fails_or_falls_short_is_not_reported_as_success(
     admin_client: Client, vonage: FakeVonage
 ) -> None:
+    # The worker runs the jobs after the request: the job page tells how each one ended.
     form = {"number_type": "mobile-lvn", "features": ["SMS"], "quantity": "2"}
-    failed = admin_client.post(BUY, {"country": "FR", **form}, follow=True)
+    admin_client.post(BUY, {"country": "FR", **form})
+    run_worker()
     vonage.offer("447700900101")
-    partial = admin_client.post(BUY, {"country": "GB", **form}, follow=True)
+    admin_client.post(BUY, {"country": "GB", **form})
+    run_worker()
     vonage.offer("447700900102")
     job = ProvisioningJob.objects.get(country="GB")
-    run_again = admin_client.post(
-        reverse("admin:numbers_provisioningjob_run", args=[job.pk]), follow=True
-    )
-
-    def shown(response: Any) -> list[tuple[int, str]]:
-        return [(message.level, message.message) for message in response.context["messages"]]
-
     fr_job = ProvisioningJob.objects.get(country="FR")
-    assert shown(failed) == [(messages.ERROR, f"{fr_job} failed.")]
-    assert shown(partial) == [(messages.WARNING, f"{job} partially done.")]
-    assert shown(run_again) == [(messages.SUCCESS, f"{job} succeeded.")]
+
+    def page(job: ProvisioningJob) -> str:
+        url = reverse("admin:numbers_provisioningjob_change", args=[job.pk])
+        return admin_client.get(url).content.decode()
+
+    assert "Failed" in page(fr_job) and "Rented and configured 0 of 2" in page(fr_job)
+    assert "Partially done" in page(job) and "Rented and configured 1 of 2" in page(job)
+    assert "Succeeded" not in page(fr_job) + page(job)
+
+    admin_client.post(reverse("admin:numbers_provisioningjob_run", args=[job.pk]))
+    run_worker()
+
+    assert "Succeeded" in page(job)
 
 
 @pytest.mark.parametrize(
@@ -330,7 +359,7 @@ def test_buy_hands_the_job_to_celery_when_a_broker_is_set(
 ) -> None:
     settings.CELERY_BROKER_URL = "redis://localhost:6379/0"
     queued: list[int] = []
-    monkeypatch.setattr(numbers_admin.provisioning_job_run_task, "delay", queued.append)
+    monkeypatch.setattr(numbers_tasks.provisioning_job_run_task, "delay", queued.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
@@ -345,10 +374,11 @@ def test_buy_hands_the_job_to_celery_when_a_broker_is_set(
     assert 'http-equiv="refresh"' in page.content.decode()  # reloads until the job ends
     assert "Run again" in page.content.decode()  # in case the hand-off to the broker was lost
 
-    # Staff run it by hand (here without a broker: in the request).
+    # Staff start it again (here without a broker: for the embedded worker).
     settings.CELERY_BROKER_URL = ""
     run_url = reverse("admin:numbers_provisioningjob_run", args=[job.pk])
     admin_client.post(run_url)
+    run_worker()
     job.refresh_from_db()
     assert job.status == ProvisioningJob.Status.SUCCEEDED
 
@@ -361,7 +391,7 @@ def test_buy_with_the_broker_down_keeps_the_job_pending(
     def broker_down(job_id: int) -> None:
         raise OperationalError("Error 111 connecting to localhost:6379. Connection refused.")
 
-    monkeypatch.setattr(numbers_admin.provisioning_job_run_task, "delay", broker_down)
+    monkeypatch.setattr(numbers_tasks.provisioning_job_run_task, "delay", broker_down)
 
     response = admin_client.post(
         BUY,
@@ -381,9 +411,9 @@ def test_buy_with_the_broker_down_keeps_the_job_pending(
 def test_the_celery_task_runs_the_job() -> None:
     job = provisioning_job_create(country="GB", quantity=1)
 
-    assert numbers_admin.provisioning_job_run_task(job.pk) == "succeeded"
+    assert numbers_tasks.provisioning_job_run_task(job.pk) == "succeeded"
     # A redelivered task for a finished job does nothing.
-    assert numbers_admin.provisioning_job_run_task(job.pk) == "job_finished"
+    assert numbers_tasks.provisioning_job_run_task(job.pk) == "job_finished"
 
 
 def test_buy_needs_change_permission(client: Client, django_user_model: Any) -> None:
@@ -469,12 +499,14 @@ def test_run_again_finishes_a_partial_job(admin_client: Client, vonage: FakeVona
     assert job.status == ProvisioningJob.Status.PARTIAL
 
     run_url = reverse("admin:numbers_provisioningjob_run", args=[job.pk])
-    response = admin_client.post(run_url, follow=True)
+    admin_client.post(run_url)
+    run_worker()
 
     job.refresh_from_db()
     assert job.status == ProvisioningJob.Status.SUCCEEDED
     assert len(vonage.calls("/number/buy")) == 1
-    assert "Run again" not in response.content.decode()
+    page_url = reverse("admin:numbers_provisioningjob_change", args=[job.pk])
+    assert "Run again" not in admin_client.get(page_url).content.decode()
     assert history(job) == [(CHANGE, "Ran the job again.")]
 
     again = admin_client.post(run_url, follow=True)
@@ -507,6 +539,7 @@ def test_a_job_left_running_by_a_dead_worker_can_be_run_again(admin_client: Clie
     assert "Run again" in page
 
     admin_client.post(run_url)
+    run_worker()
 
     job.refresh_from_db()
     assert job.status == ProvisioningJob.Status.SUCCEEDED

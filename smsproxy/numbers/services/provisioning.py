@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import KombuError
 
 from smsproxy import gateway
 from smsproxy.common.errors import ApplicationError
@@ -30,6 +34,7 @@ from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
     inbound_webhook_url,
     number_is_configured,
+    provisioning_job_is_runnable,
     provisioning_job_is_stale,
     provisioning_job_numbers,
 )
@@ -41,6 +46,7 @@ from smsproxy.numbers.services.common import (
     pattern_clean,
     pool_active_msisdns,
 )
+from smsproxy.numbers.tasks import provisioning_job_run_task
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +92,93 @@ def provisioning_job_create(
     with transaction.atomic():
         job.save()
     return job
+
+
+class JobHandOff(StrEnum):
+    QUEUED = "queued"  # on the Celery broker: a Celery worker runs it
+    PENDING = "pending"  # no broker: the embedded worker (run_outbox) runs it
+    FINISHED = "finished"  # run in the caller's process (provision_numbers), now over
+
+
+@dataclass(frozen=True)
+class JobStart:
+    job: ProvisioningJob
+    hand_off: JobHandOff
+
+
+def provisioning_job_start(
+    *, job: ProvisioningJob, foreground: bool = False, on_step: StepCallback | None = None
+) -> JobStart:
+    """Start a job, or start again one that is pending, partial, failed or left running stale.
+
+    The one way the admin ("Buy numbers", "Run again") and `provision_numbers` run a job.
+    In the foreground it runs here, step by step (the command prints them). Otherwise it never
+    runs in the caller's process (an admin request would rent up to 50 numbers while staff
+    wait): with CELERY_BROKER_URL it is queued as a Celery task; without a broker it is left
+    pending, and the embedded worker (`run_outbox`) runs pending jobs in its loop.
+
+    Raises ApplicationError when the job may not run now (running, succeeded) or the broker
+    cannot be reached; the job then stays pending and can be started again.
+    """
+    if foreground:
+        return JobStart(
+            job=provisioning_job_run(job=job, on_step=on_step), hand_off=JobHandOff.FINISHED
+        )
+    job = _provisioning_job_queue(job=job)
+    if not settings.CELERY_BROKER_URL:
+        return JobStart(job=job, hand_off=JobHandOff.PENDING)
+    # Not deferred with on_commit: the job was committed above, so a worker finds it, and
+    # queuing now lets staff be told at once when the broker cannot be reached.
+    try:
+        provisioning_job_run_task.delay(job.pk)
+    except (KombuError, OSError) as exc:
+        logger.warning("Could not queue provisioning job %s: %s", job.pk, exc)
+        raise ApplicationError(
+            f"{job} could not be handed to a worker ({exc}); it stays pending. "
+            "Start it again (Run again) once the broker answers.",
+            code="broker_unavailable",
+            status=HTTPStatus.SERVICE_UNAVAILABLE,
+        ) from exc
+    return JobStart(job=job, hand_off=JobHandOff.QUEUED)
+
+
+def _provisioning_job_queue(*, job: ProvisioningJob) -> ProvisioningJob:
+    """Mark a runnable job pending, for a worker to claim."""
+    with transaction.atomic():
+        job = ProvisioningJob.objects.select_for_update().get(pk=job.pk)
+        if not provisioning_job_is_runnable(job=job):
+            raise ApplicationError(
+                f"{job} is {job.get_status_display().lower()}.",
+                code="job_finished"
+                if job.status == ProvisioningJob.Status.SUCCEEDED
+                else "job_running",
+                status=HTTPStatus.CONFLICT,
+            )
+        if job.status != ProvisioningJob.Status.PENDING:
+            job.status = ProvisioningJob.Status.PENDING
+            job.log_entry("Waiting for a worker to run it again.")
+            job.save(update_fields=["status", "log"])
+    return job
+
+
+def provisioning_jobs_run_pending(*, limit: int = 1) -> list[ProvisioningJob]:
+    """Run up to `limit` pending jobs, oldest first (the embedded worker's share of the work).
+
+    A job another worker claimed meanwhile is skipped: `provisioning_job_run` lets one claim it.
+    """
+    pending = (
+        ProvisioningJob.objects.filter(status=ProvisioningJob.Status.PENDING)
+        .order_by("created_at", "pk")
+        .values_list("pk", flat=True)[:limit]
+    )
+    finished = []
+    for job_id in list(pending):
+        try:
+            job = ProvisioningJob.objects.get(pk=job_id)
+            finished.append(provisioning_job_run(job=job, pending_only=True))
+        except ApplicationError as exc:
+            logger.info("Provisioning job %s not run: %s", job_id, exc.detail)
+    return finished
 
 
 class _JobRun:
@@ -203,12 +296,14 @@ class _JobRun:
 
 
 def provisioning_job_run(
-    *, job: ProvisioningJob, on_step: StepCallback | None = None
+    *, job: ProvisioningJob, on_step: StepCallback | None = None, pending_only: bool = False
 ) -> ProvisioningJob:
     """Rent what the job still lacks, logging each step; ends succeeded, partial or failed.
 
     A job that ended partial or failed can be run again: numbers it bought but could not
-    configure are configured first, and only the remaining quantity is bought.
+    configure are configured first, and only the remaining quantity is bought. Workers pass
+    `pending_only`: a job they were handed that another worker has run meanwhile (a Celery
+    task redelivered, two embedded workers) is not run twice.
     """
     with transaction.atomic():
         job = ProvisioningJob.objects.select_for_update().get(pk=job.pk)
@@ -219,6 +314,12 @@ def provisioning_job_run(
         if job.status == ProvisioningJob.Status.SUCCEEDED:
             raise ApplicationError(
                 f"{job} has already succeeded.", code="job_finished", status=HTTPStatus.CONFLICT
+            )
+        if pending_only and job.status != ProvisioningJob.Status.PENDING:
+            raise ApplicationError(
+                f"{job} is {job.get_status_display().lower()}, no longer pending.",
+                code="job_not_pending",
+                status=HTTPStatus.CONFLICT,
             )
         job.status = ProvisioningJob.Status.RUNNING
         job.started_at = timezone.now()

@@ -13,7 +13,7 @@ from smsproxy.numbers.selectors import provisioning_job_numbers
 from smsproxy.numbers.services.provisioning import (
     numbers_available_search,
     provisioning_job_create,
-    provisioning_job_run,
+    provisioning_job_start,
 )
 
 
@@ -72,7 +72,11 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.detail) from exc
         self.stdout.write(f"Provisioning job #{job.pk}: {count} x {job.country} {job.number_type}.")
-        job = provisioning_job_run(job=job, on_step=self.print_step)
+        try:
+            job = provisioning_job_start(job=job, foreground=True, on_step=self.print_step).job
+        except ApplicationError as exc:
+            # A worker claimed the new job first (run_outbox picks up pending jobs).
+            raise CommandError(f"{exc.detail} Follow it on the job's admin page.") from exc
         if job.status != ProvisioningJob.Status.SUCCEEDED:
             raise CommandError(
                 f"Job #{job.pk} {job.get_status_display().lower()}: {job.error}. "
