@@ -8,6 +8,7 @@ from celery import shared_task
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob
+from smsproxy.numbers.services.provisioning import provisioning_job_run
 
 logger = logging.getLogger(__name__)
 
@@ -15,9 +16,6 @@ logger = logging.getLogger(__name__)
 @shared_task(ignore_result=True)
 def provisioning_job_run_task(job_id: int) -> str:
     """Run a provisioning job started in the admin; returns the status it ended with."""
-    # Imported here: the service queues this task, so importing it at the top would be circular.
-    from smsproxy.numbers.services.provisioning import provisioning_job_run
-
     job = ProvisioningJob.objects.get(pk=job_id)
     try:
         return provisioning_job_run(job=job, pending_only=True).status

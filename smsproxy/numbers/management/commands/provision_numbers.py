@@ -13,8 +13,8 @@ from smsproxy.numbers.selectors import provisioning_job_numbers
 from smsproxy.numbers.services.provisioning import (
     numbers_available_search,
     provisioning_job_create,
-    provisioning_job_start,
 )
+from smsproxy.numbers.services.provisioning_start import provisioning_job_start
 
 
 class Command(BaseCommand):

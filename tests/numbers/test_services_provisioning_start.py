@@ -10,12 +10,11 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers import tasks as numbers_tasks
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.services.provisioning import (
-    JobHandOff,
     provisioning_job_create,
     provisioning_job_run,
-    provisioning_job_start,
     provisioning_jobs_run_pending,
 )
+from smsproxy.numbers.services.provisioning_start import JobHandOff, provisioning_job_start
 
 pytestmark = pytest.mark.django_db
 
