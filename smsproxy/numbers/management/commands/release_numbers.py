@@ -14,9 +14,10 @@ from smsproxy.numbers.services.rental import number_release
 
 class Command(BaseCommand):
     help = (
-        "Cancel the rental of the given numbers (with or without '+'). Numbers serving a live "
-        "conversation are refused, and nothing is released, unless --force is given, which "
-        "closes those conversations first."
+        "Cancel the rental of the given numbers (with or without '+'): each is released in the "
+        "pool, then cancelled at the provider. Numbers serving a live conversation are refused, "
+        "and nothing is released, unless --force is given, which also closes those "
+        "conversations."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
