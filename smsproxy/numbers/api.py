@@ -31,7 +31,11 @@ class NumberListApi(ListAPIView[VirtualNumber]):
         type = serializers.CharField(source="number_type")
         features = serializers.ListField(child=serializers.CharField(), source="feature_list")
         active_participants = serializers.IntegerField(
-            help_text="Participants of live conversations that use this number."
+            source="assigned_participants",
+            help_text=(
+                "Participants of live conversations that use this number (a conversation past "
+                "its expiry counts until the sweep closes it, within 30 seconds)."
+            ),
         )
 
         class Meta:

@@ -1,4 +1,4 @@
-"""Reads of the number pool: lookups by msisdn, usage counts, the webhook every number needs."""
+"""Reads of the number pool: lookups by msisdn, provisioning jobs, the inbound webhook URL."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 
 from django.conf import settings
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models import QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -49,41 +48,18 @@ def number_get_many(*, msisdns: Iterable[str]) -> list[VirtualNumber]:
     return list(numbers.values())
 
 
-def number_active_participants_subquery() -> Coalesce:
-    """Live participants per number, as an expression for `.annotate()` (one subquery, no N+1)."""
-    # Imported here: the proxy app depends on the numbers app, not the other way round.
-    from smsproxy.proxy.selectors import participant_live_list
-
-    live = (
-        participant_live_list()
-        .filter(proxy_number=OuterRef("pk"))
-        .order_by()
-        .values("proxy_number")
-        .annotate(total=Count("pk"))
-        .values("total")
-    )
-    return Coalesce(Subquery(live, output_field=IntegerField()), Value(0))
-
-
-def number_list_with_usage(
-    *, queryset: QuerySet[VirtualNumber] | None = None
-) -> QuerySet[VirtualNumber]:
-    """Numbers annotated with `active_participants`: participants of live conversations.
-
-    The one way to count a number's live participants (the API, the admin, release_numbers).
-    """
-    queryset = VirtualNumber.objects.all() if queryset is None else queryset
-    return queryset.annotate(active_participants=number_active_participants_subquery())
-
-
 def number_list(*, status: str = "", country: str = "") -> QuerySet[VirtualNumber]:
-    """The pool for the API: optional filters, usage counts, stable order."""
+    """The pool for the API: optional filters, stable order.
+
+    A number's use is its stored load, `assigned_participants`: the proxy keeps it exact in the
+    transactions that assign and free participants, so reading it costs no join.
+    """
     queryset = VirtualNumber.objects.all()
     if status:
         queryset = queryset.filter(status=status)
     if country:
         queryset = queryset.filter(country=country.upper())
-    return number_list_with_usage(queryset=queryset).order_by("msisdn")
+    return queryset.order_by("msisdn")
 
 
 def number_is_configured(*, number: VirtualNumber) -> bool:

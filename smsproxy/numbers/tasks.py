@@ -8,7 +8,7 @@ from celery import shared_task
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob
-from smsproxy.numbers.services import provisioning_job_run
+from smsproxy.numbers.services.provisioning import provisioning_job_run
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ def provisioning_job_run_task(job_id: int) -> str:
     """Run a provisioning job started in the admin; returns the status it ended with."""
     job = ProvisioningJob.objects.get(pk=job_id)
     try:
-        return provisioning_job_run(job=job).status
+        return provisioning_job_run(job=job, pending_only=True).status
     except ApplicationError as exc:
         # A redelivered task for a job another worker runs or already finished: nothing to do.
         logger.info("Provisioning job %s not run: %s", job_id, exc.detail)

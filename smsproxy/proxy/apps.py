@@ -9,6 +9,12 @@ class ProxyConfig(AppConfig):
     def ready(self) -> None:
         from django.core import checks
 
+        from smsproxy.numbers.signals import numbers_retired
+        from smsproxy.proxy.handlers import numbers_retired_handle
         from smsproxy.proxy.outbox.claim import claim_database_check
 
         checks.register(claim_database_check, checks.Tags.compatibility)
+
+        # The numbers app releases numbers without knowing about conversations (it never
+        # imports the proxy); what used them is settled here.
+        numbers_retired.connect(numbers_retired_handle, dispatch_uid="proxy.numbers_retired")

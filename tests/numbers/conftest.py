@@ -14,7 +14,7 @@ import responses as responses_lib
 from requests import PreparedRequest
 
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
+from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
 
 REST = "https://rest.nexmo.com"
 WEBHOOK_URL = "https://proxy.example.com/webhooks/vonage/inbound-sms/"

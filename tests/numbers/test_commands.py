@@ -7,9 +7,11 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import OperationalError
 from django.utils import timezone
 
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.services import sync as sync_services
 from smsproxy.proxy.models import Conversation
 from smsproxy.sandbox.models import SandboxNumber
 from tests.factories import ParticipantFactory, VirtualNumberFactory
@@ -149,6 +151,22 @@ def test_sync_numbers_on_the_sandbox() -> None:
 
     assert "+447700900000 GB: added" in output
     assert VirtualNumber.objects.get().inbound_webhook_url == WEBHOOK_URL
+
+
+def test_sync_numbers_reports_numbers_a_conflict_kept_from_syncing(
+    vonage: FakeVonage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    VirtualNumberFactory.create(msisdn="+447700900101")
+
+    def conflict(**kwargs: object) -> None:
+        raise OperationalError("could not obtain lock")
+
+    monkeypatch.setattr(sync_services, "_unlisted_number_retire", conflict)
+    out = StringIO()
+
+    with pytest.raises(CommandError, match="1 not synced"):
+        call_command("sync_numbers", stdout=out)
+    assert "+447700900101: could not obtain lock" in out.getvalue()
 
 
 def test_sync_numbers_failure(vonage: FakeVonage) -> None:
@@ -307,9 +325,12 @@ def test_release_numbers_provider_failure_exits_non_zero(vonage: FakeVonage) -> 
     vonage.rent("447700900101")
     vonage.fail("/number/cancel", "447700900101", SERVER_ERROR)
 
+    out = StringIO()
     with pytest.raises(CommandError, match="1 of 1 number"):
-        run("release_numbers", "+447700900101")
-    assert VirtualNumber.objects.get().status == VirtualNumber.Status.ACTIVE
+        call_command("release_numbers", "+447700900101", stdout=out)
+    # Released in the pool first; the output says the provider still rents it.
+    assert VirtualNumber.objects.get().status == VirtualNumber.Status.RELEASED
+    assert "Vonage still rents it" in out.getvalue()
 
 
 @pytest.mark.parametrize(

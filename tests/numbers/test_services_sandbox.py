@@ -15,17 +15,17 @@ from smsproxy.numbers.selectors import (
     number_list,
     provisioning_job_numbers,
 )
-from smsproxy.numbers.services import (
+from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
+from smsproxy.numbers.services.rental import (
     number_release,
     number_rent_one,
     number_reserve,
     number_unreserve,
     numbers_configure,
-    numbers_sync,
-    provisioning_job_create,
-    provisioning_job_run,
 )
+from smsproxy.numbers.services.sync import numbers_sync
 from smsproxy.proxy.models import Message
+from smsproxy.proxy.services.conversations import conversations_expire
 from smsproxy.sandbox.models import SandboxNumber
 from tests.factories import (
     ConversationFactory,
@@ -181,7 +181,9 @@ def test_reserve_and_unreserve() -> None:
     assert error.value.code == "number_released"
 
 
-def test_live_participant_counts_ignore_closed_and_expired() -> None:
+def test_live_participant_counts_are_the_stored_load() -> None:
+    # The pool reads the load the proxy keeps on each number: closed conversations do not
+    # count; an expired one counts until the sweep (every 30 s) closes it.
     busy, idle = VirtualNumberFactory.create(), VirtualNumberFactory.create()
     ParticipantFactory.create_batch(2, proxy_number=busy)
     closed = ConversationFactory.create(
@@ -191,10 +193,12 @@ def test_live_participant_counts_ignore_closed_and_expired() -> None:
     expired = ConversationFactory.create(expires_at=timezone.now() - timedelta(minutes=1))
     ParticipantFactory.create(proxy_number=idle, conversation=expired)
 
-    counts = {
-        number.msisdn: getattr(number, "active_participants", None) for number in number_list()
-    }
-    assert counts == {busy.msisdn: 2, idle.msisdn: 0}
+    def counts() -> dict[str, int]:
+        return {number.msisdn: number.assigned_participants for number in number_list()}
+
+    assert counts() == {busy.msisdn: 2, idle.msisdn: 1}
+    assert conversations_expire() == 1
+    assert counts() == {busy.msisdn: 2, idle.msisdn: 0}
 
 
 @pytest.mark.parametrize("raw", ["+447700900123", "447700900123", " +44 7700 900123 "])

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from http import HTTPStatus
 
 import pytest
+from django.db import OperationalError
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
-from smsproxy.numbers import services
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import JOB_STALE_AFTER
-from smsproxy.numbers.services import (
-    number_configure,
-    number_release,
-    number_rent_one,
+from smsproxy.numbers.services import provisioning
+from smsproxy.numbers.services import sync as sync_services
+from smsproxy.numbers.services.common import RELEASE_CANCEL_WINDOW
+from smsproxy.numbers.services.provisioning import (
     numbers_available_search,
-    numbers_sync,
     provisioning_job_create,
     provisioning_job_run,
 )
+from smsproxy.numbers.services.rental import number_configure, number_release, number_rent_one
+from smsproxy.numbers.services.sync import numbers_sync
 from smsproxy.proxy.models import Conversation
 from tests.factories import ParticipantFactory, VirtualNumberFactory
 
@@ -329,7 +330,7 @@ def test_job_larger_than_a_search_page_keeps_searching(
 ) -> None:
     # A search shows one page (100 numbers on Vonage, 10 here): a larger job searches again as
     # long as the last search rented something.
-    monkeypatch.setattr(services, "MAX_SEARCH_SIZE", 10)
+    monkeypatch.setattr(provisioning, "MAX_SEARCH_SIZE", 10)
     vonage.offer(*(f"4477009{n:05d}" for n in range(60)))
 
     job = provisioning_job_run(job=_job(45))
@@ -375,7 +376,9 @@ def test_sync_adds_updates_and_retires(vonage: FakeVonage) -> None:
 
 def test_sync_brings_back_a_number_marked_released(vonage: FakeVonage) -> None:
     number = VirtualNumberFactory.create(
-        msisdn="+447700900101", status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
+        msisdn="+447700900101",
+        status=VirtualNumber.Status.RELEASED,
+        released_at=timezone.now() - RELEASE_CANCEL_WINDOW - timedelta(seconds=1),
     )
     vonage.rent("447700900101", url=WEBHOOK_URL)
 
@@ -385,6 +388,25 @@ def test_sync_brings_back_a_number_marked_released(vonage: FakeVonage) -> None:
     number.refresh_from_db()
     assert number.status == VirtualNumber.Status.ACTIVE
     assert number.released_at is None
+
+
+def test_sync_leaves_a_number_released_while_its_cancellation_may_be_in_flight(
+    vonage: FakeVonage,
+) -> None:
+    # A release commits "released" and then cancels at Vonage: a listing taken in between
+    # still shows the number, which must not come back to the pool as rented.
+    number = VirtualNumberFactory.create(
+        msisdn="+447700900101",
+        status=VirtualNumber.Status.RELEASED,
+        released_at=timezone.now() - RELEASE_CANCEL_WINDOW + timedelta(seconds=30),
+    )
+    vonage.rent("447700900101", url=WEBHOOK_URL)
+
+    result = numbers_sync()
+
+    assert result.unchanged == [number] and result.updated == []
+    number.refresh_from_db()
+    assert number.status == VirtualNumber.Status.RELEASED
 
 
 def test_sync_closes_the_live_conversations_of_a_retired_number(vonage: FakeVonage) -> None:
@@ -399,8 +421,10 @@ def test_sync_closes_the_live_conversations_of_a_retired_number(vonage: FakeVona
     result = numbers_sync()
 
     assert result.retired == [gone]
-    assert result.closed_conversations == 1
-    assert result.summary.endswith("1 no longer rented, 1 live conversation(s) on them closed")
+    assert result.retired_in_use == 1
+    assert result.summary.endswith(
+        "1 no longer rented (1 of them in live use: their conversations are closed)"
+    )
     live.refresh_from_db()
     assert (live.status, live.close_reason) == (Conversation.Status.CLOSED, "staff")
     closed_before.refresh_from_db()
@@ -429,8 +453,12 @@ def test_sync_leaves_rows_that_changed_while_it_listed(vonage: FakeVonage) -> No
     released_meanwhile.refresh_from_db()
     assert released_meanwhile.status == VirtualNumber.Status.RELEASED
 
-    # The next sync, with a listing taken after both changes, judges them.
+    # The next sync, with a listing taken after both changes (and after a cancellation of the
+    # released number would have finished: RELEASE_CANCEL_WINDOW), judges them.
     vonage.on_list = None
+    VirtualNumber.objects.filter(pk=released_meanwhile.pk).update(
+        released_at=timezone.now() - RELEASE_CANCEL_WINDOW - timedelta(seconds=1)
+    )
     later = numbers_sync()
     assert [number.msisdn for number in later.retired] == ["+447700900150"]
     assert [number.msisdn for number in later.updated] == ["+447700900101"]
@@ -458,6 +486,30 @@ def test_sync_does_not_fail_when_a_job_records_a_number_first(
     assert result.added == []
     assert [number.msisdn for number in result.unchanged] == ["+447700900101"]
     assert VirtualNumber.objects.get().inbound_webhook_url == ""  # the job's row, untouched
+
+
+def test_a_number_that_loses_a_database_conflict_does_not_undo_the_other_retirements(
+    vonage: FakeVonage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = VirtualNumberFactory.create(msisdn="+447700900101")
+    second = VirtualNumberFactory.create(msisdn="+447700900102")
+    retire = sync_services._unlisted_number_retire
+
+    def second_conflicts(*, number_id: int, listed_at: datetime) -> VirtualNumber | None:
+        if number_id == second.pk:
+            raise OperationalError("deadlock detected")
+        return retire(number_id=number_id, listed_at=listed_at)
+
+    monkeypatch.setattr(sync_services, "_unlisted_number_retire", second_conflicts)
+
+    result = numbers_sync()
+
+    assert result.retired == [first]
+    assert result.failed == ["+447700900102: deadlock detected"]
+    assert result.summary.endswith("1 no longer rented, 1 not synced (database conflict)")
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, second.status) == ("released", "active")
 
 
 def test_sync_failure_changes_nothing(vonage: FakeVonage) -> None:
@@ -556,7 +608,11 @@ def test_release_of_a_number_vonage_no_longer_has(vonage: FakeVonage) -> None:
     assert number.status == VirtualNumber.Status.RELEASED
 
 
-def test_release_refused_by_vonage_keeps_the_number(vonage: FakeVonage) -> None:
+def test_release_refused_by_vonage_leaves_the_number_released_and_says_vonage_rents_it(
+    vonage: FakeVonage,
+) -> None:
+    # The pool is changed before the provider: a number Vonage refused to cancel stays out of
+    # assignment, and the error tells staff it is still rented (and how to fix that).
     number = VirtualNumberFactory.create(msisdn="+447700900101")
     vonage.rent("447700900101")
     vonage.fail("/number/cancel", "447700900101", NOT_AVAILABLE)
@@ -565,8 +621,39 @@ def test_release_refused_by_vonage_keeps_the_number(vonage: FakeVonage) -> None:
         number_release(number=number)
 
     assert error.value.code == "provider_error"
+    assert "Vonage still rents it" in error.value.detail
+    assert "sync_numbers" in error.value.detail
+    number.refresh_from_db()
+    assert number.status == VirtualNumber.Status.RELEASED
+    assert "447700900101" in vonage.owned
+
+    # As the error says: a sync brings it back into the pool (once a cancellation still in
+    # flight would have finished), and a release then cancels it.
+    assert "5 minutes" in error.value.detail
+    assert numbers_sync().updated == []
+    VirtualNumber.objects.filter(pk=number.pk).update(
+        released_at=timezone.now() - RELEASE_CANCEL_WINDOW - timedelta(seconds=1)
+    )
+    assert numbers_sync().updated == [number]
     number.refresh_from_db()
     assert number.status == VirtualNumber.Status.ACTIVE
+    number_release(number=number)
+    assert number.status == VirtualNumber.Status.RELEASED
+    assert "447700900101" not in vonage.owned
+
+
+def test_release_with_the_provider_down_leaves_the_number_released(vonage: FakeVonage) -> None:
+    number = VirtualNumberFactory.create(msisdn="+447700900101")
+    vonage.rent("447700900101")
+    vonage.fail("/number/cancel", "447700900101", SERVER_ERROR)
+
+    with pytest.raises(ApplicationError) as error:
+        number_release(number=number)
+
+    assert error.value.code == "provider_error"
+    assert "Vonage still rents it" in error.value.detail
+    number.refresh_from_db()
+    assert number.status == VirtualNumber.Status.RELEASED
 
 
 def test_released_number_cannot_be_released_or_configured(vonage: FakeVonage) -> None:

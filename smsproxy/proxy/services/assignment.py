@@ -124,7 +124,7 @@ def number_status_locked(*, number_id: int) -> str | None:
 
 def proxy_number_rent(*, country: str) -> VirtualNumber:
     """Rent one number for the pool (rule 4): in the participant's country, else the default."""
-    from smsproxy.numbers.services import number_rent_one
+    from smsproxy.numbers.services.rental import number_rent_one
 
     countries = list(dict.fromkeys(c for c in (country, settings.PROXY_DEFAULT_COUNTRY) if c))
     failure: Exception | None = None

@@ -11,6 +11,7 @@ from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox.deliver import outbox_recover_stale
 from smsproxy.proxy.services.conversations import conversations_expire
 from smsproxy.proxy.services.inbound import InboundResult, inbound_parts_flush_stale
+from smsproxy.proxy.services.released_numbers import released_numbers_settle
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class SweepResult:
     recovered: list[Message]  # rows a dead worker left in `sending`, now settled
     flushed: list[InboundResult]  # concatenated SMS joined as they were after the timeout
     expired: int  # conversations closed past their expires_at
+    released: int  # live conversations closed on numbers released meanwhile (crash recovery)
 
 
 def outbox_sweep(*, now: datetime | None = None) -> SweepResult:
@@ -31,4 +33,5 @@ def outbox_sweep(*, now: datetime | None = None) -> SweepResult:
         recovered=outbox_recover_stale(now=now),
         flushed=inbound_parts_flush_stale(now=now),
         expired=conversations_expire(now=now),
+        released=released_numbers_settle(),
     )

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.numbers.selectors import inbound_webhook_url, number_get_many
-from smsproxy.numbers.services import ConfigureOutcome, numbers_configure
+from smsproxy.numbers.services.rental import ConfigureOutcome, numbers_configure
 
 
 class Command(BaseCommand):

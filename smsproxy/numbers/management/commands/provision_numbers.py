@@ -10,11 +10,11 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import DEFAULT_NUMBER_TYPE, NUMBER_TYPES, ProviderError
 from smsproxy.numbers.models import ProvisioningJob
 from smsproxy.numbers.selectors import provisioning_job_numbers
-from smsproxy.numbers.services import (
+from smsproxy.numbers.services.provisioning import (
     numbers_available_search,
     provisioning_job_create,
-    provisioning_job_run,
 )
+from smsproxy.numbers.services.provisioning_start import provisioning_job_start
 
 
 class Command(BaseCommand):
@@ -72,7 +72,11 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.detail) from exc
         self.stdout.write(f"Provisioning job #{job.pk}: {count} x {job.country} {job.number_type}.")
-        job = provisioning_job_run(job=job, on_step=self.print_step)
+        try:
+            job = provisioning_job_start(job=job, foreground=True, on_step=self.print_step).job
+        except ApplicationError as exc:
+            # A worker claimed the new job first (run_outbox picks up pending jobs).
+            raise CommandError(f"{exc.detail} Follow it on the job's admin page.") from exc
         if job.status != ProvisioningJob.Status.SUCCEEDED:
             raise CommandError(
                 f"Job #{job.pk} {job.get_status_display().lower()}: {job.error}. "

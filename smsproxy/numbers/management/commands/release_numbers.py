@@ -8,15 +8,16 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.numbers.selectors import number_get_many, number_list_with_usage
-from smsproxy.numbers.services import number_release
+from smsproxy.numbers.selectors import number_get_many
+from smsproxy.numbers.services.rental import number_release
 
 
 class Command(BaseCommand):
     help = (
-        "Cancel the rental of the given numbers (with or without '+'). Numbers serving a live "
-        "conversation are refused, and nothing is released, unless --force is given, which "
-        "closes those conversations first."
+        "Cancel the rental of the given numbers (with or without '+'): each is released in the "
+        "pool, then cancelled at the provider. Numbers serving a live conversation are refused, "
+        "and nothing is released, unless --force is given, which also closes those "
+        "conversations."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -38,13 +39,11 @@ class Command(BaseCommand):
         ]
         if released:
             raise CommandError(f"Already released: {', '.join(released)}.")
-        counts = {
-            number.pk: int(getattr(number, "active_participants", 0))
-            for number in number_list_with_usage(
-                queryset=VirtualNumber.objects.filter(pk__in=[number.pk for number in numbers])
-            )
+        in_use = {
+            number.msisdn: number.assigned_participants
+            for number in numbers
+            if number.assigned_participants
         }
-        in_use = {number.msisdn: counts[number.pk] for number in numbers if counts[number.pk]}
         if in_use and not force:
             listed = ", ".join(f"{msisdn} ({count} live)" for msisdn, count in in_use.items())
             raise CommandError(
@@ -66,5 +65,7 @@ class Command(BaseCommand):
             )
             self.stdout.write(f"  {number.msisdn}: released{closed}")
         if failures:
-            raise CommandError(f"{failures} of {len(numbers)} number(s) were not released.")
+            raise CommandError(
+                f"{failures} of {len(numbers)} number(s) failed to release; see above why."
+            )
         self.stdout.write(self.style.SUCCESS(f"Released {len(numbers)} number(s)."))

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from smsproxy.common.errors import ApplicationError
-from smsproxy.numbers.services import numbers_sync
+from smsproxy.numbers.services.sync import numbers_sync
 
 
 class Command(BaseCommand):
@@ -37,4 +37,10 @@ class Command(BaseCommand):
         ):
             for number in numbers:
                 self.stdout.write(f"  {number.msisdn} {number.country}: {label}")
+        for failure in result.failed:
+            self.stdout.write(self.style.ERROR(f"  {failure}"))
+        if result.failed:
+            raise CommandError(
+                f"Synced: {result.summary}. Run sync_numbers again for the numbers not synced."
+            )
         self.stdout.write(self.style.SUCCESS(f"Synced: {result.summary}."))

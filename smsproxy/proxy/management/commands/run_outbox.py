@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import close_old_connections
 from django.utils import timezone
 
+from smsproxy.numbers.services.provisioning import provisioning_jobs_run_pending
 from smsproxy.proxy.outbox.deliver import DeliveryResult, Outcome, message_deliver
 from smsproxy.proxy.outbox.queue import outbox_due_ids
 from smsproxy.proxy.services.sweep import outbox_sweep
@@ -55,6 +56,7 @@ class Command(BaseCommand):
         try:
             if once:
                 self._sweep()
+                provisioning_jobs_run_pending()
                 while self._deliver_due():
                     pass
                 return
@@ -67,6 +69,9 @@ class Command(BaseCommand):
                     if last_sweep is None or now - last_sweep >= SWEEP_EVERY:
                         self._sweep()
                         last_sweep = now
+                    # Without a broker this worker also rents the numbers staff ordered in the
+                    # admin (one job per pass; SMS wait while it runs, as admin orders are small).
+                    provisioning_jobs_run_pending()
                     busy = self._deliver_due()
                 except Exception as error:
                     # The database restarting must not end the worker: log, wait, go on.

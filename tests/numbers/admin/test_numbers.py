@@ -1,8 +1,7 @@
-"""Admin smoke tests: every page, button and action of the number pool."""
+"""Admin of the number pool: the list, its actions, and the Buy numbers and Sync pages."""
 
 from __future__ import annotations
 
-from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
@@ -16,35 +15,17 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from smsproxy.numbers import admin as numbers_admin
+from smsproxy.numbers import tasks as numbers_tasks
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
-from smsproxy.numbers.selectors import JOB_STALE_AFTER
-from smsproxy.numbers.services import provisioning_job_create, provisioning_job_run
+from smsproxy.numbers.services.provisioning import provisioning_job_create
 from smsproxy.proxy.models import Conversation
 from smsproxy.sandbox.models import SandboxNumber
 from tests.factories import ParticipantFactory, ProvisioningJobFactory, VirtualNumberFactory
 
-from .conftest import SERVER_ERROR, WEBHOOK_URL, FakeVonage, rent_sandbox_numbers
+from ..conftest import SERVER_ERROR, WEBHOOK_URL, FakeVonage, rent_sandbox_numbers
+from .conftest import BUY, CHANGELIST, SYNC, action, history, run_worker
 
 pytestmark = pytest.mark.django_db
-
-CHANGELIST = reverse("admin:numbers_virtualnumber_changelist")
-BUY = reverse("admin:numbers_virtualnumber_buy")
-SYNC = reverse("admin:numbers_virtualnumber_sync")
-JOBS = reverse("admin:numbers_provisioningjob_changelist")
-
-
-def action(client: Client, name: str, numbers: list[VirtualNumber], **extra: str) -> Any:
-    data = {"action": name, "_selected_action": [number.pk for number in numbers], **extra}
-    return client.post(CHANGELIST, data, follow=not extra.get("_no_follow"))
-
-
-def history(number: VirtualNumber | ProvisioningJob) -> list[tuple[int, str]]:
-    return list(
-        LogEntry.objects.filter(object_id=str(number.pk))
-        .order_by("pk")
-        .values_list("action_flag", "change_message")
-    )
 
 
 # --- Virtual numbers: list, search, change page ------------------------------------------------
@@ -63,8 +44,8 @@ def test_changelist_shows_numbers_buttons_and_usage(admin_client: Client) -> Non
     assert BUY in content and "Buy numbers" in content
     assert SYNC in content and "Sync from Vonage" in content
     rows = {row.msisdn: row for row in response.context["cl"].result_list}
-    assert rows["+447700900001"].active_participants == 2
-    assert rows["+447700900002"].active_participants == 0
+    assert rows["+447700900001"].assigned_participants == 2
+    assert rows["+447700900002"].assigned_participants == 0
     assert "Add virtual number" not in content  # numbers come from Buy or Sync only
 
 
@@ -269,9 +250,23 @@ def test_buy_numbers_end_to_end(admin_client: Client, admin_user: Any) -> None:
     assert response.redirect_chain == [
         (reverse("admin:numbers_provisioningjob_change", args=[job.pk]), HTTPStatus.FOUND)
     ]
+    # Nothing is rented in the request: without a broker the embedded worker runs the job.
+    assert job.status == ProvisioningJob.Status.PENDING
+    assert not VirtualNumber.objects.exists()
+    [message] = response.context["messages"]
+    assert (message.level, "waiting for the delivery worker" in message.message) == (
+        messages.SUCCESS,
+        True,
+    )
+    assert 'http-equiv="refresh"' in response.content.decode()  # follows the job
+
+    run_worker()
+
+    job.refresh_from_db()
     assert job.status == ProvisioningJob.Status.SUCCEEDED
     assert job.requested_by == admin_user
     assert VirtualNumber.objects.filter(provisioning_job=job).count() == 3
+    response = admin_client.get(reverse("admin:numbers_provisioningjob_change", args=[job.pk]))
     content = response.content.decode()
     assert "succeeded" in content.lower()
     assert "+447700900000" in content  # the numbers rented
@@ -283,23 +278,29 @@ def test_buy_numbers_end_to_end(admin_client: Client, admin_user: Any) -> None:
 def test_buy_that_fails_or_falls_short_is_not_reported_as_success(
     admin_client: Client, vonage: FakeVonage
 ) -> None:
+    # The worker runs the jobs after the request: the job page tells how each one ended.
     form = {"number_type": "mobile-lvn", "features": ["SMS"], "quantity": "2"}
-    failed = admin_client.post(BUY, {"country": "FR", **form}, follow=True)
+    admin_client.post(BUY, {"country": "FR", **form})
+    run_worker()
     vonage.offer("447700900101")
-    partial = admin_client.post(BUY, {"country": "GB", **form}, follow=True)
+    admin_client.post(BUY, {"country": "GB", **form})
+    run_worker()
     vonage.offer("447700900102")
     job = ProvisioningJob.objects.get(country="GB")
-    run_again = admin_client.post(
-        reverse("admin:numbers_provisioningjob_run", args=[job.pk]), follow=True
-    )
-
-    def shown(response: Any) -> list[tuple[int, str]]:
-        return [(message.level, message.message) for message in response.context["messages"]]
-
     fr_job = ProvisioningJob.objects.get(country="FR")
-    assert shown(failed) == [(messages.ERROR, f"{fr_job} failed.")]
-    assert shown(partial) == [(messages.WARNING, f"{job} partially done.")]
-    assert shown(run_again) == [(messages.SUCCESS, f"{job} succeeded.")]
+
+    def page(job: ProvisioningJob) -> str:
+        url = reverse("admin:numbers_provisioningjob_change", args=[job.pk])
+        return admin_client.get(url).content.decode()
+
+    assert "Failed" in page(fr_job) and "Rented and configured 0 of 2" in page(fr_job)
+    assert "Partially done" in page(job) and "Rented and configured 1 of 2" in page(job)
+    assert "Succeeded" not in page(fr_job) + page(job)
+
+    admin_client.post(reverse("admin:numbers_provisioningjob_run", args=[job.pk]))
+    run_worker()
+
+    assert "Succeeded" in page(job)
 
 
 @pytest.mark.parametrize(
@@ -330,7 +331,7 @@ def test_buy_hands_the_job_to_celery_when_a_broker_is_set(
 ) -> None:
     settings.CELERY_BROKER_URL = "redis://localhost:6379/0"
     queued: list[int] = []
-    monkeypatch.setattr(numbers_admin.provisioning_job_run_task, "delay", queued.append)
+    monkeypatch.setattr(numbers_tasks.provisioning_job_run_task, "delay", queued.append)
 
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
@@ -345,10 +346,11 @@ def test_buy_hands_the_job_to_celery_when_a_broker_is_set(
     assert 'http-equiv="refresh"' in page.content.decode()  # reloads until the job ends
     assert "Run again" in page.content.decode()  # in case the hand-off to the broker was lost
 
-    # Staff run it by hand (here without a broker: in the request).
+    # Staff start it again (here without a broker: for the embedded worker).
     settings.CELERY_BROKER_URL = ""
     run_url = reverse("admin:numbers_provisioningjob_run", args=[job.pk])
     admin_client.post(run_url)
+    run_worker()
     job.refresh_from_db()
     assert job.status == ProvisioningJob.Status.SUCCEEDED
 
@@ -361,7 +363,7 @@ def test_buy_with_the_broker_down_keeps_the_job_pending(
     def broker_down(job_id: int) -> None:
         raise OperationalError("Error 111 connecting to localhost:6379. Connection refused.")
 
-    monkeypatch.setattr(numbers_admin.provisioning_job_run_task, "delay", broker_down)
+    monkeypatch.setattr(numbers_tasks.provisioning_job_run_task, "delay", broker_down)
 
     response = admin_client.post(
         BUY,
@@ -381,9 +383,9 @@ def test_buy_with_the_broker_down_keeps_the_job_pending(
 def test_the_celery_task_runs_the_job() -> None:
     job = provisioning_job_create(country="GB", quantity=1)
 
-    assert numbers_admin.provisioning_job_run_task(job.pk) == "succeeded"
+    assert numbers_tasks.provisioning_job_run_task(job.pk) == "succeeded"
     # A redelivered task for a finished job does nothing.
-    assert numbers_admin.provisioning_job_run_task(job.pk) == "job_finished"
+    assert numbers_tasks.provisioning_job_run_task(job.pk) == "job_finished"
 
 
 def test_buy_needs_change_permission(client: Client, django_user_model: Any) -> None:
@@ -426,92 +428,6 @@ def test_sync_is_post_only(admin_client: Client) -> None:
     assert admin_client.get(SYNC).status_code == HTTPStatus.METHOD_NOT_ALLOWED
 
 
-# --- Provisioning jobs ------------------------------------------------------------------------
-
-
-def test_job_pages(admin_client: Client) -> None:
-    done = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=1))
-    failed = provisioning_job_run(job=provisioning_job_create(country="FR", quantity=1))
-
-    listing = admin_client.get(JOBS)
-    assert listing.status_code == HTTPStatus.OK
-    assert {job.pk for job in listing.context["cl"].result_list} == {done.pk, failed.pk}
-    filtered = admin_client.get(JOBS, {"status__exact": "failed"})
-    assert [job.pk for job in filtered.context["cl"].result_list] == [failed.pk]
-
-    page = admin_client.get(reverse("admin:numbers_provisioningjob_change", args=[failed.pk]))
-    assert page.status_code == HTTPStatus.OK
-    content = page.content.decode()
-    assert "no more numbers available in FR" in content
-    assert "Run again" in content
-    assert 'name="_save"' not in content  # read-only
-
-
-def test_jobs_cannot_be_added_changed_or_deleted(admin_client: Client) -> None:
-    job = ProvisioningJobFactory.create()
-
-    assert (
-        admin_client.get(reverse("admin:numbers_provisioningjob_add")).status_code
-        == HTTPStatus.FORBIDDEN
-    )
-    delete = reverse("admin:numbers_provisioningjob_delete", args=[job.pk])
-    assert admin_client.post(delete, {"post": "yes"}).status_code == HTTPStatus.FORBIDDEN
-    change = reverse("admin:numbers_provisioningjob_change", args=[job.pk])
-    admin_client.post(change, {"status": "succeeded", "quantity": "9"})
-    job.refresh_from_db()
-    assert (job.status, job.quantity) == (ProvisioningJob.Status.PENDING, 1)
-
-
-def test_run_again_finishes_a_partial_job(admin_client: Client, vonage: FakeVonage) -> None:
-    vonage.offer("447700900101")
-    vonage.fail("/number/update", "447700900101", SERVER_ERROR)
-    job = provisioning_job_run(job=provisioning_job_create(country="GB", quantity=1))
-    assert job.status == ProvisioningJob.Status.PARTIAL
-
-    run_url = reverse("admin:numbers_provisioningjob_run", args=[job.pk])
-    response = admin_client.post(run_url, follow=True)
-
-    job.refresh_from_db()
-    assert job.status == ProvisioningJob.Status.SUCCEEDED
-    assert len(vonage.calls("/number/buy")) == 1
-    assert "Run again" not in response.content.decode()
-    assert history(job) == [(CHANGE, "Ran the job again.")]
-
-    again = admin_client.post(run_url, follow=True)
-    assert "is succeeded" in again.content.decode()
-    assert admin_client.get(run_url).status_code == HTTPStatus.METHOD_NOT_ALLOWED
-
-
-def test_a_job_left_running_by_a_dead_worker_can_be_run_again(admin_client: Client) -> None:
-    job = provisioning_job_create(country="GB", quantity=1)
-    ProvisioningJob.objects.filter(pk=job.pk).update(
-        status=ProvisioningJob.Status.RUNNING, started_at=timezone.now() - timedelta(minutes=1)
-    )
-    page_url = reverse("admin:numbers_provisioningjob_change", args=[job.pk])
-    run_url = reverse("admin:numbers_provisioningjob_run", args=[job.pk])
-
-    # Running (recently started): the page follows it, and it cannot be started twice.
-    page = admin_client.get(page_url).content.decode()
-    assert 'http-equiv="refresh"' in page
-    assert "Run again" not in page
-    assert "is running" in admin_client.post(run_url, follow=True).content.decode()
-
-    # Its worker died: after JOB_STALE_AFTER staff can run it again, and the page stops reloading.
-    silent_since = timezone.now() - JOB_STALE_AFTER - timedelta(minutes=1)
-    ProvisioningJob.objects.filter(pk=job.pk).update(
-        started_at=silent_since,
-        log=[{**entry, "at": silent_since.isoformat()} for entry in job.log],
-    )
-    page = admin_client.get(page_url).content.decode()
-    assert 'http-equiv="refresh"' not in page
-    assert "Run again" in page
-
-    admin_client.post(run_url)
-
-    job.refresh_from_db()
-    assert job.status == ProvisioningJob.Status.SUCCEEDED
-
-
 def test_history_pages(admin_client: Client) -> None:
     (number,) = rent_sandbox_numbers(1)
     action(admin_client, "reserve", [number])
@@ -525,3 +441,114 @@ def test_history_pages(admin_client: Client) -> None:
 
     assert number_history.status_code == job_history.status_code == HTTPStatus.OK
     assert "Reserved the number." in number_history.content.decode()
+
+
+# --- Permissions and messages of the actions ---------------------------------------------------
+
+
+def test_a_view_only_user_sees_the_pool_but_no_action(viewer: Client) -> None:
+    VirtualNumberFactory.create()
+
+    response = viewer.get(CHANGELIST)
+
+    assert response.status_code == HTTPStatus.OK
+    assert response.context["action_form"] is None  # no action offered at all
+    content = response.content.decode()
+    assert BUY not in content and SYNC not in content
+
+
+def _assert_refused(response: Any) -> None:
+    # The action is not offered to this user, so the post just shows the list again.
+    assert response.status_code == HTTPStatus.OK
+    assert response.context["action_form"] is None
+    assert not LogEntry.objects.exists()
+
+
+def test_a_view_only_user_cannot_configure_webhooks(viewer: Client, vonage: FakeVonage) -> None:
+    number = VirtualNumberFactory.create(inbound_webhook_url="", configured_at=None)
+
+    _assert_refused(action(viewer, "configure_webhook", [number]))
+
+    assert vonage.requests == []
+    number.refresh_from_db()
+    assert number.inbound_webhook_url == ""
+
+
+def test_a_view_only_user_cannot_reserve(viewer: Client) -> None:
+    number = VirtualNumberFactory.create()
+
+    _assert_refused(action(viewer, "reserve", [number]))
+
+    number.refresh_from_db()
+    assert number.reserved is False
+
+
+def test_a_view_only_user_cannot_unreserve(viewer: Client) -> None:
+    number = VirtualNumberFactory.create(reserved=True)
+
+    _assert_refused(action(viewer, "unreserve", [number]))
+
+    number.refresh_from_db()
+    assert number.reserved is True
+
+
+def test_a_view_only_user_cannot_release(viewer: Client, vonage: FakeVonage) -> None:
+    number = VirtualNumberFactory.create()
+
+    # Neither the confirmation page nor the confirmed release.
+    _assert_refused(action(viewer, "release", [number]))
+    _assert_refused(action(viewer, "release", [number], post="yes", force="on"))
+
+    assert vonage.requests == []
+    number.refresh_from_db()
+    assert number.status == VirtualNumber.Status.ACTIVE
+
+
+def _shown(response: Any) -> list[tuple[int, str]]:
+    return [(message.level, message.message) for message in response.context["messages"]]
+
+
+def test_reserving_numbers_already_reserved_is_not_reported_as_success(
+    admin_client: Client,
+) -> None:
+    reserved = VirtualNumberFactory.create(reserved=True)
+    free = VirtualNumberFactory.create()
+
+    nothing = action(admin_client, "reserve", [reserved])
+    some = action(admin_client, "reserve", [reserved, free])
+    unreserve_nothing = action(admin_client, "unreserve", [VirtualNumberFactory.create()])
+
+    assert _shown(nothing) == [(messages.WARNING, "No number was reserved. 1 already reserved.")]
+    assert _shown(some) == [(messages.SUCCESS, "Reserved 1 number(s). 1 already reserved.")]
+    assert _shown(unreserve_nothing) == [
+        (messages.WARNING, "No number was unreserved. 1 already not reserved.")
+    ]
+
+
+def test_an_action_that_only_failed_says_nothing_changed(admin_client: Client) -> None:
+    released = VirtualNumberFactory.create(status="released", released_at=timezone.now())
+
+    response = action(admin_client, "reserve", [released])
+
+    [error, summary] = _shown(response)
+    assert error[0] == messages.ERROR and "was released" in error[1]
+    assert summary == (messages.WARNING, "No number was reserved. 1 refused (see above).")
+
+
+def test_configuring_nothing_is_a_warning(admin_client: Client) -> None:
+    stranger = VirtualNumberFactory.create(msisdn="+447700900500", inbound_webhook_url="")
+
+    response = action(admin_client, "configure_webhook", [stranger])
+
+    assert _shown(response)[-1] == (
+        messages.WARNING,
+        "No number was configured. 1 refused (see above).",
+    )
+
+
+def test_releasing_only_released_numbers_is_a_warning(admin_client: Client) -> None:
+    released = VirtualNumberFactory.create(status="released", released_at=timezone.now())
+
+    response = action(admin_client, "release", [released], post="yes")
+
+    assert _shown(response) == [(messages.WARNING, "No number was released. 1 already released.")]

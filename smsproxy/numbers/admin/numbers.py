@@ -1,87 +1,50 @@
-"""Admin for the number pool and provisioning jobs.
+"""Admin for the number pool: list, actions, and the "Buy numbers" and "Sync from Vonage" pages.
 
-Every change goes through `smsproxy.numbers.services` and is written to the admin history
-(LogEntry). Numbers are never added or deleted by hand: they come from "Buy numbers" or "Sync
-from Vonage" and leave by "Release", so the pool always matches the provider account.
+Every change goes through the numbers services and is written to the admin history (LogEntry).
+Numbers are never added or deleted by hand: they come from "Buy numbers" or "Sync from Vonage"
+and leave by "Release", so the pool always matches the provider account.
 """
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
-from kombu.exceptions import KombuError
 
-from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.admin.jobs import job_start_message
 from smsproxy.numbers.forms import BuyNumbersForm, ReleaseConfirmForm
-from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
-from smsproxy.numbers.selectors import (
-    inbound_webhook_url,
-    number_is_configured,
-    number_list_with_usage,
-    provisioning_job_is_runnable,
-    provisioning_job_is_stale,
-)
-from smsproxy.numbers.services import (
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.numbers.selectors import inbound_webhook_url, number_is_configured
+from smsproxy.numbers.services.provisioning import provisioning_job_create
+from smsproxy.numbers.services.rental import (
     number_release,
     number_reserve,
     number_unreserve,
     numbers_configure,
-    numbers_sync,
-    provisioning_job_create,
-    provisioning_job_run,
 )
-from smsproxy.numbers.tasks import provisioning_job_run_task
-
-logger = logging.getLogger(__name__)
+from smsproxy.numbers.services.sync import numbers_sync
 
 
-def _job_start(job: ProvisioningJob) -> tuple[str, int]:
-    """Run a job on a Celery worker when there is one, else here in the request.
-
-    Returns what happened, for the staff message, and the message level.
-
-    Without a broker there is no worker to hand the job to; running it in the request keeps the
-    embedded default simple and safe on SQLite (a thread would write beside the request), and
-    one search/buy/configure round trip per number takes well under the request timeout for
-    the quantities the form allows.
-    """
-    if settings.CELERY_BROKER_URL:
-        # Not deferred with on_commit: the service committed the job in its own transaction
-        # and admin views run in autocommit, so a worker finds it; queuing now lets staff be
-        # told at once when the broker cannot be reached.
-        try:
-            provisioning_job_run_task.delay(job.pk)
-        except (KombuError, OSError) as exc:
-            logger.warning("Could not queue provisioning job %s: %s", job.pk, exc)
-            return (
-                f"{job} could not be handed to a worker ({exc}); it stays pending. "
-                "Run it again once the broker answers.",
-                messages.ERROR,
-            )
-        return f"{job} was queued for a worker.", messages.SUCCESS
-    try:
-        provisioning_job_run(job=job)
-    except ApplicationError as exc:
-        return f"{job} was not run: {exc.detail}", messages.ERROR
-    job.refresh_from_db()
-    level = {
-        ProvisioningJob.Status.SUCCEEDED: messages.SUCCESS,
-        ProvisioningJob.Status.PARTIAL: messages.WARNING,
-    }.get(ProvisioningJob.Status(job.status), messages.ERROR)
-    return f"{job} {job.get_status_display().lower()}.", level
+def _nothing_changed(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    done: str,
+    *,
+    failed: int,
+    already: str = "",
+) -> None:
+    """An action that changed nothing says so, and why, as a warning: never "0 done" as success."""
+    why = f" {failed} refused (see above)." if failed else ""
+    model_admin.message_user(request, f"No number was {done}.{why}{already}", messages.WARNING)
 
 
 @admin.register(VirtualNumber)
@@ -125,9 +88,6 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     ]
     fields = tuple(readonly_fields)
 
-    def get_queryset(self, request: HttpRequest) -> QuerySet[VirtualNumber]:
-        return number_list_with_usage(queryset=super().get_queryset(request))
-
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -142,9 +102,9 @@ class VirtualNumberAdmin(admin.ModelAdmin):
         compact = "".join(char for char in search_term if char.isdigit())
         return super().get_search_results(request, queryset, compact or search_term)
 
-    @admin.display(description="live participants", ordering="active_participants")
+    @admin.display(description="live participants", ordering="assigned_participants")
     def active_participants(self, obj: VirtualNumber) -> int:
-        return int(getattr(obj, "active_participants", 0))
+        return obj.assigned_participants
 
     @admin.display(description="webhook ok", boolean=True)
     def webhook_ok(self, obj: VirtualNumber) -> bool:
@@ -157,15 +117,18 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     )
     def configure_webhook(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
         url = inbound_webhook_url()
-        done = 0
+        done = failed = 0
         for outcome in numbers_configure(numbers=queryset):
             if outcome.error:
                 self.message_user(request, outcome.error, messages.ERROR)
+                failed += 1
                 continue
             self.log_change(request, outcome.number, f"Configured the inbound webhook: {url}")
             done += 1
         if done:
             self.message_user(request, f"Configured {done} number(s) to {url}.", messages.SUCCESS)
+        else:
+            _nothing_changed(self, request, "configured", failed=failed)
 
     @admin.action(description="Reserve selected numbers", permissions=["change"])
     def reserve(self, request: HttpRequest, queryset: QuerySet[VirtualNumber]) -> None:
@@ -180,25 +143,32 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     ) -> None:
         service = number_reserve if reserved else number_unreserve
         verb = "Reserved" if reserved else "Unreserved"
-        done = 0
+        state = "reserved" if reserved else "not reserved"
+        done = failed = already = 0
         for number in queryset:
             if number.reserved == reserved:
+                already += 1
                 continue
             try:
                 service(number=number)
             except ApplicationError as exc:
                 self.message_user(request, exc.detail, messages.ERROR)
+                failed += 1
                 continue
             self.log_change(request, number, f"{verb} the number.")
             done += 1
-        self.message_user(request, f"{verb} {done} number(s).", messages.SUCCESS)
+        skipped = f" {already} already {state}." if already else ""
+        if done:
+            self.message_user(request, f"{verb} {done} number(s).{skipped}", messages.SUCCESS)
+        else:
+            _nothing_changed(self, request, verb.lower(), failed=failed, already=skipped)
 
     @admin.action(description="Release selected numbers…", permissions=["change"])
     def release(
         self, request: HttpRequest, queryset: QuerySet[VirtualNumber]
     ) -> TemplateResponse | None:
-        numbers = list(number_list_with_usage(queryset=queryset).order_by("msisdn"))
-        counts = {number.pk: int(getattr(number, "active_participants", 0)) for number in numbers}
+        numbers = list(queryset.order_by("msisdn"))
+        counts = {number.pk: number.assigned_participants for number in numbers}
         form = ReleaseConfirmForm(request.POST if request.POST.get("post") else None)
         if form.is_bound and form.is_valid():
             self._release_confirmed(request, numbers, counts, force=form.cleaned_data["force"])
@@ -236,14 +206,16 @@ class VirtualNumberAdmin(admin.ModelAdmin):
         *,
         force: bool,
     ) -> None:
-        released = 0
+        released = failed = already = 0
         for number in numbers:
             if number.status == VirtualNumber.Status.RELEASED:
+                already += 1
                 continue
             try:
                 number_release(number=number, force=force)
             except ApplicationError as exc:
                 self.message_user(request, exc.detail, messages.ERROR)
+                failed += 1
                 continue
             closed = counts[number.pk]
             self.log_change(
@@ -258,8 +230,11 @@ class VirtualNumberAdmin(admin.ModelAdmin):
                 + ".",
             )
             released += 1
+        skipped = f" {already} already released." if already else ""
         if released:
-            self.message_user(request, f"Released {released} number(s).", messages.SUCCESS)
+            self.message_user(request, f"Released {released} number(s).{skipped}", messages.SUCCESS)
+        else:
+            _nothing_changed(self, request, "released", failed=failed, already=skipped)
 
     # --- Buttons: "Buy numbers" and "Sync from Vonage" ---------------------------------------
 
@@ -294,7 +269,7 @@ class VirtualNumberAdmin(admin.ModelAdmin):
                 form.add_error(field_name, exc.detail)
             else:
                 self.log_addition(request, job, f"Requested {job.quantity} number(s).")
-                self.message_user(request, *_job_start(job))
+                self.message_user(request, *job_start_message(job))
                 return HttpResponseRedirect(
                     reverse("admin:numbers_provisioningjob_change", args=[job.pk])
                 )
@@ -328,140 +303,11 @@ class VirtualNumberAdmin(admin.ModelAdmin):
             self.log_change(
                 request, number, "Released by Sync from Vonage: the account no longer rents it."
             )
-        self.message_user(request, f"Synced from Vonage: {result.summary}.", messages.SUCCESS)
+        for failure in result.failed:
+            self.message_user(request, f"Not synced: {failure}", messages.ERROR)
+        self.message_user(
+            request,
+            f"Synced from Vonage: {result.summary}.",
+            messages.WARNING if result.failed else messages.SUCCESS,
+        )
         return HttpResponseRedirect(changelist)
-
-
-@admin.register(ProvisioningJob)
-class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    change_form_template = "admin/numbers/provisioningjob/change_form.html"
-    list_display = [
-        "id",
-        "country",
-        "number_type",
-        "features",
-        "pattern",
-        "quantity",
-        "rented",
-        "status",
-        "requested_by",
-        "created_at",
-        "finished_at",
-    ]
-    list_display_links = ["id", "country"]
-    list_filter = ["status", "country"]
-    list_select_related = ["requested_by"]
-    readonly_fields = [
-        "status",
-        "error",
-        "country",
-        "number_type",
-        "features",
-        "pattern",
-        "quantity",
-        "rented_numbers",
-        "requested_by",
-        "created_at",
-        "started_at",
-        "finished_at",
-        "log_lines",
-    ]
-    fields = tuple(readonly_fields)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ProvisioningJob]:
-        return super().get_queryset(request).annotate(rented_count=Count("numbers"))
-
-    @admin.display(description="rented", ordering="rented_count")
-    def rented(self, obj: ProvisioningJob) -> int:
-        return int(getattr(obj, "rented_count", 0))
-
-    @admin.display(description="numbers rented")
-    def rented_numbers(self, obj: ProvisioningJob) -> str:
-        numbers = list(obj.numbers.order_by("rented_at", "pk"))
-        if not numbers:
-            return "—"
-        return format_html_join(
-            "",
-            '<div><a href="{}">{}</a> {}</div>',
-            (
-                (
-                    reverse("admin:numbers_virtualnumber_change", args=[number.pk]),
-                    number.msisdn,
-                    "released"
-                    if number.status == VirtualNumber.Status.RELEASED
-                    else "configured"
-                    if number_is_configured(number=number)
-                    else "not configured yet",
-                )
-                for number in numbers
-            ),
-        )
-
-    @admin.display(description="log")
-    def log_lines(self, obj: ProvisioningJob) -> str:
-        if not obj.log:
-            return "—"
-        rows = format_html_join(
-            "",
-            '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td></tr>',
-            (
-                (
-                    "errornote" if entry.get("level") == "error" else "",
-                    entry.get("at", ""),
-                    entry.get("level", ""),
-                    entry.get("message", ""),
-                )
-                for entry in obj.log
-            ),
-        )
-        return format_html("<table><tbody>{}</tbody></table>", rows)
-
-    def get_urls(self) -> list[URLPattern]:
-        info = f"{self.opts.app_label}_{self.opts.model_name}"
-        return [
-            path(
-                "<int:job_id>/run/",
-                self.admin_site.admin_view(require_POST(self.run_view)),
-                name=f"{info}_run",
-            ),
-            *super().get_urls(),
-        ]
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        job = ProvisioningJob.objects.filter(pk=object_id).first() if object_id.isdigit() else None
-        extra_context = {
-            **(extra_context or {}),
-            "can_run_again": job is not None
-            and request.user.has_perm("numbers.change_virtualnumber")
-            and provisioning_job_is_runnable(job=job),
-            # Reload while a worker has the job, so staff see its log grow.
-            "auto_refresh": job is not None
-            and job.status in (ProvisioningJob.Status.PENDING, ProvisioningJob.Status.RUNNING)
-            and not provisioning_job_is_stale(job=job),
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def run_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
-        """Run a job again: configure what it bought, buy what is missing.
-
-        Also for a pending job, whose hand-off to a worker may have been lost (a broker outage),
-        and for a job left "running" by a worker or request that died (silent for JOB_STALE_AFTER);
-        if a worker runs it meanwhile, the service lets only one of them claim it.
-        """
-        if not request.user.has_perm("numbers.change_virtualnumber"):
-            raise PermissionDenied
-        job = get_object_or_404(ProvisioningJob, pk=job_id)
-        if not provisioning_job_is_runnable(job=job):
-            self.message_user(
-                request, f"{job} is {job.get_status_display().lower()}.", messages.ERROR
-            )
-        else:
-            self.log_change(request, job, "Ran the job again.")
-            self.message_user(request, *_job_start(job))
-        return HttpResponseRedirect(reverse("admin:numbers_provisioningjob_change", args=[job.pk]))

@@ -1,0 +1,91 @@
+"""Starting a provisioning job: running it here, or handing it to a worker.
+
+Its own module because it queues the Celery task, and the task (smsproxy.numbers.tasks) runs
+the job through `provisioning`: kept apart, neither module imports the other's importer.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+from http import HTTPStatus
+
+from django.conf import settings
+from django.db import transaction
+from kombu.exceptions import KombuError
+
+from smsproxy.common.errors import ApplicationError
+from smsproxy.numbers.models import ProvisioningJob
+from smsproxy.numbers.selectors import provisioning_job_is_runnable
+from smsproxy.numbers.services.provisioning import StepCallback, provisioning_job_run
+from smsproxy.numbers.tasks import provisioning_job_run_task
+
+logger = logging.getLogger(__name__)
+
+
+class JobHandOff(StrEnum):
+    QUEUED = "queued"  # on the Celery broker: a Celery worker runs it
+    PENDING = "pending"  # no broker: the embedded worker (run_outbox) runs it
+    FINISHED = "finished"  # run in the caller's process (provision_numbers), now over
+
+
+@dataclass(frozen=True)
+class JobStart:
+    job: ProvisioningJob
+    hand_off: JobHandOff
+
+
+def provisioning_job_start(
+    *, job: ProvisioningJob, foreground: bool = False, on_step: StepCallback | None = None
+) -> JobStart:
+    """Start a job, or start again one that is pending, partial, failed or left running stale.
+
+    The one way the admin ("Buy numbers", "Run again") and `provision_numbers` run a job.
+    In the foreground it runs here, step by step (the command prints them). Otherwise it never
+    runs in the caller's process (an admin request would rent up to 50 numbers while staff
+    wait): with CELERY_BROKER_URL it is queued as a Celery task; without a broker it is left
+    pending, and the embedded worker (`run_outbox`) runs pending jobs in its loop.
+
+    Raises ApplicationError when the job may not run now (running, succeeded) or the broker
+    cannot be reached; the job then stays pending and can be started again.
+    """
+    if foreground:
+        return JobStart(
+            job=provisioning_job_run(job=job, on_step=on_step), hand_off=JobHandOff.FINISHED
+        )
+    job = _provisioning_job_queue(job=job)
+    if not settings.CELERY_BROKER_URL:
+        return JobStart(job=job, hand_off=JobHandOff.PENDING)
+    # Not deferred with on_commit: the job was committed above, so a worker finds it, and
+    # queuing now lets staff be told at once when the broker cannot be reached.
+    try:
+        provisioning_job_run_task.delay(job.pk)
+    except (KombuError, OSError) as exc:
+        logger.warning("Could not queue provisioning job %s: %s", job.pk, exc)
+        raise ApplicationError(
+            f"{job} could not be handed to a worker ({exc}); it stays pending. "
+            "Start it again (Run again) once the broker answers.",
+            code="broker_unavailable",
+            status=HTTPStatus.SERVICE_UNAVAILABLE,
+        ) from exc
+    return JobStart(job=job, hand_off=JobHandOff.QUEUED)
+
+
+def _provisioning_job_queue(*, job: ProvisioningJob) -> ProvisioningJob:
+    """Mark a runnable job pending, for a worker to claim."""
+    with transaction.atomic():
+        job = ProvisioningJob.objects.select_for_update().get(pk=job.pk)
+        if not provisioning_job_is_runnable(job=job):
+            raise ApplicationError(
+                f"{job} is {job.get_status_display().lower()}.",
+                code="job_finished"
+                if job.status == ProvisioningJob.Status.SUCCEEDED
+                else "job_running",
+                status=HTTPStatus.CONFLICT,
+            )
+        if job.status != ProvisioningJob.Status.PENDING:
+            job.status = ProvisioningJob.Status.PENDING
+            job.log_entry("Waiting for a worker to run it again.")
+            job.save(update_fields=["status", "log"])
+    return job
