@@ -104,6 +104,7 @@ _MESSAGE_INLINE_FIELDS = (
     "status",
     "error_code",
     "attempts",
+    "duration",  # calls only
 )
 
 
