@@ -171,6 +171,12 @@ VONAGE_SIGNATURE_MAX_AGE = env.int("VONAGE_SIGNATURE_MAX_AGE", default=259200)
 VONAGE_REST_HOST = env.str("VONAGE_REST_HOST", default="rest.nexmo.com")
 VONAGE_API_HOST = env.str("VONAGE_API_HOST", default="api.nexmo.com")
 VONAGE_TIMEOUT = env.float("VONAGE_TIMEOUT", default=10.0)
+# Masked voice calls (DESIGN §12): numbers are linked to this Vonage application, whose answer
+# and event URLs are /webhooks/vonage/voice/answer/ and /webhooks/vonage/voice/event/. The private
+# key is a PEM string or the path of a PEM file (checked by `manage.py check`).
+PROXY_VOICE = env.bool("PROXY_VOICE", default=False)
+VONAGE_APPLICATION_ID = env.str("VONAGE_APPLICATION_ID", default="")
+VONAGE_PRIVATE_KEY = env.str("VONAGE_PRIVATE_KEY", default="")
 
 SMS_PROVIDER = env.str("SMS_PROVIDER", default="vonage" if VONAGE_API_KEY else "sandbox").lower()
 if SMS_PROVIDER not in {"vonage", "sandbox"}:

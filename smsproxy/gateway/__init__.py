@@ -32,6 +32,8 @@ PROVIDER_SETTINGS = frozenset(
         "VONAGE_REST_HOST",
         "VONAGE_API_HOST",
         "VONAGE_TIMEOUT",
+        "PROXY_VOICE",
+        "VONAGE_APPLICATION_ID",
     }
 )
 
@@ -53,15 +55,17 @@ def _build_provider() -> SmsProvider:
             rest_host=settings.VONAGE_REST_HOST,
             api_host=settings.VONAGE_API_HOST,
             timeout=settings.VONAGE_TIMEOUT,
+            voice_application_id=settings.VONAGE_APPLICATION_ID if settings.PROXY_VOICE else "",
         )
     if settings.SMS_PROVIDER == "sandbox":
         if not app_registry.is_installed("smsproxy.sandbox"):
             raise ImproperlyConfigured(
                 "SMS_PROVIDER=sandbox needs the smsproxy.sandbox app in INSTALLED_APPS."
             )
-        from smsproxy.sandbox.provider import SandboxProvider
+        from smsproxy.sandbox.provider import SANDBOX_APPLICATION_ID, SandboxProvider
 
-        return SandboxProvider()
+        application_id = settings.VONAGE_APPLICATION_ID or SANDBOX_APPLICATION_ID
+        return SandboxProvider(voice_application_id=application_id if settings.PROXY_VOICE else "")
     raise ImproperlyConfigured(
         f"SMS_PROVIDER must be 'vonage' or 'sandbox', not {settings.SMS_PROVIDER!r}."
     )

@@ -104,12 +104,16 @@ class VonageProvider:
         rest_host: str = "rest.nexmo.com",
         api_host: str = "api.nexmo.com",
         timeout: float = 10.0,
+        voice_application_id: str = "",
     ) -> None:
         if not (api_key and api_secret):
             raise ValueError("The Vonage provider needs an API key and an API secret.")
         if timeout <= 0:
             raise ValueError("The Vonage timeout must be a positive number of seconds.")
         self.timeout = timeout
+        # With PROXY_VOICE on: every configured number is also linked to this application,
+        # whose answer and event URLs carry its calls (DESIGN §12).
+        self.voice_application_id = voice_application_id
         # `HttpClientOptions.timeout` is declared `int`, so validating it would reject 2.5 s;
         # `model_construct` keeps the exact value, and `HttpClient` takes an options instance
         # as it is. `pool_maxsize=1` disables the RemoteDisconnected re-send loop (see above).
@@ -197,9 +201,13 @@ class VonageProvider:
         )
 
     def configure_number(self, *, country: str, msisdn: str, inbound_url: str) -> None:
+        params = {"country": country.upper(), "msisdn": _wire_msisdn(msisdn)}
+        params["moHttpUrl"] = inbound_url
+        if self.voice_application_id:
+            params["app_id"] = self.voice_application_id
         self._number_action(
             "/number/update",
-            {"country": country.upper(), "msisdn": _wire_msisdn(msisdn), "moHttpUrl": inbound_url},
+            params,
             operation="configure number",
             http_420=NumberNotOwnedError,
         )

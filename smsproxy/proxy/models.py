@@ -89,10 +89,25 @@ class Participant(models.Model):
         return f"{self.name or self.real_number} via {self.proxy_number_id}"
 
 
+# The statuses of a call (direction `call`), and those no SMS can have.
+CALL_ONLY_STATUSES = (
+    "started",
+    "ringing",
+    "answered",
+    "completed",
+    "busy",
+    "timeout",
+    "cancelled",
+    "unanswered",
+)
+CALL_STATUSES = (*CALL_ONLY_STATUSES, "failed", "rejected")
+
+
 class Message(models.Model):
     class Direction(models.TextChoices):
         INBOUND = "inbound", "Inbound"
         OUTBOUND = "outbound", "Outbound"
+        CALL = "call", "Call"
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
@@ -104,6 +119,15 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
         REJECTED = "rejected", "Rejected"
         EXPIRED = "expired", "Expired"
+        # A call's (direction `call`; `failed` and `rejected` are shared with SMS).
+        STARTED = "started", "Started"
+        RINGING = "ringing", "Ringing"
+        ANSWERED = "answered", "Answered"
+        COMPLETED = "completed", "Completed"
+        BUSY = "busy", "Busy"
+        TIMEOUT = "timeout", "Timeout"
+        CANCELLED = "cancelled", "Cancelled"
+        UNANSWERED = "unanswered", "Unanswered"
 
     class Purpose(models.TextChoices):
         CONVERSATION = "conversation", "Conversation"  # an inbound text, or its forward
@@ -125,6 +149,7 @@ class Message(models.Model):
     # Inbound: Vonage's messageId (unique: a redelivered webhook is stored once). For a
     # concatenated SMS the parts carry their own ids (InboundPart) and this stays empty.
     # Outbound: the ids of the sent parts live in MessagePart.
+    # Call: Vonage's conversation_uuid, which both legs of the call share.
     vonage_message_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     error_code = models.CharField(max_length=32, blank=True)
@@ -147,6 +172,11 @@ class Message(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Calls only: the two legs' uuids (the caller's into our number, the one connected to the
+    # other participant) and the connected call's length in seconds.
+    caller_leg_uuid = models.CharField(max_length=64, blank=True)
+    callee_leg_uuid = models.CharField(max_length=64, blank=True)
+    duration = models.PositiveIntegerField(null=True, blank=True, help_text="Seconds (calls).")
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -155,7 +185,11 @@ class Message(models.Model):
                 name="message_status_matches_direction",
                 condition=(
                     Q(direction="inbound", status__in=["received", "unrouted"])
-                    | (Q(direction="outbound") & ~Q(status__in=["received", "unrouted"]))
+                    | (
+                        Q(direction="outbound")
+                        & ~Q(status__in=["received", "unrouted", *CALL_ONLY_STATUSES])
+                    )
+                    | Q(direction="call", status__in=CALL_STATUSES)
                 ),
             ),
             models.CheckConstraint(

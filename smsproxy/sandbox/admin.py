@@ -21,6 +21,7 @@ class SandboxNumberAdmin(ReadOnlyAdmin):
         "type",
         "features",
         "inbound_url",
+        "application_id",
         "rented_at",
         "cancelled_at",
     )

@@ -17,6 +17,11 @@ class SandboxNumber(models.Model):
     type = models.CharField(max_length=32)
     features = models.CharField(max_length=32, help_text='Comma list, e.g. "SMS,VOICE".')
     inbound_url = models.URLField(max_length=500, blank=True)
+    application_id = models.CharField(
+        max_length=64,
+        blank=True,
+        help_text="The Vonage application the number's calls go to (linked with PROXY_VOICE).",
+    )
     rented_at = models.DateTimeField()
     cancelled_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)

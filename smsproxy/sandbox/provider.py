@@ -71,6 +71,9 @@ SANDBOX_NUMBER_TYPE = DEFAULT_NUMBER_TYPE
 SANDBOX_FEATURES = ("SMS", "VOICE")
 SANDBOX_NETWORK_CODE = "00101"  # MCC 001 / MNC 01: the ITU test network
 SANDBOX_PRICE = Decimal("0.0000")
+# The application a number is linked to for calls when PROXY_VOICE is on without a
+# VONAGE_APPLICATION_ID (the sandbox needs no Vonage application).
+SANDBOX_APPLICATION_ID = "sandbox-voice-application"
 
 
 def drama_range_for(digits: str) -> DramaRange | None:
@@ -85,6 +88,10 @@ class SandboxProvider:
     """SmsProvider that records everything in the database and logs each sent SMS."""
 
     name = "sandbox"
+
+    def __init__(self, *, voice_application_id: str = "") -> None:
+        # Recorded on each number configured, as Vonage's `app_id` links it (PROXY_VOICE).
+        self.voice_application_id = voice_application_id
 
     # --- numbers ------------------------------------------------------------------------------
 
@@ -171,15 +178,24 @@ class SandboxProvider:
         with transaction.atomic():
             number = self._rented(country=country, msisdn=msisdn, operation="update")
             number.inbound_url = inbound_url
-            number.save(update_fields=["inbound_url", "updated_at"])
+            fields = ["inbound_url", "updated_at"]
+            if self.voice_application_id:
+                number.application_id = self.voice_application_id
+                fields.append("application_id")
+            number.save(update_fields=fields)
         logger.info("[sandbox] %s now sends inbound SMS to %s", number.msisdn, inbound_url or "-")
+        if self.voice_application_id:
+            logger.info("[sandbox] %s now sends calls to %s", number.msisdn, number.application_id)
 
     def cancel_number(self, *, country: str, msisdn: str) -> None:
         with transaction.atomic():
             number = self._rented(country=country, msisdn=msisdn, operation="cancel")
             number.cancelled_at = timezone.now()
             number.inbound_url = ""
-            number.save(update_fields=["cancelled_at", "inbound_url", "updated_at"])
+            number.application_id = ""
+            number.save(
+                update_fields=["cancelled_at", "inbound_url", "application_id", "updated_at"]
+            )
         logger.info("[sandbox] cancelled %s", number.msisdn)
 
     @staticmethod

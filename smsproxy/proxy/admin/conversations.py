@@ -127,6 +127,7 @@ _MESSAGE_INLINE_FIELDS = (
     "status",
     "error_code",
     "attempts",
+    "duration",  # calls only
 )
 
 

@@ -98,6 +98,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Times", {"fields": ["created_at", "updated_at", "sent_at", "delivered_at"]}),
+        ("Call", {"fields": ["caller_leg_uuid", "callee_leg_uuid", "duration"]}),
     ]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
