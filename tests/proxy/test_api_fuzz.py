@@ -10,11 +10,14 @@ operations are driven through its Python API with Hypothesis directly.)
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck, given, settings
 from rest_framework.authtoken.models import Token
 from schemathesis.specs.openapi.checks import ignored_auth, positive_data_acceptance
@@ -45,8 +48,16 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def api_schema() -> Any:
-    return schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+def api_schema() -> Iterator[Any]:
+    # schemathesis calls the WSGI app directly: like Django's test client, keep its request
+    # signals from closing the test's database connection (and with it the test transaction).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from tests.proxy.fixtures import (
     conversation_end,
     conversation_make,
 )
+from tests.proxy.specs import participant_specs
 from tests.proxy.voice import (
     ANSWER_URL,
     CALLEE_LEG,
@@ -250,7 +251,7 @@ def test_no_ncco_ever_shows_a_participants_real_number(
         for (first, second), close in zip(pairs, closed, strict=False):
             try:
                 conversation = conversation_create(
-                    participants=[{"number": first, "name": "A"}, {"number": second, "name": "B"}]
+                    participants=participant_specs((first, "A"), (second, "B"))
                 )
             except ApplicationError as error:  # the pool is small: exhaustion is a valid draw
                 assert error.code == "pool_exhausted"
