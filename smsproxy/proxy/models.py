@@ -89,6 +89,32 @@ class Participant(models.Model):
         return f"{self.name or self.real_number} via {self.proxy_number_id}"
 
 
+class NumberUse(models.Model):
+    """Every proxy number a real number has used, and when it last did (rule 3's history).
+
+    Written by each way a person comes to use a number (assignment, a staff reassignment, a
+    reopen) and when the use ends (close, expiry, reassignment away), so "not used recently"
+    does not depend on Participant rows, which a reassignment overwrites in place. One row per
+    pair, read by the ranking with one lookup on the unique index.
+    """
+
+    real_number = models.CharField("real number (E.164)", max_length=16)
+    proxy_number = models.ForeignKey(
+        "numbers.VirtualNumber", on_delete=models.CASCADE, related_name="+"
+    )
+    last_used_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["real_number", "proxy_number"], name="number_use_pair_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.real_number} used {self.proxy_number_id} until {self.last_used_at}"
+
+
 class Message(models.Model):
     class Direction(models.TextChoices):
         INBOUND = "inbound", "Inbound"

@@ -12,7 +12,6 @@ from django.db.models import (
     Exists,
     F,
     IntegerField,
-    Max,
     OuterRef,
     Prefetch,
     Q,
@@ -21,11 +20,10 @@ from django.db.models import (
     Value,
     When,
 )
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.models import Conversation, Message, Participant
+from smsproxy.proxy.models import Conversation, Message, NumberUse, Participant
 
 # A number this real number used within this window counts as "used recently" (rule 3): a late
 # reply to an old thread would otherwise reach a new partner on the same proxy number.
@@ -90,24 +88,12 @@ def proxy_number_candidate_list(
     """
     now = now or timezone.now()
     live_for_this_number = participant_live_list(now=now).filter(real_number=real_number)
-    recent_use = (
-        Participant.objects.filter(
-            real_number=real_number,
-            proxy_number=OuterRef("pk"),
-        )
-        .annotate(
-            used_until=Coalesce(
-                "conversation__closed_at",
-                "conversation__expires_at",
-                "created_at",
-                output_field=DateTimeField(),
-            )
-        )
-        .filter(used_until__gte=now - RECENT_USE_WINDOW)
-        .values("proxy_number")
-        .annotate(last_used=Max("used_until"))
-        .values("last_used")
-    )
+    # One lookup on the history's unique (real number, proxy number) index per candidate.
+    recent_use = NumberUse.objects.filter(
+        real_number=real_number,
+        proxy_number=OuterRef("pk"),
+        last_used_at__gte=now - RECENT_USE_WINDOW,
+    ).values("last_used_at")[:1]
     return (
         VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE, reserved=False)
         .filter(sms_capable_q())

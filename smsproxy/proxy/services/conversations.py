@@ -40,6 +40,7 @@ from smsproxy.proxy.services.assignment import (
     expired_routes_close,
     number_loads_adjust,
     number_status_locked,
+    number_uses_record,
     participant_assign,
     participants_deactivate,
     proxy_number_rent,
@@ -161,6 +162,7 @@ def _conversation_write(
             )
             assigned[participant.proxy_number_id] += 1
             created.append(participant)
+        number_uses_record(uses=[(p.real_number, p.proxy_number_id, now) for p in created])
         number_loads_adjust(changes=assigned)
         for participant, other in ((created[0], created[1]), (created[1], created[0])):
             message_queue_outbound(
@@ -348,6 +350,14 @@ def participant_reassign(
                 "conversation just now; choose another number.",
                 code="proxy_number_in_use",
             ) from exc
+        # Both numbers count as used by this person from now: a late reply from the previous
+        # partner's thread may still come from `previous`.
+        number_uses_record(
+            uses=[
+                (participant.real_number, previous.pk, now),
+                (participant.real_number, proxy_number.pk, now),
+            ]
+        )
         if participant.active:
             number_loads_adjust(changes=Counter({previous.pk: -1, proxy_number.pk: 1}))
         other = (
