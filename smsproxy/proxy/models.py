@@ -27,6 +27,9 @@ class Conversation(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The lifetime it was given, kept for what restarts it: a reopen, and each message when
+    # PROXY_TTL_FROM is last_message.
+    ttl = models.PositiveIntegerField("TTL (seconds)", default=0, help_text="0 = no expiry.")
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
 
@@ -135,6 +138,7 @@ class Message(models.Model):
         CONVERSATION = "conversation", "Conversation"  # an inbound text, or its forward
         INTRO = "intro", "Introduction"
         OUT_OF_SESSION = "out_of_session", "Out-of-session reply"
+        SYSTEM = "system", "System message from the marketplace"
 
     direction = models.CharField(max_length=8, choices=Direction.choices)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.CONVERSATION)

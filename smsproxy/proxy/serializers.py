@@ -14,6 +14,7 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
+from smsproxy.proxy.services.assignment import NumberSelection
 from smsproxy.proxy.services.conversations import REFERENCE_MAX_LENGTH, TTL_MAX_SECONDS
 from smsproxy.proxy.services.participants import (
     NAME_MAX_LENGTH,
@@ -91,6 +92,22 @@ class ConversationCreateInputSerializer(serializers.Serializer[Any]):
         allow_null=True,
         default=None,
         help_text="Lifetime in seconds; defaults to PROXY_CONVERSATION_TTL (0 = no expiry).",
+    )
+    intro = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="false: no intro SMS; the marketplace tells its users the numbers itself.",
+    )
+    number_selection = serializers.ChoiceField(
+        choices=[(choice.value, choice.value) for choice in NumberSelection],
+        required=False,
+        default=NumberSelection.AVOID_STICKY.value,
+        help_text=(
+            "`avoid-sticky`: a number each person has not used recently (a late reply to an old "
+            "thread cannot reach the new partner). `prefer-sticky`: the number each person last "
+            "used with the same other person, when it is free for them; otherwise as "
+            "`avoid-sticky`."
+        ),
     )
 
     def validate_participants(self, value: list[dict[str, Any]]) -> list[ParticipantSpec]:

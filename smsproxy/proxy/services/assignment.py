@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
+from enum import StrEnum
 from http import HTTPStatus
 from typing import Any
 
@@ -32,6 +33,15 @@ logger = logging.getLogger(__name__)
 # How many numbers one participant's assignment tries when concurrent requests keep taking the
 # chosen one first (the unique constraint decides who wins; the loser moves to the next number).
 ASSIGN_ATTEMPTS = 5
+
+
+class NumberSelection(StrEnum):
+    """How a new conversation's proxy numbers are chosen (DESIGN.md §7 `number_selection`)."""
+
+    # Rule 3: avoid the numbers this real number used recently.
+    AVOID_STICKY = "avoid-sticky"
+    # The number this real number last used with the same other real number, when free for it.
+    PREFER_STICKY = "prefer-sticky"
 
 
 class PoolExhausted(Exception):
@@ -60,11 +70,17 @@ def participant_assign(
     spec: ParticipantSpec,
     now: datetime,
     pending_load: Mapping[int, int],
+    prefer_number_id: int | None = None,
+    participant: Participant | None = None,
 ) -> Participant:
     """Insert the participant on the best free number; the unique constraint settles races.
 
+    `prefer_number_id` goes first when it is eligible (prefer-sticky, a reopen's old number).
+    With `participant` (an inactive row of a conversation being reopened) that row is put
+    back on the chosen number instead of a new row being inserted.
     Raises PoolExhausted when no number is eligible. Call it inside a transaction; the
-    participant's load is the caller's to write (see `number_loads_adjust`).
+    participant's load and history are the caller's to write (`number_loads_adjust`,
+    `number_uses_record`).
     """
     tried: set[int] = set()
     for _attempt in range(ASSIGN_ATTEMPTS):
@@ -73,6 +89,7 @@ def participant_assign(
             country=spec.number.country,
             exclude_ids=tried,
             pending_load=pending_load,
+            prefer_id=prefer_number_id,
             now=now,
         ).first()
         if proxy_number is None:
@@ -83,6 +100,11 @@ def participant_assign(
             with transaction.atomic():
                 if number_status_locked(number_id=proxy_number.pk) != VirtualNumber.Status.ACTIVE:
                     raise _NumberReleasedMeanwhile
+                if participant is not None:
+                    participant.proxy_number = proxy_number
+                    participant.active = True
+                    participant.save(update_fields=["proxy_number", "active"])
+                    return participant
                 return Participant.objects.create(
                     conversation=conversation,
                     name=spec.name,
