@@ -261,6 +261,14 @@ class ConversationOutputSerializer(serializers.Serializer[Conversation]):
 class MessageOutputSerializer(serializers.Serializer[Message]):
     id = serializers.IntegerField()
     direction = serializers.ChoiceField(choices=Message.Direction.choices)
+    purpose = serializers.ChoiceField(
+        choices=Message.Purpose.choices,
+        help_text=(
+            "`conversation`: a participant's text or its forward; `intro`: the intro SMS; "
+            "`system`: a system message of the marketplace; `out_of_session`: a reply to a "
+            "text that no live conversation took."
+        ),
+    )
     sender = serializers.CharField()
     recipient = serializers.CharField()
     text = serializers.CharField()
@@ -268,3 +276,42 @@ class MessageOutputSerializer(serializers.Serializer[Message]):
     error_code = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class SystemMessageInputSerializer(serializers.Serializer[Any]):
+    """The body of `POST /api/conversations/{id}/messages/`; `to` becomes E.164."""
+
+    to = serializers.CharField(
+        max_length=32,
+        help_text="The real number of the participant to text, in any format `number` takes.",
+    )
+    text = serializers.CharField(
+        trim_whitespace=False,
+        help_text="At most PROXY_MAX_TEXT_LENGTH characters (default 1600); not empty.",
+    )
+
+    def validate_to(self, value: str) -> str:
+        parsed = phone_parse(number=value)
+        if parsed is None:
+            raise serializers.ValidationError("Not a valid phone number.")
+        return parsed.e164
+
+    def validate_text(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("Must not be empty.")
+        if len(value) > settings.PROXY_MAX_TEXT_LENGTH:
+            raise serializers.ValidationError(
+                f"At most {settings.PROXY_MAX_TEXT_LENGTH} characters; {len(value)} given."
+            )
+        return value
+
+
+class ConversationReopenInputSerializer(serializers.Serializer[Any]):
+    ttl = serializers.IntegerField(
+        min_value=1,
+        max_value=TTL_MAX_SECONDS,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="New lifetime in seconds from now; defaults to the conversation's own TTL.",
+    )
