@@ -24,7 +24,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
-from smsproxy.proxy.models import Conversation, InboundPart, Message, MessagePart, Participant
+from smsproxy.proxy.models import (
+    Conversation,
+    InboundPart,
+    Message,
+    MessagePart,
+    NumberUse,
+    Participant,
+)
 from smsproxy.proxy.services.assignment import number_loads_recount
 from smsproxy.sandbox.models import SandboxMessage, SandboxNumber
 
@@ -72,6 +79,7 @@ def tables_clear() -> None:
         MessagePart,
         Message,
         Participant,
+        NumberUse,
         Conversation,
         VirtualNumber,
         ProvisioningJob,
@@ -156,6 +164,18 @@ def conversations_build(
                         )
                     )
             Participant.objects.bulk_create(participants)
+            # Rule 3's history, as the services write it with each assignment.
+            NumberUse.objects.bulk_create(
+                (
+                    NumberUse(
+                        real_number=participant.real_number,
+                        proxy_number=participant.proxy_number,
+                        last_used_at=conversations[0].created_at,
+                    )
+                    for participant in participants
+                ),
+                ignore_conflicts=True,
+            )
         if on_batch is not None:
             on_batch(batch.stop)
     # bulk_create bypasses the services that keep each number's stored load.

@@ -230,6 +230,14 @@ PROXY_OUT_OF_SESSION_REPLY = env.str(
     default="This conversation has ended. Messages to this number are no longer forwarded.",
 )
 PROXY_REDACT_NUMBERS = env.bool("PROXY_REDACT_NUMBERS", default=True)
+PROXY_MAX_TEXT_LENGTH = env.int("PROXY_MAX_TEXT_LENGTH", default=1600)
+if PROXY_MAX_TEXT_LENGTH < 1:
+    raise ImproperlyConfigured("PROXY_MAX_TEXT_LENGTH must be a positive number of characters.")
+PROXY_TTL_FROM = env.str("PROXY_TTL_FROM", default="created").strip().lower()
+if PROXY_TTL_FROM not in {"created", "last_message"}:
+    raise ImproperlyConfigured(
+        f"PROXY_TTL_FROM must be 'created' or 'last_message', not {PROXY_TTL_FROM!r}."
+    )
 
 # --- Celery (used only when CELERY_BROKER_URL is set) ---------------------------------------
 CELERY_RESULT_BACKEND = None

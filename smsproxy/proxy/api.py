@@ -25,9 +25,13 @@ from smsproxy.proxy.serializers import (
     ConversationCreateInputSerializer,
     ConversationFilterSerializer,
     ConversationOutputSerializer,
+    ConversationReopenInputSerializer,
     MessageOutputSerializer,
+    SystemMessageInputSerializer,
 )
 from smsproxy.proxy.services.conversations import conversation_close, conversation_create
+from smsproxy.proxy.services.reopen import conversation_reopen
+from smsproxy.proxy.services.system_messages import system_message_send
 
 TAG = "conversations"
 PUBLIC_ID_PARAMETER = OpenApiParameter(
@@ -188,3 +192,64 @@ class ConversationMessageListApi(APIView):
             serializer_class=MessageOutputSerializer,
             context={},
         )
+
+    @extend_schema(
+        operation_id="conversations_messages_create",
+        tags=[TAG],
+        parameters=[PUBLIC_ID_PARAMETER],
+        request=SystemMessageInputSerializer,
+        responses={
+            HTTPStatus.CREATED: MessageOutputSerializer,
+            HTTPStatus.BAD_REQUEST: ErrorSerializer,
+            HTTPStatus.NOT_FOUND: ErrorSerializer,
+            HTTPStatus.CONFLICT: ErrorSerializer,
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE: ErrorSerializer,
+            **_AUTH_ERRORS,
+        },
+        description=(
+            "A system message: the marketplace's own text to one participant, sent from that "
+            "participant's proxy number (queued, rate-limited and redacted like a forward) and "
+            "logged in the conversation with purpose `system`. 400 `validation_error` for an "
+            "empty or too long text; 400 `not_a_participant` when `to` is not the real number "
+            "of a participant; 409 `conversation_closed` when the conversation is closed or "
+            "expired."
+        ),
+    )
+    def post(self, request: Request, public_id: str) -> Response:
+        conversation = _conversation_or_404(public_id, with_participants=False)
+        payload = SystemMessageInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        message = system_message_send(conversation=conversation, **payload.validated_data)
+        return Response(MessageOutputSerializer(message).data, status=HTTPStatus.CREATED)
+
+
+class ConversationReopenApi(APIView):
+    @extend_schema(
+        operation_id="conversations_reopen",
+        tags=[TAG],
+        parameters=[PUBLIC_ID_PARAMETER],
+        request=ConversationReopenInputSerializer,
+        responses={
+            HTTPStatus.OK: ConversationOutputSerializer,
+            HTTPStatus.BAD_REQUEST: ErrorSerializer,
+            HTTPStatus.NOT_FOUND: ErrorSerializer,
+            HTTPStatus.CONFLICT: ErrorSerializer,
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE: ErrorSerializer,
+            HTTPStatus.SERVICE_UNAVAILABLE: ErrorSerializer,
+            **_AUTH_ERRORS,
+        },
+        description=(
+            "Makes a closed or expired conversation live again. Each participant keeps their "
+            "proxy number when it is still free for their real number, else gets a new one "
+            "(and only then an intro SMS). The TTL restarts: the body's `ttl`, else the "
+            "conversation's own. A live conversation is answered unchanged. 503 "
+            "`pool_exhausted` when no number is free for a participant; 409 "
+            "`assignment_conflict` when concurrent requests keep taking the chosen numbers."
+        ),
+    )
+    def post(self, request: Request, public_id: str) -> Response:
+        conversation = _conversation_or_404(public_id, with_participants=False)
+        payload = ConversationReopenInputSerializer(data=request.data)
+        payload.is_valid(raise_exception=True)
+        conversation_reopen(conversation=conversation, **payload.validated_data)
+        return Response(ConversationOutputSerializer(_conversation_or_404(public_id)).data)

@@ -5,6 +5,7 @@ from smsproxy.proxy.api import (
     ConversationDetailApi,
     ConversationListCreateApi,
     ConversationMessageListApi,
+    ConversationReopenApi,
 )
 
 # `public_id` is matched as any segment and checked by the view, so that a malformed id gets
@@ -25,5 +26,10 @@ urlpatterns: list[URLPattern] = [
         "conversations/<str:public_id>/messages/",
         ConversationMessageListApi.as_view(),
         name="conversation-messages",
+    ),
+    path(
+        "conversations/<str:public_id>/reopen/",
+        ConversationReopenApi.as_view(),
+        name="conversation-reopen",
     ),
 ]

@@ -27,6 +27,9 @@ class Conversation(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     expires_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The lifetime it was given, kept for what restarts it: a reopen, and each message when
+    # PROXY_TTL_FROM is last_message.
+    ttl = models.PositiveIntegerField("TTL (seconds)", default=0, help_text="0 = no expiry.")
     closed_at = models.DateTimeField(null=True, blank=True)
     close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
 
@@ -89,6 +92,32 @@ class Participant(models.Model):
         return f"{self.name or self.real_number} via {self.proxy_number_id}"
 
 
+class NumberUse(models.Model):
+    """Every proxy number a real number has used, and when it last did (rule 3's history).
+
+    Written by each way a person comes to use a number (assignment, a staff reassignment, a
+    reopen) and when the use ends (close, expiry, reassignment away), so "not used recently"
+    does not depend on Participant rows, which a reassignment overwrites in place. One row per
+    pair, read by the ranking with one lookup on the unique index.
+    """
+
+    real_number = models.CharField("real number (E.164)", max_length=16)
+    proxy_number = models.ForeignKey(
+        "numbers.VirtualNumber", on_delete=models.CASCADE, related_name="+"
+    )
+    last_used_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["real_number", "proxy_number"], name="number_use_pair_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.real_number} used {self.proxy_number_id} until {self.last_used_at}"
+
+
 # The statuses of a call (direction `call`), and those no SMS can have.
 CALL_ONLY_STATUSES = (
     "started",
@@ -133,6 +162,7 @@ class Message(models.Model):
         CONVERSATION = "conversation", "Conversation"  # an inbound text, or its forward
         INTRO = "intro", "Introduction"
         OUT_OF_SESSION = "out_of_session", "Out-of-session reply"
+        SYSTEM = "system", "System message from the marketplace"
 
     direction = models.CharField(max_length=8, choices=Direction.choices)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.CONVERSATION)

@@ -12,7 +12,6 @@ from django.db.models import (
     Exists,
     F,
     IntegerField,
-    Max,
     OuterRef,
     Prefetch,
     Q,
@@ -25,7 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.models import Conversation, Message, Participant
+from smsproxy.proxy.models import Conversation, Message, NumberUse, Participant
 
 # A number this real number used within this window counts as "used recently" (rule 3): a late
 # reply to an old thread would otherwise reach a new partner on the same proxy number.
@@ -74,6 +73,7 @@ def proxy_number_candidate_list(
     country: str,
     exclude_ids: set[int] | frozenset[int] = frozenset(),
     pending_load: Mapping[int, int] | None = None,
+    prefer_id: int | None = None,
     now: datetime | None = None,
 ) -> QuerySet[VirtualNumber]:
     """Numbers `real_number` may be given in a new conversation, best first (rule 3).
@@ -83,30 +83,22 @@ def proxy_number_candidate_list(
     within `RECENT_USE_WINDOW` (else the least recently used); the least loaded (the stored
     `assigned_participants`, which also counts expired conversations the sweep has not closed
     yet: they hold their route until then), plus `pending_load` (number id → participants given
-    it in the caller's transaction whose load is not written yet).
+    it in the caller's transaction whose load is not written yet). `prefer_id`, when eligible,
+    comes before all of them.
 
     A number whose only use by this real number is in an expired conversation that the sweep
     has not closed yet is eligible: the caller closes that conversation before assigning.
     """
     now = now or timezone.now()
     live_for_this_number = participant_live_list(now=now).filter(real_number=real_number)
-    recent_use = (
-        Participant.objects.filter(
-            real_number=real_number,
-            proxy_number=OuterRef("pk"),
-        )
-        .annotate(
-            used_until=Coalesce(
-                "conversation__closed_at",
-                "conversation__expires_at",
-                "created_at",
-                output_field=DateTimeField(),
-            )
-        )
-        .filter(used_until__gte=now - RECENT_USE_WINDOW)
-        .values("proxy_number")
-        .annotate(last_used=Max("used_until"))
-        .values("last_used")
+    # One lookup on the history's unique (real number, proxy number) index per candidate.
+    recent_use = NumberUse.objects.filter(
+        real_number=real_number,
+        proxy_number=OuterRef("pk"),
+        last_used_at__gte=now - RECENT_USE_WINDOW,
+    ).values("last_used_at")[:1]
+    preference = (
+        [] if prefer_id is None else [Case(When(pk=prefer_id, then=Value(0)), default=Value(1))]
     )
     return (
         VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE, reserved=False)
@@ -131,12 +123,38 @@ def proxy_number_candidate_list(
             ),
         )
         .order_by(
+            *preference,
             "other_country",
             # NULL (not used recently) first, then the least recently used.
             F("recently_used_at").asc(nulls_first=True),
             "load",
             "pk",
         )
+    )
+
+
+def proxy_number_last_used_with(*, real_number: str, other_real_number: str) -> int | None:
+    """The proxy number `real_number` had in its latest conversation with `other_real_number`.
+
+    The latest is the one that ended last (a live one first): a reopened old conversation is
+    more recent than a newer one closed before it.
+    """
+    return (
+        Participant.objects.filter(
+            real_number=real_number,
+            conversation__participants__real_number=other_real_number,
+        )
+        .annotate(
+            ended_at=Coalesce(
+                "conversation__closed_at",
+                "conversation__expires_at",
+                "conversation__created_at",
+                output_field=DateTimeField(),
+            )
+        )
+        .order_by(F("conversation__closed_at").desc(nulls_first=True), "-ended_at", "-pk")
+        .values_list("proxy_number_id", flat=True)
+        .first()
     )
 
 

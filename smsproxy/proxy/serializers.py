@@ -14,6 +14,7 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
+from smsproxy.proxy.services.assignment import NumberSelection
 from smsproxy.proxy.services.conversations import REFERENCE_MAX_LENGTH, TTL_MAX_SECONDS
 from smsproxy.proxy.services.participants import (
     NAME_MAX_LENGTH,
@@ -74,6 +75,22 @@ class ConversationCreateInputSerializer(serializers.Serializer[Any]):
         allow_null=True,
         default=None,
         help_text="Lifetime in seconds; defaults to PROXY_CONVERSATION_TTL (0 = no expiry).",
+    )
+    intro = serializers.BooleanField(
+        required=False,
+        default=True,
+        help_text="false: no intro SMS; the marketplace tells its users the numbers itself.",
+    )
+    number_selection = serializers.ChoiceField(
+        choices=[(choice.value, choice.value) for choice in NumberSelection],
+        required=False,
+        default=NumberSelection.AVOID_STICKY.value,
+        help_text=(
+            "`avoid-sticky`: a number each person has not used recently (a late reply to an old "
+            "thread cannot reach the new partner). `prefer-sticky`: the number each person last "
+            "used with the same other person, when it is free for them; otherwise as "
+            "`avoid-sticky`."
+        ),
     )
 
     def validate_participants(self, value: list[dict[str, Any]]) -> list[ParticipantSpec]:
@@ -227,6 +244,14 @@ class ConversationOutputSerializer(serializers.Serializer[Conversation]):
 class MessageOutputSerializer(serializers.Serializer[Message]):
     id = serializers.IntegerField()
     direction = serializers.ChoiceField(choices=Message.Direction.choices)
+    purpose = serializers.ChoiceField(
+        choices=Message.Purpose.choices,
+        help_text=(
+            "`conversation`: a participant's text or its forward; `intro`: the intro SMS; "
+            "`system`: a system message of the marketplace; `out_of_session`: a reply to a "
+            "text that no live conversation took."
+        ),
+    )
     sender = serializers.CharField()
     recipient = serializers.CharField()
     text = serializers.CharField()
@@ -234,3 +259,42 @@ class MessageOutputSerializer(serializers.Serializer[Message]):
     error_code = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+
+class SystemMessageInputSerializer(serializers.Serializer[Any]):
+    """The body of `POST /api/conversations/{id}/messages/`; `to` becomes E.164."""
+
+    to = serializers.CharField(
+        max_length=32,
+        help_text="The real number of the participant to text, in any format `number` takes.",
+    )
+    text = serializers.CharField(
+        trim_whitespace=False,
+        help_text="At most PROXY_MAX_TEXT_LENGTH characters (default 1600); not empty.",
+    )
+
+    def validate_to(self, value: str) -> str:
+        parsed = phone_parse(number=value)
+        if parsed is None:
+            raise serializers.ValidationError("Not a valid phone number.")
+        return parsed.e164
+
+    def validate_text(self, value: str) -> str:
+        if not value.strip():
+            raise serializers.ValidationError("Must not be empty.")
+        if len(value) > settings.PROXY_MAX_TEXT_LENGTH:
+            raise serializers.ValidationError(
+                f"At most {settings.PROXY_MAX_TEXT_LENGTH} characters; {len(value)} given."
+            )
+        return value
+
+
+class ConversationReopenInputSerializer(serializers.Serializer[Any]):
+    ttl = serializers.IntegerField(
+        min_value=1,
+        max_value=TTL_MAX_SECONDS,
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="New lifetime in seconds from now; defaults to the conversation's own TTL.",
+    )

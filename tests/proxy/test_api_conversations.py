@@ -590,6 +590,7 @@ def test_messages_list(api_client: APIClient, pool: list[Any]) -> None:
         == {
             "id",
             "direction",
+            "purpose",
             "sender",
             "recipient",
             "text",
@@ -600,10 +601,10 @@ def test_messages_list(api_client: APIClient, pool: list[Any]) -> None:
         }
         for item in results
     )
-    assert [(item["direction"], item["status"]) for item in results] == [
-        ("outbound", "queued"),
-        ("outbound", "queued"),
-        ("inbound", "received"),
+    assert [(item["direction"], item["purpose"], item["status"]) for item in results] == [
+        ("outbound", "intro", "queued"),
+        ("outbound", "intro", "queued"),
+        ("inbound", "conversation", "received"),
     ]
     assert results[2]["id"] == inbound.pk
     assert results[2]["text"] == "Running 5 minutes late"

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.models import Conversation, Message, Participant
+from smsproxy.proxy.models import Conversation, Message, NumberUse, Participant
 from smsproxy.proxy.selectors import RECENT_USE_WINDOW, participant_live_list
 from smsproxy.proxy.services import assignment
 from smsproxy.proxy.services.assignment import number_loads_recount
@@ -138,13 +138,8 @@ def test_among_recently_used_numbers_the_least_recently_used_wins() -> None:
     first, second = VirtualNumberFactory.create_batch(2)
     me = person(0)
     now = timezone.now()
-    for number, closed_ago in ((first, timedelta(days=2)), (second, timedelta(days=1))):
-        participant = ParticipantFactory.create(proxy_number=number, real_number=me, active=False)
-        Conversation.objects.filter(pk=participant.conversation_id).update(
-            status=Conversation.Status.CLOSED,
-            closed_at=now - closed_ago,
-            close_reason=Conversation.CloseReason.API,
-        )
+    NumberUse.objects.create(real_number=me, proxy_number=first, last_used_at=now - timedelta(2))
+    NumberUse.objects.create(real_number=me, proxy_number=second, last_used_at=now - timedelta(1))
     ParticipantFactory.create(proxy_number=first, real_number=person(20))  # first is busier, too
 
     assert proxy_of(open_between(me, person(1)), me) == first
@@ -153,18 +148,73 @@ def test_among_recently_used_numbers_the_least_recently_used_wins() -> None:
 def test_a_use_older_than_the_window_does_not_count_as_recent() -> None:
     old, busy = VirtualNumberFactory.create_batch(2)
     me = person(0)
-    participant = ParticipantFactory.create(proxy_number=old, real_number=me, active=False)
-    Conversation.objects.filter(pk=participant.conversation_id).update(
-        status=Conversation.Status.CLOSED,
-        closed_at=timezone.now() - RECENT_USE_WINDOW - timedelta(days=1),
-        close_reason=Conversation.CloseReason.EXPIRED,
-    )
-    Participant.objects.filter(pk=participant.pk).update(
-        created_at=timezone.now() - RECENT_USE_WINDOW - timedelta(days=2)
-    )
+    long_ago = timezone.now() - RECENT_USE_WINDOW - timedelta(days=1)
+    NumberUse.objects.create(real_number=me, proxy_number=old, last_used_at=long_ago)
+    NumberUse.objects.create(real_number=me, proxy_number=busy, last_used_at=long_ago)
     ParticipantFactory.create(proxy_number=busy, real_number=person(20))
 
     assert proxy_of(open_between(me, person(1)), me) == old  # now simply the least loaded
+
+
+def test_a_reassigned_number_still_counts_as_used_recently() -> None:
+    """Issue 10, finding 8: staff moved me from A to B; my next conversation, with someone
+    new, must not get A, the number my previous partner's texts came from."""
+    a, b, c = VirtualNumberFactory.create_batch(3)
+    me = person(0)
+    old = open_between(me, person(1))
+    assert proxy_of(old, me) == a
+    participant_reassign(participant=old.participants.get(real_number=me), proxy_number=b)
+    conversation_close(conversation=old, reason=Conversation.CloseReason.API)
+    # A and B idle, C the busiest: only the history can keep A away.
+    for index in range(3):
+        ParticipantFactory.create(proxy_number=c, real_number=person(20 + index))
+
+    new = open_between(me, person(2))
+
+    assert proxy_of(new, me) == c
+
+
+def test_a_long_use_counts_from_its_end_not_its_start() -> None:
+    long_used, other = VirtualNumberFactory.create_batch(2)
+    me = person(0)
+    old = open_between(me, person(1))
+    assert proxy_of(old, me) == long_used
+    Participant.objects.filter(conversation=old).update(
+        created_at=timezone.now() - RECENT_USE_WINDOW - timedelta(days=5)
+    )
+    NumberUse.objects.update(last_used_at=timezone.now() - RECENT_USE_WINDOW - timedelta(days=5))
+    conversation_close(conversation=old, reason=Conversation.CloseReason.API)  # ended just now
+    ParticipantFactory.create(proxy_number=other, real_number=person(20))
+
+    assert proxy_of(open_between(me, person(2)), me) == other
+
+
+def test_every_way_of_using_a_number_is_recorded() -> None:
+    first, second = VirtualNumberFactory.create_batch(2)
+    me, partner = person(0), person(1)
+    conversation = open_between(me, partner)
+    uses = dict(NumberUse.objects.values_list("real_number", "proxy_number_id"))
+    assert uses == {me: first.pk, partner: second.pk}
+    created = NumberUse.objects.get(real_number=me).last_used_at
+
+    participant_reassign(
+        participant=conversation.participants.get(real_number=me), proxy_number=second
+    )
+    assert set(
+        NumberUse.objects.filter(real_number=me).values_list("proxy_number_id", flat=True)
+    ) == {
+        first.pk,
+        second.pk,
+    }
+    Conversation.objects.filter(pk=conversation.pk).update(
+        expires_at=timezone.now() + timedelta(hours=1)
+    )
+    conversation_close(conversation=conversation, reason=Conversation.CloseReason.API)
+    conversation.refresh_from_db()
+    ended = NumberUse.objects.get(real_number=me, proxy_number=second).last_used_at
+    assert ended == conversation.closed_at and ended > created
+    # The earlier time never overwrites a later one.
+    assert NumberUse.objects.get(real_number=me, proxy_number=first).last_used_at >= created
 
 
 def test_an_expired_unswept_conversation_frees_its_numbers() -> None:

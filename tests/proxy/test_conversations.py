@@ -20,12 +20,12 @@ from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live, live_conversation_q
 from smsproxy.proxy.services import conversations as conversation_services
 from smsproxy.proxy.services.conversations import (
-    WRITE_ATTEMPTS,
     conversation_close,
     conversation_create,
     conversations_expire,
     participant_reassign,
 )
+from smsproxy.proxy.services.writes import WRITE_ATTEMPTS
 from tests.factories import ConversationFactory, ParticipantFactory, VirtualNumberFactory
 from tests.proxy.specs import open_between, participant_specs
 

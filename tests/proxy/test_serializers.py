@@ -52,6 +52,8 @@ def test_valid_input_becomes_two_specs() -> None:
         ],
         "reference": "booking-42",
         "ttl": 3600,
+        "intro": True,
+        "number_selection": "avoid-sticky",
     }
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from enum import StrEnum
 from http import HTTPStatus
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -22,7 +24,7 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.base import ProviderError
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.models import Conversation, Participant
+from smsproxy.proxy.models import Conversation, NumberUse, Participant
 from smsproxy.proxy.selectors import participant_expired_route_list, proxy_number_candidate_list
 from smsproxy.proxy.services.participants import ParticipantSpec
 
@@ -31,6 +33,15 @@ logger = logging.getLogger(__name__)
 # How many numbers one participant's assignment tries when concurrent requests keep taking the
 # chosen one first (the unique constraint decides who wins; the loser moves to the next number).
 ASSIGN_ATTEMPTS = 5
+
+
+class NumberSelection(StrEnum):
+    """How a new conversation's proxy numbers are chosen (DESIGN.md §7 `number_selection`)."""
+
+    # Rule 3: avoid the numbers this real number used recently.
+    AVOID_STICKY = "avoid-sticky"
+    # The number this real number last used with the same other real number, when free for it.
+    PREFER_STICKY = "prefer-sticky"
 
 
 class PoolExhausted(Exception):
@@ -59,11 +70,17 @@ def participant_assign(
     spec: ParticipantSpec,
     now: datetime,
     pending_load: Mapping[int, int],
+    prefer_number_id: int | None = None,
+    participant: Participant | None = None,
 ) -> Participant:
     """Insert the participant on the best free number; the unique constraint settles races.
 
+    `prefer_number_id` goes first when it is eligible (prefer-sticky, a reopen's old number).
+    With `participant` (an inactive row of a conversation being reopened) that row is put
+    back on the chosen number instead of a new row being inserted.
     Raises PoolExhausted when no number is eligible. Call it inside a transaction; the
-    participant's load is the caller's to write (see `number_loads_adjust`).
+    participant's load and history are the caller's to write (`number_loads_adjust`,
+    `number_uses_record`).
     """
     tried: set[int] = set()
     for _attempt in range(ASSIGN_ATTEMPTS):
@@ -72,6 +89,7 @@ def participant_assign(
             country=spec.number.country,
             exclude_ids=tried,
             pending_load=pending_load,
+            prefer_id=prefer_number_id,
             now=now,
         ).first()
         if proxy_number is None:
@@ -82,6 +100,11 @@ def participant_assign(
             with transaction.atomic():
                 if number_status_locked(number_id=proxy_number.pk) != VirtualNumber.Status.ACTIVE:
                     raise _NumberReleasedMeanwhile
+                if participant is not None:
+                    participant.proxy_number = proxy_number
+                    participant.active = True
+                    participant.save(update_fields=["proxy_number", "active"])
+                    return participant
                 return Participant.objects.create(
                     conversation=conversation,
                     name=spec.name,
@@ -185,11 +208,57 @@ def conversations_close_expired(*, conversation_ids: list[int]) -> int:
 
 
 def participants_deactivate(*, participants: QuerySet[Participant]) -> None:
-    """Clear the `active` flag (freeing the routes) and take them off their numbers' load."""
+    """Clear the `active` flag (freeing the routes) and take them off their numbers' load.
+
+    Call it after the conversations were closed: each use is remembered as ending at its
+    conversation's `closed_at` (its expiry, for an expired one).
+    """
     active = participants.filter(active=True)
-    freed = Counter(active.values_list("proxy_number_id", flat=True))
+    freed = list(active.values_list("real_number", "proxy_number_id", "conversation__closed_at"))
     active.update(active=False)
-    number_loads_adjust(changes=Counter({number_id: -count for number_id, count in freed.items()}))
+    number_uses_record(
+        uses=[
+            (real_number, number_id, closed_at)
+            for real_number, number_id, closed_at in freed
+            if closed_at is not None
+        ]
+    )
+    load = Counter(number_id for _, number_id, _ in freed)
+    number_loads_adjust(changes=Counter({number_id: -count for number_id, count in load.items()}))
+
+
+# --- Which numbers each person used (rule 3's "not used recently") -------------------------------
+
+
+def number_uses_record(*, uses: Iterable[tuple[str, int, datetime]]) -> None:
+    """Remember that each real number used each proxy number at that time (one statement).
+
+    An existing pair keeps the later of its two times. Call it in the transaction that gives,
+    takes or frees the numbers; pairs are written in key order, so two transactions recording
+    the same pairs queue instead of deadlocking.
+    """
+    latest: dict[tuple[str, int], datetime] = {}
+    for real_number, number_id, used_at in uses:
+        key = (real_number, number_id)
+        latest[key] = max(used_at, latest.get(key, used_at))
+    if not latest:
+        return
+    table = connection.ops.quote_name(NumberUse._meta.db_table)
+    rows = sorted(latest.items())
+    values = ", ".join(["(%s, %s, %s)"] * len(rows))
+    params: list[Any] = []
+    for (real_number, number_id), used_at in rows:
+        params += [real_number, number_id, connection.ops.adapt_datetimefield_value(used_at)]
+    # Portable upsert (SQLite 3.24+, PostgreSQL): the ORM's update_conflicts cannot keep the
+    # later of two times.
+    sql = (
+        f"INSERT INTO {table} (real_number, proxy_number_id, last_used_at) VALUES {values} "  # noqa: S608
+        "ON CONFLICT (real_number, proxy_number_id) DO UPDATE SET last_used_at = CASE "
+        f"WHEN excluded.last_used_at > {table}.last_used_at THEN excluded.last_used_at "
+        f"ELSE {table}.last_used_at END"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 # --- The numbers' stored load ---------------------------------------------------------------------

@@ -18,10 +18,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from http import HTTPStatus
-from typing import TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
@@ -31,39 +30,29 @@ from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import (
     conversation_is_live,
     participant_live_list,
+    proxy_number_last_used_with,
     sms_capable_q,
 )
 from smsproxy.proxy.services.assignment import (
-    PoolExhausted,
+    NumberSelection,
     assignment_conflict_error,
     conversations_close_expired,
     expired_routes_close,
     number_loads_adjust,
     number_status_locked,
+    number_uses_record,
     participant_assign,
     participants_deactivate,
-    proxy_number_rent,
 )
 from smsproxy.proxy.services.participants import ParticipantSpec, participants_confirm
+from smsproxy.proxy.services.writes import pool_served, write_retried
 
 logger = logging.getLogger(__name__)
 
 REFERENCE_MAX_LENGTH = Conversation._meta.get_field("reference").max_length or 200
 # Ten years: beyond any marketplace booking, and far from datetime's overflow.
 TTL_MAX_SECONDS = 10 * 366 * 24 * 3600
-# How many times a whole write runs when PostgreSQL aborts it for a lock conflict: two
-# requests inserting the same two people in opposite order wait on each other's unique-index
-# entries (a deadlock); the database aborts one, which then runs again on the new state.
-WRITE_ATTEMPTS = 3
-# SQLSTATEs of a transaction aborted by a lock conflict: deadlock_detected, serialization_failure.
-_LOCK_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
-# One rented number can serve both participants; a second rental covers a concurrent request
-# taking the first one for the same real number.
-AUTO_PROVISION_MAX_RENTALS = 2
 EXPIRE_BATCH_SIZE = 500
-
-_T = TypeVar("_T")
-
 
 # --- Opening a conversation ----------------------------------------------------------------------
 
@@ -73,103 +62,76 @@ def conversation_create(
     participants: Sequence[ParticipantSpec],
     reference: str = "",
     ttl: int | None = None,
+    intro: bool = True,
+    number_selection: str = NumberSelection.AVOID_STICKY,
 ) -> Conversation:
     """Open a conversation between two real numbers, each given a proxy number, and introduce them.
 
     `participants` are the two specs the edge parsed and checked. Their numbers are confirmed
     with Number Insight here, outside the write transaction: no row lock waits on Vonage.
-    Proxy numbers are assigned by rule 3; the intro SMS are queued in the same transaction.
-    `ttl` (seconds, at most TTL_MAX_SECONDS) or PROXY_CONVERSATION_TTL sets the expiry.
+    Proxy numbers are assigned by rule 3 (or `number_selection` prefer-sticky); the intro SMS
+    (unless `intro` is false) are queued in the same transaction. `ttl` (seconds, at most
+    TTL_MAX_SECONDS) or PROXY_CONVERSATION_TTL sets the expiry.
     """
     if len(participants) != 2:
         raise ValueError(f"A conversation has two participants, not {len(participants)}")
+    selection = NumberSelection(number_selection)
     confirmed = participants_confirm(specs=participants)
     ttl_seconds = ttl if ttl is not None else max(int(settings.PROXY_CONVERSATION_TTL), 0)
-
-    rentals = 0
-    while True:
-        try:
-            return _write_retried(
-                lambda: _conversation_write(specs=confirmed, reference=reference, ttl=ttl_seconds),
-                what="Opening a conversation",
-                conflict_error=assignment_conflict_error,
-            )
-        except PoolExhausted as exhausted:
-            if not settings.PROXY_AUTO_PROVISION:
-                raise ApplicationError(
-                    "No proxy number is free for this conversation: every number in the pool "
-                    "is already used by one of these participants. Add numbers to the pool.",
-                    code="pool_exhausted",
-                    status=HTTPStatus.SERVICE_UNAVAILABLE,
-                ) from None
-            if rentals >= AUTO_PROVISION_MAX_RENTALS:
-                raise ApplicationError(
-                    "No proxy number is free for this conversation, even after renting "
-                    f"{rentals} more. Try again.",
-                    code="pool_exhausted",
-                    status=HTTPStatus.SERVICE_UNAVAILABLE,
-                ) from None
-            # Renting calls the provider: done between transactions, so a rented number is
-            # committed to the pool even if this conversation then fails.
-            proxy_number_rent(country=exhausted.country)
-            rentals += 1
-
-
-def _write_retried(
-    write: Callable[[], _T], *, what: str, conflict_error: Callable[[], ApplicationError]
-) -> _T:
-    """Run `write` (one atomic block) again when PostgreSQL aborts it for a lock conflict.
-
-    Inside a caller's transaction the block is a savepoint: rolling back to it undoes the
-    aborted statement and releases the locks taken since, so running it again is sound there
-    too.
-    """
-    for attempt in range(1, WRITE_ATTEMPTS + 1):
-        try:
-            return write()
-        except OperationalError as exc:
-            if not _is_lock_conflict(exc):
-                raise
-            if attempt == WRITE_ATTEMPTS:
-                raise conflict_error() from exc
-            logger.info("%s hit a lock conflict (%s); running it again", what, exc)
-    raise AssertionError("unreachable")  # the loop returns or raises
-
-
-def _is_lock_conflict(exc: OperationalError) -> bool:
-    cause = exc.__cause__
-    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
-    return sqlstate in _LOCK_CONFLICT_SQLSTATES
+    return pool_served(
+        lambda: write_retried(
+            lambda: _conversation_write(
+                specs=confirmed,
+                reference=reference,
+                ttl=ttl_seconds,
+                intro=intro,
+                selection=selection,
+            ),
+            what="Opening a conversation",
+            conflict_error=assignment_conflict_error,
+        )
+    )
 
 
 def _conversation_write(
-    *, specs: Sequence[ParticipantSpec], reference: str, ttl: int
+    *,
+    specs: Sequence[ParticipantSpec],
+    reference: str,
+    ttl: int,
+    intro: bool,
+    selection: NumberSelection,
 ) -> Conversation:
     with transaction.atomic():
         now = timezone.now()
         conversation = Conversation.objects.create(
             reference=reference,
+            ttl=ttl,
             expires_at=now + timedelta(seconds=ttl) if ttl else None,
         )
         # The stored loads are written once, at the end; until then the numbers already given
         # in this conversation count here, so the second participant sees the first one's load.
         assigned: Counter[int] = Counter()
         created = []
-        for spec in specs:
+        for spec, other_spec in ((specs[0], specs[1]), (specs[1], specs[0])):
+            sticky = None
+            if selection == NumberSelection.PREFER_STICKY:
+                sticky = proxy_number_last_used_with(
+                    real_number=spec.number.e164, other_real_number=other_spec.number.e164
+                )
             participant = participant_assign(
-                conversation=conversation, spec=spec, now=now, pending_load=assigned
+                conversation=conversation,
+                spec=spec,
+                now=now,
+                pending_load=assigned,
+                prefer_number_id=sticky,
             )
             assigned[participant.proxy_number_id] += 1
             created.append(participant)
+        number_uses_record(uses=[(p.real_number, p.proxy_number_id, now) for p in created])
         number_loads_adjust(changes=assigned)
-        for participant, other in ((created[0], created[1]), (created[1], created[0])):
-            message_queue_outbound(
-                sender=participant.proxy_number.msisdn,
-                recipient=participant.real_number,
-                text=intro_text(other_name=other.name),
-                purpose=Message.Purpose.INTRO,
-                conversation=conversation,
-            )
+        if intro:
+            for participant, other in ((created[0], created[1]), (created[1], created[0])):
+                intro_queue(participant=participant, other=other)
     logger.info(
         "Opened conversation %s (reference %r) on %s and %s",
         conversation.public_id,
@@ -178,6 +140,17 @@ def _conversation_write(
         created[1].proxy_number.msisdn,
     )
     return conversation
+
+
+def intro_queue(*, participant: Participant, other: Participant | None) -> Message:
+    """Queue rule 5's intro SMS to `participant`, from their proxy number."""
+    return message_queue_outbound(
+        sender=participant.proxy_number.msisdn,
+        recipient=participant.real_number,
+        text=intro_text(other_name=other.name if other else ""),
+        purpose=Message.Purpose.INTRO,
+        conversation=participant.conversation,
+    )
 
 
 def intro_text(*, other_name: str) -> str:
@@ -201,7 +174,7 @@ def conversation_close(
     """
     if reason not in Conversation.CloseReason.values:
         raise ValueError(f"Unknown close reason {reason!r}")
-    return _write_retried(
+    return write_retried(
         lambda: _conversation_close_write(conversation=conversation, reason=reason, now=now),
         what="Closing a conversation",
         conflict_error=_close_conflict_error,
@@ -348,6 +321,14 @@ def participant_reassign(
                 "conversation just now; choose another number.",
                 code="proxy_number_in_use",
             ) from exc
+        # Both numbers count as used by this person from now: a late reply from the previous
+        # partner's thread may still come from `previous`.
+        number_uses_record(
+            uses=[
+                (participant.real_number, previous.pk, now),
+                (participant.real_number, proxy_number.pk, now),
+            ]
+        )
         if participant.active:
             number_loads_adjust(changes=Counter({previous.pk: -1, proxy_number.pk: 1}))
         other = (
@@ -355,13 +336,7 @@ def participant_reassign(
             .exclude(pk=participant.pk)
             .first()
         )
-        message_queue_outbound(
-            sender=proxy_number.msisdn,
-            recipient=participant.real_number,
-            text=intro_text(other_name=other.name if other else ""),
-            purpose=Message.Purpose.INTRO,
-            conversation=participant.conversation,
-        )
+        intro_queue(participant=participant, other=other)
     logger.info(
         "Moved a participant of conversation %s from %s to %s",
         participant.conversation.public_id,

@@ -38,6 +38,7 @@ from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import InboundPart, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import participant_live_list
+from smsproxy.proxy.services.lifetime import conversation_expiry_push
 from smsproxy.proxy.services.redaction import text_redact_numbers
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ def _message_forward(*, message: Message, route: Participant | None) -> InboundR
     if route is None:
         reply = _out_of_session_reply(message=message)
         return InboundResult(Outcome.UNROUTED, message, reply)
+    conversation_expiry_push(conversation=route.conversation)
     other = (
         Participant.objects.filter(conversation_id=route.conversation_id)
         .exclude(pk=route.pk)
