@@ -31,6 +31,8 @@ OPERATIONS = [
     "GET /api/conversations/{public_id}/",
     "POST /api/conversations/{public_id}/close/",
     "GET /api/conversations/{public_id}/messages/",
+    "POST /api/conversations/{public_id}/messages/",
+    "POST /api/conversations/{public_id}/reopen/",
     "GET /api/numbers/",
 ]
 # A request the schema allows may still be refused with a documented 400: numbers are checked
