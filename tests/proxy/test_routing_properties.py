@@ -2,8 +2,8 @@
 strangers do, driven through the real API and webhook, checked against a model after each step.
 
 Steps: open a conversation (API), close it (API), expire it (its clock moves past
-`expires_at`), inbound SMS from participants and strangers to any pool number (fresh, repeated
-and concatenated parts in any order). After every step:
+`expires_at`), reopen it (API), inbound SMS from participants and strangers to any pool number
+(fresh, repeated and concatenated parts in any order). After every step:
 - a forward goes only to the other live participant on that proxy number, from that
   participant's proxy number, and at most once per inbound message;
 - no outbound SMS has anyone's real number as sender;
@@ -103,6 +103,7 @@ class _Model:
 
 class RoutingMachine(RuleBasedStateMachine):
     conversations = Bundle("conversations")
+    ended = Bundle("ended")
     sent_ids = Bundle("sent_ids")
 
     def __init__(self) -> None:
@@ -152,24 +153,43 @@ class RoutingMachine(RuleBasedStateMachine):
         self.model.conversations.append(conversation)
         return conversation
 
-    @rule(conversation=consumes(conversations))
-    def close(self, conversation: _Conversation | None) -> None:
+    @rule(target=ended, conversation=consumes(conversations))
+    def close(self, conversation: _Conversation | None) -> Any:
         if conversation is None:
-            return
+            return None
         response = self.api.post(f"{CREATE_URL}{conversation.public_id}/close/")
         assert response.status_code == HTTPStatus.OK
         assert response.json()["status"] == "closed"
         conversation.live = False
+        return conversation
 
-    @rule(conversation=consumes(conversations))
-    def expire(self, conversation: _Conversation | None) -> None:
+    @rule(target=ended, conversation=consumes(conversations))
+    def expire(self, conversation: _Conversation | None) -> Any:
         """The clock moves past this conversation's expiry (the sweep has not run)."""
         if conversation is None:
-            return
+            return None
         Conversation.objects.filter(public_id=conversation.public_id).update(
             expires_at=timezone.now() - timedelta(seconds=1)
         )
         conversation.live = False
+        return conversation
+
+    @rule(target=conversations, conversation=consumes(ended))
+    def reopen(self, conversation: _Conversation | None) -> Any:
+        """A late reply makes the marketplace reopen an ended conversation."""
+        if conversation is None:
+            return None
+        response = self.api.post(f"{CREATE_URL}{conversation.public_id}/reopen/", {}, format="json")
+        if response.status_code == HTTPStatus.SERVICE_UNAVAILABLE:
+            assert response.json()["code"] == "pool_exhausted"
+            return None
+        assert response.status_code == HTTPStatus.OK, response.json()
+        data = response.json()
+        assert data["status"] == "active"
+        conversation.proxies = {p["number"]: p["proxy_number"] for p in data["participants"]}
+        assert set(conversation.proxies.values()) <= set(POOL)
+        conversation.live = True
+        return conversation
 
     def _inbound(self, params: dict[str, str]) -> None:
         response = self.webhooks.get(INBOUND_URL, params)
