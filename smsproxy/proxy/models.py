@@ -214,7 +214,8 @@ class Message(models.Model):
             models.CheckConstraint(
                 name="message_status_matches_direction",
                 condition=(
-                    Q(direction="inbound", status__in=["received", "unrouted"])
+                    # An inbound text is `rejected` when longer than PROXY_MAX_TEXT_LENGTH.
+                    Q(direction="inbound", status__in=["received", "unrouted", "rejected"])
                     | (
                         Q(direction="outbound")
                         & ~Q(status__in=["received", "unrouted", *CALL_ONLY_STATUSES])

@@ -47,11 +47,17 @@ CONCAT_TIMEOUT = timedelta(minutes=10)
 OUT_OF_SESSION_REPLY_INTERVAL = timedelta(hours=1)
 
 
+TOO_LONG = "too_long"
+
+
 class Outcome(StrEnum):
     ROUTED = "routed"  # stored in a live conversation, forward queued (when there is text)
     UNROUTED = "unrouted"  # stored without a conversation
     PART_STORED = "part_stored"  # a part of a concatenated SMS, waiting for the others
     DUPLICATE = "duplicate"  # this messageId was already handled; nothing changed
+    REJECTED = (
+        "rejected"  # stored, longer than PROXY_MAX_TEXT_LENGTH: neither forwarded nor answered
+    )
 
 
 @dataclass(frozen=True)
@@ -93,15 +99,32 @@ def _inbound_store(
     text: str,
     vonage_message_id: str | None = None,
 ) -> Message:
-    """The inbound Message row: `received` in the route's conversation, else `unrouted`."""
+    """The inbound Message row: `received` in the route's conversation, else `unrouted`;
+    `rejected` (code `too_long`) when the text is longer than PROXY_MAX_TEXT_LENGTH.
+
+    A text that long is no conversation between two people (a flood, a pasted document): it is
+    kept for the record and never forwarded or answered, so one webhook can neither turn into
+    thousands of SMS parts nor make the webhook's work grow with it.
+    """
+    too_long = len(text) > settings.PROXY_MAX_TEXT_LENGTH
+    if too_long:
+        status = Message.Status.REJECTED
+    else:
+        status = Message.Status.RECEIVED if route else Message.Status.UNROUTED
     return Message.objects.create(
         direction=Message.Direction.INBOUND,
-        status=Message.Status.RECEIVED if route else Message.Status.UNROUTED,
+        status=status,
         conversation=route.conversation if route else None,
         sender=sender,
         recipient=recipient,
         text=text,
         vonage_message_id=vonage_message_id,
+        error_code=TOO_LONG if too_long else "",
+        error_text=(
+            f"{len(text)} characters, more than the {settings.PROXY_MAX_TEXT_LENGTH} forwarded."
+            if too_long
+            else ""
+        ),
     )
 
 
@@ -121,6 +144,11 @@ def participant_route_get(*, sender: str, proxy_number: str) -> Participant | No
 
 def _message_forward(*, message: Message, route: Participant | None) -> InboundResult:
     """Queue the forward of a stored inbound message, or answer it when it has no route."""
+    if message.status == Message.Status.REJECTED:
+        logger.warning(
+            "Inbound SMS #%s is %s: %s", message.pk, message.error_code, message.error_text
+        )
+        return InboundResult(Outcome.REJECTED, message)
     if route is None:
         reply = _out_of_session_reply(message=message)
         return InboundResult(Outcome.UNROUTED, message, reply)
