@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from smsproxy.proxy.models import InboundPart, Message, MessagePart
 from smsproxy.proxy.outbox.claim import message_claim
-from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER
+from smsproxy.proxy.outbox.stale import stale_sending_after
 from smsproxy.proxy.services.inbound import CONCAT_TIMEOUT
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import ALICE, ALICE_PROXY, BOB, BOB_PROXY, conversation_make, number
@@ -65,7 +65,7 @@ def test_once_sweeps_stuck_rows_and_timed_out_parts() -> None:
     stuck = MessageFactory.create()
     message_claim(message_id=stuck.pk, now=timezone.now())
     Message.objects.filter(pk=stuck.pk).update(
-        claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(minutes=1)
+        claimed_at=timezone.now() - stale_sending_after() - timedelta(minutes=1)
     )
     conversation_make()
     InboundPart.objects.create(

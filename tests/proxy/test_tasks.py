@@ -32,7 +32,7 @@ from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import deliver as delivery
 from smsproxy.proxy.outbox import dispatch
 from smsproxy.proxy.outbox.claim import message_claim
-from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER
+from smsproxy.proxy.outbox.stale import stale_sending_after
 from smsproxy.proxy.tasks import deliver_message, outbox_sweep
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import INBOUND_URL, conversation_make, number, payload, send_webhook
@@ -91,7 +91,7 @@ def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
     stuck = MessageFactory.create()
     message_claim(message_id=stuck.pk, now=timezone.now())
     Message.objects.filter(pk=stuck.pk).update(
-        claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
+        claimed_at=timezone.now() - stale_sending_after() - timedelta(seconds=1)
     )
     lost = MessageFactory.create()
     Message.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))
