@@ -38,8 +38,9 @@ def mask_number(number: str) -> str:
 
 # A phone number inside free text (a provider's error text, say): 7 to 15 digits, optionally
 # after a '+', with single spaces or dashes between them; not part of a longer word or number
-# (a Vonage message id such as "0A0000001234ABCD", a price such as "0.03330000").
-_NUMBER_IN_TEXT = re.compile(r"(?<![\w+])(?<!\d\.)\+?\d(?:[ -]?\d){6,14}(?!\w|\.\d)")
+# (a Vonage message id such as "0A0000001234ABCD", a price such as "0.03330000"), nor a row id
+# ("#1234567").
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w+#])(?<!\d\.)\+?\d(?:[ -]?\d){6,14}(?!\w|\.\d)")
 
 
 def text_mask_numbers(text: str) -> str:
