@@ -200,6 +200,18 @@ SANDBOX_DELIVERY_RECEIPTS = env.bool("SANDBOX_DELIVERY_RECEIPTS", default=True)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 SMS_RATE_LIMIT = env.float("SMS_RATE_LIMIT", default=25.0)
+# Messages per second from any one sending number, on top of SMS_RATE_LIMIT; 0 = no per-number
+# cap. US long numbers (10DLC) are throttled by the carriers per number, about 1 SMS a second.
+SMS_RATE_LIMIT_PER_SENDER = env.float("SMS_RATE_LIMIT_PER_SENDER", default=0.0)
+# Seconds after its claim that a row still in `sending` is taken to belong to a dead worker and
+# settled by the sweep (re-sent once). Far longer than a send can take, the SDK's own resends
+# of a dropped POST included: a shorter one would re-send texts a live worker is still sending.
+OUTBOX_STALE_SENDING_AFTER = env.int("OUTBOX_STALE_SENDING_AFTER", default=300)
+if OUTBOX_STALE_SENDING_AFTER < 60:
+    raise ImproperlyConfigured(
+        "OUTBOX_STALE_SENDING_AFTER must be at least 60 seconds: a live worker's send (with the "
+        "Vonage SDK's own resends) must never be mistaken for a dead one."
+    )
 
 # --- Caches (the DRF throttle keeps its counters here) -----------------------------------------
 # Production runs several web processes: their cache (and so the API throttle) must be shared,
@@ -238,6 +250,8 @@ if PROXY_TTL_FROM not in {"created", "last_message"}:
     raise ImproperlyConfigured(
         f"PROXY_TTL_FROM must be 'created' or 'last_message', not {PROXY_TTL_FROM!r}."
     )
+# Rule 6: out-of-session replies, all numbers together, per hour; the rest go unanswered.
+PROXY_OUT_OF_SESSION_LIMIT = env.int("PROXY_OUT_OF_SESSION_LIMIT", default=200)
 
 # --- Celery (used only when CELERY_BROKER_URL is set) ---------------------------------------
 CELERY_RESULT_BACKEND = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 _LONGEST_COUNTRY_CODE = 3
@@ -32,3 +34,15 @@ def mask_number(number: str) -> str:
     national = digits[len(country_code) :]
     shown = national[-3:] if len(national) > 3 else ""
     return f"+{country_code}{'*' * (len(national) - len(shown))}{shown}"
+
+
+# A phone number inside free text (a provider's error text, say): 7 to 15 digits, optionally
+# after a '+', with single spaces or dashes between them; not part of a longer word or number
+# (a Vonage message id such as "0A0000001234ABCD", a price such as "0.03330000"), nor a row id
+# ("#1234567").
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w+#])(?<!\d\.)\+?\d(?:[ -]?\d){6,14}(?!\w|\.\d)")
+
+
+def text_mask_numbers(text: str) -> str:
+    """`text` with every phone number in it masked as `mask_number` does."""
+    return _NUMBER_IN_TEXT.sub(lambda match: mask_number(match.group()), text)

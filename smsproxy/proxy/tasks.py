@@ -16,6 +16,7 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
+from smsproxy.common.privacy import text_mask_numbers
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import dispatch
 from smsproxy.proxy.outbox.deliver import Outcome, message_deliver
@@ -30,8 +31,13 @@ def deliver_message(message_id: int) -> str:
     result = message_deliver(message_id=message_id)
     if result.outcome == Outcome.RETRY and result.message and result.message.next_attempt_at:
         # Retry on time; the sweep would also find it, later.
-        deliver_message.apply_async(args=(message_id,), eta=result.message.next_attempt_at)
-    logger.info("Message %s: %s %s", message_id, result.outcome, result.detail)
+        options: dict[str, Any] = {}
+        if result.message.purpose == Message.Purpose.OUT_OF_SESSION:
+            options["priority"] = dispatch.LOW_PRIORITY  # behind the forwards (rule 6)
+        deliver_message.apply_async(
+            args=(message_id,), eta=result.message.next_attempt_at, **options
+        )
+    logger.info("Message %s: %s %s", message_id, result.outcome, text_mask_numbers(result.detail))
     return str(result.outcome)
 
 
@@ -46,7 +52,10 @@ def outbox_sweep() -> dict[str, Any]:
     swept = sweep.outbox_sweep(now=now)
     for message in swept.recovered:
         if message.status == Message.Status.QUEUED:  # re-queued once: send it again now
-            dispatch.message_dispatch(message_id=message.pk)
+            dispatch.message_dispatch(
+                message_id=message.pk,
+                low_priority=message.purpose == Message.Purpose.OUT_OF_SESSION,
+            )
     redispatched = outbox_redispatch(now=now)
     summary = {
         "recovered": len(swept.recovered),

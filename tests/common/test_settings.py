@@ -100,6 +100,7 @@ def test_provider_defaults_to_vonage_when_a_key_is_set():
         ({"SMS_PROVIDER": "vonage"}, "needs VONAGE_API_KEY"),
         ({"VONAGE_SIGNATURE_METHOD": "crc32"}, "VONAGE_SIGNATURE_METHOD must be"),
         ({"CELERY_BROKER_URL": "amqp://guest@mq.internal//"}, "CELERY_BROKER_URL must be"),
+        ({"OUTBOX_STALE_SENDING_AFTER": "30"}, "OUTBOX_STALE_SENDING_AFTER must be"),
     ],
 )
 def test_bad_settings_are_refused(environment, message):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from datetime import timedelta
 from typing import Any
 
@@ -194,15 +195,14 @@ def test_an_expired_conversation_routes_nothing_before_the_sweep_closes_it() -> 
     assert [m.purpose for m in outbound()] == [Message.Purpose.OUT_OF_SESSION]
 
 
-def test_a_stranger_texting_our_number_is_not_routed_to_the_participants() -> None:
+def test_a_stranger_texting_our_number_is_neither_routed_nor_answered() -> None:
     conversation_make()
 
     result = receive_sms("Who is this?", sender=STRANGER)
 
     assert result.outcome == Outcome.UNROUTED
-    assert [(m.recipient, m.purpose) for m in outbound()] == [
-        (STRANGER, Message.Purpose.OUT_OF_SESSION)
-    ]
+    # Rule 6: only someone who was once a participant on this number gets a reply.
+    assert outbound() == []
 
 
 def test_an_sms_without_text_is_stored_but_not_forwarded() -> None:
@@ -254,7 +254,7 @@ def test_out_of_session_reply_at_most_once_an_hour_per_sender_and_number() -> No
 
 def test_the_hour_is_per_number_texted() -> None:
     conversation_end(conversation_make())
-    VirtualNumber.objects.create(msisdn="+447700900300", country="GB")
+    conversation_end(conversation_make(alice_proxy="+447700900300"))
 
     receive_sms("one")
     receive_sms("two", recipient="+447700900300")
@@ -295,6 +295,68 @@ def test_no_reply_to_an_alphanumeric_sender_or_to_our_own_number() -> None:
 
     receive_sms("Promo", sender="Vonage")
     receive_sms("Loop?", sender=BOB_PROXY)
+
+    assert outbound() == []
+
+
+def test_texting_the_pool_from_random_numbers_sends_nothing() -> None:
+    """Rule 6's abuse case: a few hundred strangers (random UK and US mobiles) text our numbers."""
+    conversation_end(conversation_make())
+    rng = random.Random(6)
+    senders = [f"+447{rng.randrange(10**8, 10**9)}" for _ in range(200)] + [
+        f"+1202{rng.randrange(2 * 10**6, 10**7)}" for _ in range(100)
+    ]
+
+    for n, sender in enumerate(senders):
+        receive_sms("hi", sender=sender, recipient=(ALICE_PROXY, BOB_PROXY)[n % 2])
+
+    assert Message.objects.filter(status=Message.Status.UNROUTED).count() == 300
+    assert outbound() == []
+
+
+def test_an_earlier_participant_of_another_number_gets_no_reply_from_this_one() -> None:
+    conversation_end(conversation_make())
+
+    receive_sms("Hello?", sender=ALICE, recipient=BOB_PROXY)  # Bob's number, never Alice's
+
+    assert outbound() == []
+
+
+def test_a_participant_of_any_earlier_conversation_on_the_number_gets_a_reply() -> None:
+    conversation_end(conversation_make())
+    conversation_end(conversation_make(bob="+447700901003"))
+
+    receive_sms("Hello again?")
+
+    assert [(r.recipient, r.sender) for r in outbound()] == [(ALICE, ALICE_PROXY)]
+
+
+def test_the_hourly_limit_of_replies_holds_across_senders_and_numbers(settings) -> None:
+    settings.PROXY_OUT_OF_SESSION_LIMIT = 3
+    people = [f"+4477009011{n:02d}" for n in range(5)]
+    for person in people:
+        conversation_end(conversation_make(alice=person, bob="+447700901099"))
+
+    for person in people:
+        receive_sms("Hello?", sender=person)
+
+    assert [r.recipient for r in outbound()] == people[:3]
+
+    # An hour later the limit has room again.
+    Message.objects.filter(purpose=Message.Purpose.OUT_OF_SESSION).update(
+        created_at=timezone.now() - timedelta(minutes=61)
+    )
+    receive_sms("Anyone?", sender=people[4])
+    assert [r.recipient for r in outbound()][-1] == people[4]
+
+
+@pytest.mark.parametrize("sender", ["+881612345678", "+882345678901", "+18005550100"])
+def test_no_reply_to_a_number_that_cannot_receive_sms(sender: str) -> None:
+    """Non-geographic and toll-free senders (spoofed, or an earlier participant's number
+    that slipped in) are never answered: a reply would cost us or reach nobody."""
+    conversation_end(conversation_make(alice=sender))
+
+    receive_sms("Hello?", sender=sender)
 
     assert outbound() == []
 

@@ -103,3 +103,27 @@ def test_concurrent_claims_let_exactly_one_through() -> None:
     assert sum(result is not None for result in results) == 1
     message.refresh_from_db()
     assert (message.status, message.attempts) == (Message.Status.SENDING, 1)
+
+
+def test_concurrent_out_of_session_texts_cannot_overshoot_the_hourly_limit(settings) -> None:
+    settings.PROXY_OUT_OF_SESSION_LIMIT = 2
+    people = [f"+4477009011{n:02d}" for n in range(6)]
+    for person in people:
+        conversation_end(conversation_make(alice=person, bob="+447700901099"))
+
+    run_together(
+        [
+            functools.partial(
+                inbound_receive,
+                sms=InboundSms(
+                    vonage_message_id=f"0A000000000OOS{n}",
+                    sender=person,
+                    recipient=ALICE_PROXY,
+                    text="hello?",
+                ),
+            )
+            for n, person in enumerate(people)
+        ]
+    )
+
+    assert Message.objects.filter(purpose=Message.Purpose.OUT_OF_SESSION).count() == 2

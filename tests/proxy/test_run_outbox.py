@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
+from django.db import OperationalError
 from django.utils import timezone
 
+from smsproxy.proxy.management.commands import run_outbox as command_module
 from smsproxy.proxy.models import InboundPart, Message, MessagePart
 from smsproxy.proxy.outbox.claim import message_claim
-from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER
+from smsproxy.proxy.outbox.stale import stale_sending_after
 from smsproxy.proxy.services.inbound import CONCAT_TIMEOUT
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import ALICE, ALICE_PROXY, BOB, BOB_PROXY, conversation_make, number
@@ -43,7 +48,9 @@ def test_once_sends_every_due_message_through_the_sandbox() -> None:
 
     output = run_outbox("--once")
 
-    assert f"sent #{first.pk} {BOB_PROXY} → {BOB}" in output
+    # Numbers masked: the worker's output ends up in log files.
+    assert f"sent #{first.pk} +44*******200 → +44*******002: 1 part: SANDBOX-" in output
+    assert BOB not in output and BOB_PROXY not in output
     assert f"sent #{second.pk}" in output
     assert f"#{later.pk}" not in output
     statuses = dict(Message.objects.values_list("pk", "status"))
@@ -65,7 +72,7 @@ def test_once_sweeps_stuck_rows_and_timed_out_parts() -> None:
     stuck = MessageFactory.create()
     message_claim(message_id=stuck.pk, now=timezone.now())
     Message.objects.filter(pk=stuck.pk).update(
-        claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(minutes=1)
+        claimed_at=timezone.now() - stale_sending_after() - timedelta(minutes=1)
     )
     conversation_make()
     InboundPart.objects.create(
@@ -130,3 +137,123 @@ def test_the_loop_stops_cleanly_on_sigterm(settings) -> None:
     assert "Received SIGTERM" in output
     assert output.rstrip().endswith("Outbox worker stopped.")
     assert signal.getsignal(signal.SIGTERM) == previous
+
+
+# --- outages, logs and shutdown ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_database_outage_is_waited_out_with_backoff_and_one_line_each_way(
+    monkeypatch, caplog
+) -> None:
+    polls = 0
+
+    def due_ids(*, limit: int) -> list[int]:
+        nonlocal polls
+        polls += 1
+        if polls <= 7:
+            raise OperationalError("connection to server at 127.0.0.1 port 5432 failed")
+        if polls == 9:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return []
+
+    waits: list[float] = []
+
+    def wait(stop: threading.Event, seconds: float) -> bool:
+        waits.append(seconds)
+        return stop.is_set()
+
+    monkeypatch.setattr(command_module, "outbox_due_ids", due_ids)
+    monkeypatch.setattr(command_module, "_wait", wait)
+    errors = StringIO()
+    call_command("run_outbox", "--interval", "0.5", stdout=StringIO(), stderr=errors)
+
+    # Exponential, capped, while the database is down; the poll interval once it is back.
+    assert waits == [1, 2, 4, 8, 16, 30, 30, 0.5, 0.5]
+    lines = errors.getvalue().splitlines()
+    assert lines == [
+        "Outbox worker: database unreachable: connection to server at 127.0.0.1 port 5432 failed",
+        "Outbox worker: database back",
+    ]
+    assert "Traceback" not in caplog.text
+    assert caplog.text.count("database unreachable") == 1
+
+
+def test_every_number_in_the_workers_output_is_masked() -> None:
+    number("+447700900200")
+    refused = MessageFactory.create(sender="+447700900200", recipient="+881612345678")
+    ours = MessageFactory.create(sender=BOB_PROXY, recipient=BOB)
+
+    output = run_outbox("--once")
+
+    assert f"failed #{refused.pk} +44*******200 → +881******678" in output
+    assert f"sent #{ours.pk} +44*******200 → +44*******002" in output
+    for full in ("+447700900200", "+881612345678", BOB, "447700900200", "881612345678"):
+        assert full not in output
+
+
+def test_forwards_are_sent_before_a_reply_queued_earlier(settings) -> None:
+    settings.SANDBOX_DELIVERY_RECEIPTS = False
+    reply = MessageFactory.create(purpose=Message.Purpose.OUT_OF_SESSION, text="ended")
+    forwards = [MessageFactory.create(text=f"forward {n}") for n in range(3)]
+
+    output = run_outbox("--once")
+
+    sent = [line.split()[1] for line in output.splitlines() if line.startswith("sent #")]
+    assert sent == [f"#{m.pk}" for m in [*forwards, reply]]
+
+
+def _worker(database_url: str) -> subprocess.Popen[str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "DATABASE_URL": database_url,
+        "PYTHONUNBUFFERED": "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "run_outbox", "--interval", "0.2"],
+        cwd=django_settings.BASE_DIR,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.parametrize("database", ["up", "down"])
+def test_sigterm_stops_the_worker_process_within_seconds(tmp_path, database: str) -> None:
+    """A real process and a real signal; with the database down, during the outage's backoff."""
+    if database == "up":
+        path = tmp_path / "outbox.sqlite3"
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"}
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput"],
+            cwd=django_settings.BASE_DIR,
+            env={**env, "DATABASE_URL": f"sqlite:///{path}"},
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    else:
+        path = tmp_path / "no-such-directory" / "outbox.sqlite3"
+    worker = _worker(f"sqlite:///{path}")
+    # Bounds the test if the worker never gets as far as the line awaited below.
+    watchdog = threading.Timer(120, worker.kill)
+    watchdog.start()
+    try:
+        assert worker.stdout is not None and worker.stderr is not None
+        assert "Outbox worker started" in worker.stdout.readline()
+        if database == "down":
+            assert "database unreachable" in worker.stderr.readline()
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=15)
+    finally:
+        watchdog.cancel()
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+    assert worker.returncode == 0, err
+    assert "Received SIGTERM" in out
+    assert out.rstrip().endswith("Outbox worker stopped.")
+    assert "Traceback" not in err

@@ -32,7 +32,7 @@ from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import deliver as delivery
 from smsproxy.proxy.outbox import dispatch
 from smsproxy.proxy.outbox.claim import message_claim
-from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER
+from smsproxy.proxy.outbox.stale import stale_sending_after
 from smsproxy.proxy.tasks import deliver_message, outbox_sweep
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import INBOUND_URL, conversation_make, number, payload, send_webhook
@@ -87,11 +87,41 @@ def test_deliver_message_schedules_its_own_retry(settings, monkeypatch) -> None:
     assert enqueue.call_args.kwargs == {"args": (message.pk,), "eta": message.next_attempt_at}
 
 
+def test_a_throttled_reply_is_rescheduled_behind_the_forwards(settings, monkeypatch) -> None:
+    settings.SMS_RATE_LIMIT = 0
+
+    class Throttled:
+        def send_sms(self, **kwargs: Any) -> SendResult:
+            raise TransientProviderError("Throughput Rate Exceeded", "1")
+
+    monkeypatch.setattr(delivery, "get_provider", Throttled)
+    reply = MessageFactory.create(purpose=Message.Purpose.OUT_OF_SESSION)
+
+    with mock.patch.object(deliver_message, "apply_async") as enqueue:
+        assert deliver_message(reply.pk) == "retry"
+
+    assert enqueue.call_args.kwargs["priority"] == dispatch.LOW_PRIORITY
+    reply.refresh_from_db()
+    assert reply.attempts == 0  # a throttle uses no attempt
+
+
+def test_the_task_logs_no_phone_number(settings, caplog) -> None:
+    settings.SMS_RATE_LIMIT = 0
+    message = MessageFactory.create(recipient="+881612345678")
+
+    with caplog.at_level("INFO", logger="smsproxy.proxy.tasks"):
+        assert deliver_message(message.pk) == "failed"
+
+    assert "recipient_not_mobile" in caplog.text
+    assert "+881******678" in caplog.text
+    assert "881612345678" not in caplog.text
+
+
 def test_outbox_sweep_settles_what_the_hand_off_missed() -> None:
     stuck = MessageFactory.create()
     message_claim(message_id=stuck.pk, now=timezone.now())
     Message.objects.filter(pk=stuck.pk).update(
-        claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
+        claimed_at=timezone.now() - stale_sending_after() - timedelta(seconds=1)
     )
     lost = MessageFactory.create()
     Message.objects.filter(pk=lost.pk).update(updated_at=timezone.now() - timedelta(minutes=5))

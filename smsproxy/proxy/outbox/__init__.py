@@ -5,8 +5,9 @@ Modules, lowest first; each imports only modules above it in this list, never on
 - `parts`: the parts of a sent message and the message status they make up;
 - `receipts`: delivery receipts (uses `parts`);
 - `claim`: the one atomic claim of a queued row;
-- `deliver`: claim, send, record the outcome, schedule the retry, settle stale rows
-  (uses `claim`, `parts`, `ratelimit`);
+- `record`: write the outcome of a send, retried over a database blip (uses `parts`);
+- `stale`: settle rows a dead worker left in `sending` (uses `parts`, `record`);
+- `deliver`: claim, send, record the outcome (uses `claim`, `ratelimit`, `record`);
 - `dispatch`: hand a committed row to the embedded worker or Celery (the task by its name);
 - `queue`: write rows and hand them off after commit, staff's retry, re-dispatch (uses `dispatch`).
 The Celery tasks (`smsproxy.proxy.tasks`) and the periodic sweep (`smsproxy.proxy.services.sweep`)

@@ -8,16 +8,24 @@ called.
 Outcomes:
 - Vonage accepted every part → `sent`, with one MessagePart per part (its message id and price)
   for the receipts.
-- Transient failure (status 1 throttled, 5 internal error, HTTP 429/5xx, timeout, connection)
+- Throttled (status 1, HTTP 429) → back to `queued`, due again in about a second
+  (THROTTLE_RETRY_DELAY, jittered), the attempt given back: throttling is not a failure, so no
+  throttle however long fails a message. The limiter is told, and slows the shared rate down
+  (AIMD, see `ratelimit`).
+- Transient failure (status 5 internal error, HTTP 5xx, timeout, connection)
   → back to `queued` with `next_attempt_at` after a jittered exponential backoff
   (RETRY_BASE_DELAY doubling up to RETRY_MAX_DELAY), until the row's `max_attempts` is used up
-  → `failed` with the last error. Parts Vonage accepted before the failure are kept but marked
-  superseded: the whole text is sent again, so the recipient gets it complete.
+  → `failed` with the last error. Parts Vonage accepted before the failure (or the throttle)
+  are kept but marked superseded: the whole text is sent again, so the recipient gets it
+  complete.
 - Permanent failure (any other status: invalid number, no credit, barred, ...) → `failed` with
   Vonage's code and text.
 - A sender that is not one of our active numbers (VirtualNumber) → `failed` with code
   `sender_not_proxy`, nothing sent: rule 9's last line of defence, and a released number may
   already be someone else's.
+- A recipient no phone can take an SMS on (premium, toll-free, landline, non-geographic such as
+  +881/+882: `phone_receives_sms`) → `failed` with code `recipient_not_mobile`, nothing sent:
+  the last line of defence against texting numbers that cost us or reach nobody.
 - A receipt already named a current part of the message (an earlier attempt that ended in a
   timeout or a dropped connection did reach Vonage) → `sent` without calling Vonage again, its
   status following the receipts: Vonage has no idempotency key, so a new send would deliver
@@ -26,10 +34,17 @@ Outcomes:
   `internal_error`: it may have happened after Vonage accepted the text, so it is not retried
   automatically; staff can retry it from the admin once the cause is fixed.
 
-A row left in `sending` by a killed worker (decision): Vonage has no idempotency key, so after
-a crash between the HTTP call and the write of its result nobody knows whether the SMS went
-out. After STALE_SENDING_AFTER (far longer than any send can take, the SDK's own resends
-included) the sweep of either dispatcher (`outbox_recover_stale`) decides:
+Writing the outcome: once Vonage has answered, the outcome is known; a database error while
+writing it (a restart, a failover) is retried on a fresh connection for about 7.5 s
+(`record.outcome_write`), so a blip does not leave an accepted text in `sending` to be sent
+again.
+
+The remaining crash window: Vonage has no idempotency key, so if the worker dies (killed,
+host lost) between the HTTP call and the write of its result, or the database stays down
+longer than those retries, nobody knows whether the SMS went out, and the row stays `sending`.
+After OUTBOX_STALE_SENDING_AFTER (a setting, 300 s by default: far longer than any send can
+take, the SDK's own resends included) the sweep of either dispatcher (`stale.outbox_recover_stale`)
+decides:
 - the row has parts (a receipt arrived and named it): Vonage accepted it → `sent`;
 - otherwise it is re-queued once, with error code `interrupted` (at-least-once delivery): a
   forwarded text that silently vanishes breaks the conversation and the users' trust in it,
@@ -43,7 +58,7 @@ limiter lets the send go (a long wait for a token is not a crash), and a worker 
 sweep took back meanwhile does not send it; a late result of such a worker never overwrites
 the outcome of the attempt that owns the row now, except a success (Vonage took the text).
 A wait shorter than CLAIM_RESTAMP_AFTER (1 s) skips that restart and its check: the sweep takes
-a row back only STALE_SENDING_AFTER (300 times as long) after its claim, so it cannot have
+a row back only OUTBOX_STALE_SENDING_AFTER (at least 60 s) after its claim, so it cannot have
 taken it yet, and the send keeps all but that second of its window.
 
 Round trips (they bound a worker's rate: SMS_RATE_LIMIT may be raised far above 25/s): a sent
@@ -57,64 +72,53 @@ reading them again.
 from __future__ import annotations
 
 import logging
-import random
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from enum import StrEnum
+from datetime import timedelta
+from functools import partial
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from smsproxy.common.phone import phone_receives_sms
+from smsproxy.common.privacy import mask_number
 from smsproxy.gateway import get_provider
-from smsproxy.gateway.base import ProviderError, SendResult, SentPart
+from smsproxy.gateway.base import ProviderError, SendResult
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox.claim import message_claim
-from smsproxy.proxy.outbox.parts import message_parts_store, message_status_refresh
-from smsproxy.proxy.outbox.ratelimit import rate_limiter_get
+from smsproxy.proxy.outbox.ratelimit import RateLimiter, rate_limiter_get
+from smsproxy.proxy.outbox.record import (
+    DeliveryResult,
+    Outcome,
+    outcome_write,
+    record_failure,
+    record_sent,
+    record_throttled,
+    record_transient_failure,
+)
 
 logger = logging.getLogger(__name__)
 
-RETRY_BASE_DELAY = timedelta(seconds=20)
-RETRY_MAX_DELAY = timedelta(minutes=30)
-STALE_SENDING_AFTER = timedelta(minutes=5)
 # A wait for a rate-limit token (counted from the claim) at least this long restarts the claim's
 # clock before the send; see the module docstring.
 CLAIM_RESTAMP_AFTER = timedelta(seconds=1)
-INTERRUPTED = "interrupted"
 INTERNAL_ERROR = "internal_error"
 SENDER_NOT_PROXY = "sender_not_proxy"
+RECIPIENT_NOT_MOBILE = "recipient_not_mobile"
+# Vonage's SMS status for "throttled"; the HTTP API answers 429 instead.
+THROTTLED_STATUS = "1"
 
-
-class Outcome(StrEnum):
-    SENT = "sent"
-    RETRY = "retry"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # not claimed: not queued, not due, or another worker has it
-
-
-@dataclass(frozen=True)
-class DeliveryResult:
-    outcome: Outcome
-    message: Message | None = None
-    detail: str = ""
+__all__ = ["DeliveryResult", "Outcome", "message_deliver", "receipt_callback_url"]
 
 
 def receipt_callback_url() -> str:
     return settings.PUBLIC_BASE_URL + reverse("vonage-delivery-receipt")
 
 
-def retry_delay(*, attempts: int) -> timedelta:
-    """Backoff before attempt `attempts + 1`: exponential with jitter, capped.
-
-    The jitter ("equal jitter": between half and all of the exponential step) spreads the
-    retries of messages that failed together, e.g. throttled in one burst.
-    """
-    step = RETRY_BASE_DELAY * (2 ** max(0, attempts - 1))
-    ceiling = min(step, RETRY_MAX_DELAY).total_seconds()
-    return timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+def is_throttled(error: ProviderError) -> bool:
+    if error.http_status is not None:
+        return error.http_status == 429
+    return error.code == THROTTLED_STATUS
 
 
 def message_deliver(*, message_id: int) -> DeliveryResult:
@@ -126,16 +130,31 @@ def message_deliver(*, message_id: int) -> DeliveryResult:
     if not claim.sender_is_ours:
         # Rule 9, enforced where every SMS leaves: only our own numbers ever send, so no bug
         # upstream can put a participant's real number in front of the other participant.
-        return _record_failure(
-            message_id=message_id,
-            code=SENDER_NOT_PROXY,
-            text=f"Refused to send from {message.sender}: not one of our active proxy numbers.",
+        return outcome_write(
+            lambda: record_failure(
+                message_id=message_id,
+                code=SENDER_NOT_PROXY,
+                text=f"Refused to send from {mask_number(message.sender)}: not one of our "
+                "active proxy numbers.",
+            )
+        )
+    if not phone_receives_sms(message.recipient):
+        # Premium, toll-free, landline and non-geographic numbers: whatever queued this text
+        # (rule 6's replies above all, where the sender picks the number), it must not go out.
+        return outcome_write(
+            lambda: record_failure(
+                message_id=message_id,
+                code=RECIPIENT_NOT_MOBILE,
+                text=f"Refused to send to {mask_number(message.recipient)}: not a number that "
+                "receives SMS (premium, toll-free, landline or non-geographic).",
+            )
         )
     if claim.accepted_before:
         # Vonage has no idempotency key: sending again would deliver the text twice.
-        return _record_sent(message=message, result=SendResult(parts=()))
+        return outcome_write(lambda: record_sent(message=message, result=SendResult(parts=())))
+    limiter = rate_limiter_get()
     try:
-        rate_limiter_get().acquire()
+        limiter.acquire(message.sender)
     except Exception:
         # The limiter's store (Redis) is unreachable: give the claim back untouched.
         Message.objects.filter(pk=message_id, status=Message.Status.SENDING).update(
@@ -168,181 +187,39 @@ def message_deliver(*, message_id: int) -> DeliveryResult:
             callback_url=receipt_callback_url(),
         )
     except ProviderError as error:
+        if is_throttled(error):
+            outcome = outcome_write(partial(record_throttled, message_id=message_id, error=error))
+            _slow_down(limiter)
+            return outcome
         if error.transient:
-            return _record_transient_failure(message_id=message_id, error=error)
-        return _record_failure(
-            message_id=message_id,
-            code=error.code or "error",
-            text=error.text,
-            accepted_parts=error.accepted_parts,
+            return outcome_write(
+                partial(record_transient_failure, message_id=message_id, error=error)
+            )
+        return outcome_write(
+            partial(
+                record_failure,
+                message_id=message_id,
+                code=error.code or "error",
+                text=error.text,
+                accepted_parts=error.accepted_parts,
+            )
         )
     except Exception as error:
         logger.exception("Sending message %s failed unexpectedly.", message_id)
-        return _record_failure(
-            message_id=message_id, code=INTERNAL_ERROR, text=f"{type(error).__name__}: {error}"
+        return outcome_write(
+            partial(
+                record_failure,
+                message_id=message_id,
+                code=INTERNAL_ERROR,
+                text=f"{type(error).__name__}: {error}",
+            )
         )
-    return _record_sent(message=message, result=result)
+    return outcome_write(lambda: record_sent(message=message, result=result))
 
 
-def _record_sent(*, message: Message, result: SendResult) -> DeliveryResult:
-    now = timezone.now()
-    sent_fields = {
-        "status": Message.Status.SENT,
-        "sent_at": now,
-        "price": result.price,
-        "next_attempt_at": None,
-        "error_code": "",
-        "error_text": "",
-        "updated_at": now,
-    }
-    with transaction.atomic():
-        # The UPDATE takes the row lock first, as every writer of parts does.
-        if not Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
-            **sent_fields
-        ):
-            # The stale sweep gave up on this send meanwhile; Vonage did take it, and that wins.
-            status = (
-                Message.objects.select_for_update()
-                .values_list("status", flat=True)
-                .get(pk=message.pk)
-            )
-            logger.warning("Message %s was %s when its send succeeded.", message.pk, status)
-            Message.objects.filter(pk=message.pk).update(**sent_fields)
-        for name, value in sent_fields.items():
-            setattr(message, name, value)
-        current = message_parts_store(message=message, parts=result.parts)
-        message_status_refresh(message=message, parts=current)
-    count = len(result.parts)
-    if not count:
-        return DeliveryResult(
-            Outcome.SENT,
-            message,
-            "accepted by an earlier attempt (a receipt named it): not sent again",
-        )
-    return DeliveryResult(
-        Outcome.SENT,
-        message,
-        f"{count} part{'s' if count != 1 else ''}: {', '.join(result.message_ids)}",
-    )
-
-
-def _record_transient_failure(*, message_id: int, error: ProviderError) -> DeliveryResult:
-    with transaction.atomic():
-        message = Message.objects.select_for_update().get(pk=message_id)
-        if message.status != Message.Status.SENDING:
-            logger.warning("Message %s was %s when its send failed.", message_id, message.status)
-            return DeliveryResult(Outcome.SKIPPED, message, f"no longer sending: {error}")
-        if message.attempts >= message.max_attempts:
-            if error.accepted_parts:
-                message_parts_store(message=message, parts=error.accepted_parts)
-            _fail(
-                message,
-                code=error.code or "error",
-                text=f"{error.text} (gave up after {message.attempts} attempts)",
-            )
-            return DeliveryResult(Outcome.FAILED, message, message.error_text)
-        if error.accepted_parts:
-            message_parts_store(message=message, parts=error.accepted_parts, superseded=True)
-        delay = retry_delay(attempts=message.attempts)
-        _requeue(message, at=timezone.now() + delay, code=error.code, text=error.text)
-    return DeliveryResult(
-        Outcome.RETRY,
-        message,
-        f"{error.text} (code {error.code or '-'}); attempt {message.attempts} of "
-        f"{message.max_attempts}, next in {delay.total_seconds():.0f}s",
-    )
-
-
-def _record_failure(
-    *, message_id: int, code: str, text: str, accepted_parts: tuple[SentPart, ...] = ()
-) -> DeliveryResult:
-    with transaction.atomic():
-        message = Message.objects.select_for_update().get(pk=message_id)
-        if message.status != Message.Status.SENDING:
-            # The stale sweep took the row back meanwhile and another attempt owns it now (it
-            # may even have been sent): this late failure must not overwrite that outcome.
-            if accepted_parts:
-                message_parts_store(message=message, parts=accepted_parts, superseded=True)
-            logger.warning(
-                "Message %s was %s when its send failed (%s: %s).",
-                message_id,
-                message.status,
-                code,
-                text,
-            )
-            return DeliveryResult(Outcome.SKIPPED, message, f"no longer sending: {text}")
-        if accepted_parts:
-            message_parts_store(message=message, parts=accepted_parts)
-        _fail(message, code=code, text=text)
-    return DeliveryResult(Outcome.FAILED, message, f"{text} (code {code})")
-
-
-def _requeue(message: Message, *, at: datetime, code: str, text: str) -> None:
-    """Give a claimed row back to the queue, due at `at`, with the error that sent it back."""
-    message.status = Message.Status.QUEUED
-    message.next_attempt_at = at
-    message.claimed_at = None
-    message.error_code = code[:32]
-    message.error_text = text
-    message.save(
-        update_fields=[
-            "status",
-            "next_attempt_at",
-            "claimed_at",
-            "error_code",
-            "error_text",
-            "updated_at",
-        ]
-    )
-
-
-def _fail(message: Message, *, code: str, text: str) -> None:
-    message.status = Message.Status.FAILED
-    message.error_code = code[:32]
-    message.error_text = text
-    message.next_attempt_at = None
-    message.save(
-        update_fields=["status", "error_code", "error_text", "next_attempt_at", "updated_at"]
-    )
-
-
-def outbox_recover_stale(*, now: datetime | None = None, limit: int = 500) -> list[Message]:
-    """Settle rows left in `sending` by a dead worker (policy in the module docstring)."""
-    now = now or timezone.now()
-    stale = Q(status=Message.Status.SENDING) & (
-        Q(claimed_at__isnull=True) | Q(claimed_at__lt=now - STALE_SENDING_AFTER)
-    )
-    ids = list(Message.objects.filter(stale).order_by("pk").values_list("pk", flat=True)[:limit])
-    settled = []
-    for message_id in ids:
-        with transaction.atomic():
-            message = Message.objects.select_for_update().filter(stale, pk=message_id).first()
-            if message is None:
-                continue
-            if message.parts.filter(superseded=False).exists():
-                message.status = Message.Status.SENT
-                message.sent_at = message.claimed_at or now
-                message.save(update_fields=["status", "sent_at", "updated_at"])
-                message_status_refresh(message=message)
-                logger.warning(
-                    "Message %s was stuck in sending with receipts: marked sent.", message.pk
-                )
-            elif message.error_code == INTERRUPTED or message.attempts >= message.max_attempts:
-                _fail(
-                    message,
-                    code=INTERRUPTED,
-                    text="The worker sending this message stopped before recording the result, "
-                    "again: it may or may not have been sent. Not retried automatically.",
-                )
-                logger.error("Message %s interrupted again while sending: failed.", message.pk)
-            else:
-                _requeue(
-                    message,
-                    at=now,
-                    code=INTERRUPTED,
-                    text="The worker sending this message stopped before recording the result; "
-                    "sent again (the recipient may get it twice).",
-                )
-                logger.warning("Message %s was stuck in sending: re-queued once.", message.pk)
-            settled.append(message)
-    return settled
+def _slow_down(limiter: RateLimiter) -> None:
+    try:
+        limiter.throttled()
+    except Exception:
+        # The limiter's store is unreachable: the next acquire will say so; the row is queued.
+        logger.warning("Could not lower the shared send rate after a throttle.", exc_info=True)

@@ -17,6 +17,11 @@ logger = logging.getLogger(__name__)
 # The delivery task's name: deployed workers and queued tasks know it by this name.
 DELIVER_TASK = "smsproxy.proxy.deliver_message"
 
+# Rule 6: replies never delay forwards. On Redis a task's priority picks one of the queue's
+# lists (0 is the queue itself, served first; 9 is served only when the others are empty), so
+# an out-of-session reply waits behind every forward and intro already enqueued.
+LOW_PRIORITY = 9
+
 # A broker that does not answer must not hold up the request that queued the message (Vonage
 # gives a webhook ~15 s): the row is committed, and the beat sweep enqueues it again later. One
 # retry covers a pooled connection that Redis closed meanwhile; the socket timeouts of
@@ -24,18 +29,23 @@ DELIVER_TASK = "smsproxy.proxy.deliver_message"
 _PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
 
 
-def message_dispatch(*, message_id: int) -> None:
+def message_dispatch(*, message_id: int, low_priority: bool = False) -> None:
     """Called after the commit that queued `message_id`.
 
     With the embedded worker (no `CELERY_BROKER_URL`) there is nothing to do: `run_outbox`
     polls for due rows. With Celery, enqueue the delivery task; if the broker cannot take it,
     log and carry on — the row stays queued and the periodic sweep re-enqueues it.
+    `low_priority`: an out-of-session reply, served after the forwards.
     """
     if not settings.CELERY_BROKER_URL:
         return
     try:
         celery_app.send_task(
-            DELIVER_TASK, args=(message_id,), retry=True, retry_policy=_PUBLISH_RETRY_POLICY
+            DELIVER_TASK,
+            args=(message_id,),
+            retry=True,
+            retry_policy=_PUBLISH_RETRY_POLICY,
+            priority=LOW_PRIORITY if low_priority else None,
         )
     except Exception:
         logger.exception(

@@ -44,7 +44,11 @@ def message_queue_outbound(
     # robust: a hand-off that fails is logged and the other callbacks still run (two intro SMS
     # of one conversation); it never raises into the request that committed the row, since the
     # sweep re-dispatches what was committed but not handed over.
-    transaction.on_commit(lambda: dispatch.message_dispatch(message_id=message.pk), robust=True)
+    low_priority = purpose == Message.Purpose.OUT_OF_SESSION
+    transaction.on_commit(
+        lambda: dispatch.message_dispatch(message_id=message.pk, low_priority=low_priority),
+        robust=True,
+    )
     return message
 
 
@@ -54,14 +58,19 @@ def message_due_q(*, now: datetime) -> Q:
 
 
 def outbox_due_ids(*, now: datetime | None = None, limit: int = 100) -> list[int]:
-    """Ids of queued outbound messages whose (next) attempt is due, oldest first."""
+    """Ids of queued outbound messages whose (next) attempt is due: forwards and intros first,
+    oldest first, then out-of-session replies (rule 6: replies never delay forwards).
+
+    Two queries rather than one ORDER BY on the purpose: each walks the (status,
+    next_attempt_at) index, and the replies are read only when the forwards leave room.
+    """
     now = now or timezone.now()
-    return list(
-        Message.objects.filter(status=Message.Status.QUEUED)
-        .filter(message_due_q(now=now))
-        .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
-    )
+    due = Message.objects.filter(status=Message.Status.QUEUED).filter(message_due_q(now=now))
+    reply = Q(purpose=Message.Purpose.OUT_OF_SESSION)
+    ids = list(due.exclude(reply).order_by("pk").values_list("pk", flat=True)[:limit])
+    if len(ids) < limit:
+        ids += due.filter(reply).order_by("pk").values_list("pk", flat=True)[: limit - len(ids)]
+    return ids
 
 
 def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list[int]:
@@ -74,16 +83,19 @@ def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list
     claim lets one through).
     """
     now = now or timezone.now()
-    ids = list(
+    rows = list(
         Message.objects.filter(status=Message.Status.QUEUED, updated_at__lt=now - REDISPATCH_AFTER)
         .filter(message_due_q(now=now))
         .order_by("pk")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", "purpose")[:limit]
     )
+    ids = [message_id for message_id, _ in rows]
     if ids:
         Message.objects.filter(pk__in=ids, status=Message.Status.QUEUED).update(updated_at=now)
-    for message_id in ids:
-        dispatch.message_dispatch(message_id=message_id)
+    for message_id, purpose in rows:
+        dispatch.message_dispatch(
+            message_id=message_id, low_priority=purpose == Message.Purpose.OUT_OF_SESSION
+        )
     return ids
 
 

@@ -31,7 +31,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
-from smsproxy.common.phone import phone_region
+from smsproxy.common.phone import phone_receives_sms, phone_region
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.webhooks import InboundSms
 from smsproxy.numbers.models import VirtualNumber
@@ -180,32 +180,53 @@ def _message_forward(*, message: Message, route: Participant | None) -> InboundR
 
 
 def _out_of_session_reply(*, message: Message) -> Message | None:
-    """Rule 6: answer a sender with no live route, at most once an hour per sender and number."""
+    """Rule 6: answer a sender with no live route — only one who was once a participant on
+    this number, at most once an hour per sender and number, and at most
+    PROXY_OUT_OF_SESSION_LIMIT replies an hour in all, so that texting the pool from random
+    numbers cannot make smsproxy text strangers (or premium numbers) at our cost.
+    """
     reply_text = settings.PROXY_OUT_OF_SESSION_REPLY.strip()
     if not reply_text or not message.sender.startswith("+"):
         return None
-    our_numbers = set(
+    if not phone_receives_sms(message.sender):
+        # A spoofed premium, toll-free or non-geographic sender: answering would pay them.
+        return None
+    our_numbers = dict(
         VirtualNumber.objects.filter(
             msisdn__in=[message.recipient, message.sender], status=VirtualNumber.Status.ACTIVE
-        ).values_list("msisdn", flat=True)
+        ).values_list("msisdn", "pk")
     )
     if message.recipient not in our_numbers:
         logger.warning(
-            "Inbound SMS #%s to %s, not an active number of ours.", message.pk, message.recipient
+            "Inbound SMS #%s to %s, not an active number of ours.",
+            message.pk,
+            mask_number(message.recipient),
         )
         return None
     if message.sender in our_numbers:
         # Two of our own numbers must never answer each other in a loop.
         return None
-    # Two texts from one sender at once must not both be answered.
-    _transaction_lock(f"out-of-session:{message.sender}:{message.recipient}")
-    recently_answered = Message.objects.filter(
-        purpose=Message.Purpose.OUT_OF_SESSION,
-        recipient=message.sender,
-        sender=message.recipient,
-        created_at__gte=timezone.now() - OUT_OF_SESSION_REPLY_INTERVAL,
+    # Any conversation, any time; on the (real_number, created_at) index.
+    was_participant = Participant.objects.filter(
+        real_number=message.sender, proxy_number_id=our_numbers[message.recipient]
     ).exists()
-    if recently_answered:
+    if not was_participant:
+        return None
+    # One lock for every reply: two webhooks at once must not both take the hour's last reply
+    # (nor both answer one sender). Taken only for earlier participants, so random senders
+    # never queue on it.
+    _transaction_lock("out-of-session")
+    since = timezone.now() - OUT_OF_SESSION_REPLY_INTERVAL
+    replies = Message.objects.filter(purpose=Message.Purpose.OUT_OF_SESSION, created_at__gte=since)
+    if replies.filter(recipient=message.sender, sender=message.recipient).exists():
+        return None
+    if replies.count() >= settings.PROXY_OUT_OF_SESSION_LIMIT:
+        logger.warning(
+            "Out-of-session replies reached PROXY_OUT_OF_SESSION_LIMIT (%s an hour): "
+            "inbound SMS #%s not answered.",
+            settings.PROXY_OUT_OF_SESSION_LIMIT,
+            message.pk,
+        )
         return None
     return message_queue_outbound(
         sender=message.recipient,

@@ -8,7 +8,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from smsproxy.proxy.models import Message
-from smsproxy.proxy.outbox.deliver import outbox_recover_stale
+from smsproxy.proxy.outbox.stale import outbox_recover_stale
 from smsproxy.proxy.services.conversations import conversations_expire
 from smsproxy.proxy.services.inbound import InboundResult, inbound_parts_flush_stale
 from smsproxy.proxy.services.released_numbers import released_numbers_settle

@@ -16,7 +16,7 @@ from django.utils import timezone
 from smsproxy import celery_app
 from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.outbox.claim import message_claim
-from smsproxy.proxy.outbox.deliver import STALE_SENDING_AFTER
+from smsproxy.proxy.outbox.stale import stale_sending_after
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import BOB, BOB_PROXY, SMS_SEND_URL, number, vonage_answer
 
@@ -60,7 +60,7 @@ def stuck(**fields) -> Message:
     message = queued(**fields)
     message_claim(message_id=message.pk, now=timezone.now())
     Message.objects.filter(pk=message.pk).update(
-        claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
+        claimed_at=timezone.now() - stale_sending_after() - timedelta(seconds=1)
     )
     return message
 

@@ -18,13 +18,12 @@ from smsproxy.proxy.outbox import deliver as delivery
 from smsproxy.proxy.outbox.claim import message_claim
 from smsproxy.proxy.outbox.deliver import (
     INTERNAL_ERROR,
-    RETRY_BASE_DELAY,
-    RETRY_MAX_DELAY,
+    RECIPIENT_NOT_MOBILE,
     SENDER_NOT_PROXY,
     Outcome,
     message_deliver,
-    retry_delay,
 )
+from smsproxy.proxy.outbox.record import RETRY_BASE_DELAY, RETRY_MAX_DELAY, retry_delay
 from tests.factories import ConversationFactory, MessageFactory
 from tests.proxy.fixtures import ALICE, BOB, BOB_PROXY, SMS_SEND_URL, vonage_answer
 from tests.proxy.outbox.helpers import answer_ok, answer_status, queued, sent_form, statements
@@ -121,6 +120,29 @@ def test_a_sender_we_released_is_never_used(
     assert (message.status, message.error_code) == ("failed", SENDER_NOT_PROXY)
 
 
+@pytest.mark.parametrize(
+    "recipient",
+    [
+        "+881612345678",  # non-geographic (satellite): priced like premium, no phone receives it
+        "+882345678901",  # non-geographic (international networks)
+        "+18005550100",  # toll-free
+        "+442071234567",  # a landline
+    ],
+)
+def test_a_recipient_that_cannot_receive_sms_is_never_sent_to(
+    vonage: responses.RequestsMock, recipient: str
+) -> None:
+    message = queued(recipient=recipient)
+
+    result = message_deliver(message_id=message.pk)
+
+    assert result.outcome == Outcome.FAILED
+    assert len(vonage.calls) == 0
+    message.refresh_from_db()
+    assert (message.status, message.error_code) == ("failed", RECIPIENT_NOT_MOBILE)
+    assert recipient not in result.detail  # the detail is logged: masked
+
+
 def test_a_sent_message_costs_four_statements(
     vonage: responses.RequestsMock,
 ) -> None:
@@ -192,12 +214,8 @@ def test_no_transaction_is_open_while_vonage_is_called(vonage: responses.Request
 # --- transient failures --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "status,text", [("1", "Throughput Rate Exceeded"), ("5", "Internal Error")]
-)
-def test_transient_status_is_retried_later(
-    vonage: responses.RequestsMock, status: str, text: str
-) -> None:
+def test_transient_status_is_retried_later(vonage: responses.RequestsMock) -> None:
+    status, text = "5", "Internal Error"
     message = queued()
     answer_status(vonage, status, text)
     before = timezone.now()
@@ -215,8 +233,8 @@ def test_transient_status_is_retried_later(
     assert RETRY_BASE_DELAY / 2 <= wait <= RETRY_BASE_DELAY + timedelta(seconds=1)
 
 
-@pytest.mark.parametrize("http_status", [429, 500, 503])
-def test_http_429_and_5xx_are_retried(vonage: responses.RequestsMock, http_status: int) -> None:
+@pytest.mark.parametrize("http_status", [500, 503])
+def test_http_5xx_is_retried(vonage: responses.RequestsMock, http_status: int) -> None:
     message = queued()
     vonage.add(responses.POST, SMS_SEND_URL, status=http_status, json={"error": "try later"})
 
@@ -244,7 +262,7 @@ def test_a_retried_message_is_not_sent_before_it_is_due(
     vonage: responses.RequestsMock,
 ) -> None:
     message = queued()
-    answer_status(vonage, "1", "Throughput Rate Exceeded")
+    answer_status(vonage, "5", "Internal Error")
     message_deliver(message_id=message.pk)
 
     assert message_deliver(message_id=message.pk).outcome == Outcome.SKIPPED
@@ -262,7 +280,7 @@ def test_a_retried_message_is_not_sent_before_it_is_due(
 
 def test_transient_failures_give_up_after_max_attempts(vonage: responses.RequestsMock) -> None:
     message = queued(attempts=2, max_attempts=3)
-    answer_status(vonage, "1", "Throughput Rate Exceeded")
+    answer_status(vonage, "5", "Internal Error")
 
     result = message_deliver(message_id=message.pk)
 
@@ -270,7 +288,7 @@ def test_transient_failures_give_up_after_max_attempts(vonage: responses.Request
     message.refresh_from_db()
     assert message.status == Message.Status.FAILED
     assert message.attempts == 3
-    assert message.error_code == "1"
+    assert message.error_code == "5"
     assert "gave up after 3 attempts" in message.error_text
 
 

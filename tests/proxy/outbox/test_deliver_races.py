@@ -18,13 +18,11 @@ from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.outbox import deliver as delivery
 from smsproxy.proxy.outbox.deliver import (
     CLAIM_RESTAMP_AFTER,
-    INTERRUPTED,
-    STALE_SENDING_AFTER,
     Outcome,
     message_deliver,
-    outbox_recover_stale,
 )
 from smsproxy.proxy.outbox.receipts import receipt_record
+from smsproxy.proxy.outbox.stale import INTERRUPTED, outbox_recover_stale, stale_sending_after
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import BOB, BOB_PROXY, SMS_SEND_URL
 from tests.proxy.outbox.helpers import answer_ok, queued, statements
@@ -177,7 +175,7 @@ def test_a_success_after_the_sweep_took_the_row_back_still_counts(
     message = queued()
 
     def answer(request):
-        # The sweep re-queued the row meanwhile (a send slower than STALE_SENDING_AFTER).
+        # The sweep re-queued the row meanwhile (a send slower than stale_sending_after()).
         Message.objects.filter(pk=message.pk).update(
             status=Message.Status.QUEUED, error_code=INTERRUPTED, claimed_at=None
         )
@@ -206,7 +204,7 @@ class SlowLimiter:
         real_now = timezone.now
         monkeypatch.setattr(timezone, "now", lambda: real_now() + self.offset)
 
-    def acquire(self) -> float:
+    def acquire(self, sender: str = "") -> float:
         self.offset += self.waited
         if self.sweep:  # the stale sweep runs at the end of the wait
             outbox_recover_stale()
@@ -217,14 +215,14 @@ def test_the_stale_clock_restarts_after_waiting_for_the_limiter(
     vonage: responses.RequestsMock, monkeypatch
 ) -> None:
     message = queued()
-    limiter = SlowLimiter(monkeypatch, STALE_SENDING_AFTER * 0.8)
+    limiter = SlowLimiter(monkeypatch, stale_sending_after() * 0.8)
     monkeypatch.setattr(delivery, "rate_limiter_get", lambda: limiter)
     recovered_during_send = []
 
     def answer(request):
         # The sweep runs while Vonage is being called, a little later: 1.2 stale periods after
         # the claim, but only 0.4 after the wait for a token ended.
-        later = timezone.now() + STALE_SENDING_AFTER * 0.4
+        later = timezone.now() + stale_sending_after() * 0.4
         recovered_during_send.extend(outbox_recover_stale(now=later))
         return (200, {}, '{"message-count": "1", "messages": [{"status": "0", "message-id": "X"}]}')
 
@@ -272,7 +270,7 @@ def test_a_row_the_sweep_took_back_during_the_wait_is_not_sent(
     vonage: responses.RequestsMock, monkeypatch
 ) -> None:
     message = queued()
-    limiter = SlowLimiter(monkeypatch, STALE_SENDING_AFTER + timedelta(seconds=1), sweep=True)
+    limiter = SlowLimiter(monkeypatch, stale_sending_after() + timedelta(seconds=1), sweep=True)
     monkeypatch.setattr(delivery, "rate_limiter_get", lambda: limiter)
 
     result = message_deliver(message_id=message.pk)

@@ -52,7 +52,7 @@ def test_queueing_hands_the_message_over_after_commit(django_capture_on_commit_c
         message = message_queue_outbound(sender=BOB_PROXY, recipient=BOB, text="hi")
         dispatched.assert_not_called()
 
-    dispatched.assert_called_once_with(message_id=message.pk)
+    dispatched.assert_called_once_with(message_id=message.pk, low_priority=False)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -151,3 +151,49 @@ def test_inbound_messages_cannot_be_retried() -> None:
 
     with pytest.raises(ApplicationError):
         message_retry(message=message)
+
+
+def test_forwards_and_intros_are_due_before_out_of_session_replies() -> None:
+    """Rule 6: replies never delay forwards, even replies queued first."""
+    reply = MessageFactory.create(purpose=Message.Purpose.OUT_OF_SESSION)
+    forward = MessageFactory.create(purpose=Message.Purpose.CONVERSATION)
+    intro = MessageFactory.create(purpose=Message.Purpose.INTRO)
+
+    assert outbox_due_ids() == [forward.pk, intro.pk, reply.pk]
+    assert outbox_due_ids(limit=2) == [forward.pk, intro.pk]
+
+
+def test_an_out_of_session_reply_is_enqueued_behind_the_forwards(
+    settings, django_capture_on_commit_callbacks
+) -> None:
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
+    with (
+        mock.patch.object(dispatch.celery_app, "send_task") as enqueue,
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        message_queue_outbound(
+            sender=BOB_PROXY, recipient=BOB, text="ended", purpose=Message.Purpose.OUT_OF_SESSION
+        )
+        message_queue_outbound(sender=BOB_PROXY, recipient=BOB, text="hello")
+
+    # On Redis, priority 9 is served only when nothing of priority 0 (the default) waits.
+    assert [call.kwargs["priority"] for call in enqueue.call_args_list] == [
+        dispatch.LOW_PRIORITY,
+        None,
+    ]
+    assert dispatch.LOW_PRIORITY == 9
+
+
+def test_the_sweep_re_enqueues_replies_behind_the_forwards_too() -> None:
+    old = timezone.now() - REDISPATCH_AFTER - timedelta(seconds=1)
+    reply = MessageFactory.create(purpose=Message.Purpose.OUT_OF_SESSION)
+    forward = MessageFactory.create()
+    Message.objects.update(updated_at=old)
+
+    with mock.patch.object(dispatch, "message_dispatch") as dispatched:
+        outbox_redispatch()
+
+    assert dispatched.call_args_list == [
+        mock.call(message_id=reply.pk, low_priority=True),
+        mock.call(message_id=forward.pk, low_priority=False),
+    ]

@@ -8,6 +8,8 @@ import uuid
 import pytest
 
 from smsproxy.proxy.outbox.ratelimit import (
+    RECOVERY_SECONDS,
+    THROTTLE_FLOOR,
     LocalRateLimiter,
     RedisRateLimiter,
     UnlimitedRateLimiter,
@@ -70,3 +72,42 @@ def test_celery_workers_use_the_redis_limiter(settings) -> None:
     settings.SMS_RATE_LIMIT = 25
 
     assert isinstance(rate_limiter_get(), RedisRateLimiter)
+
+
+@needs_broker
+def test_the_redis_limiter_slows_down_while_throttled_and_recovers() -> None:
+    import redis
+
+    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
+    worker_a = RedisRateLimiter(BROKER_URL, 20, key=key)
+    worker_b = RedisRateLimiter(BROKER_URL, 20, key=key)
+    assert worker_a.current_rate() == 20
+
+    worker_a.throttled()
+
+    assert worker_b.current_rate() == pytest.approx(10, abs=0.1)  # shared by every worker
+    for _ in range(10):
+        worker_b.throttled()
+    assert worker_a.current_rate() == pytest.approx(THROTTLE_FLOOR, abs=0.1)
+
+    # Time passes without throttles (the state's clock is Redis's: move the throttle back).
+    client = redis.Redis.from_url(BROKER_URL)
+    since = float(client.hget(key, "since") or 0)
+    client.hset(key, "since", repr(since - RECOVERY_SECONDS / 2))
+    assert THROTTLE_FLOOR < worker_a.current_rate() < 20
+    client.hset(key, "since", repr(since - RECOVERY_SECONDS))
+    assert worker_a.current_rate() == 20
+    client.delete(key)
+
+
+@needs_broker
+def test_the_redis_limiter_caps_each_sending_number() -> None:
+    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
+    worker_a = RedisRateLimiter(BROKER_URL, 0, per_sender=1, key=key)
+    worker_b = RedisRateLimiter(BROKER_URL, 0, per_sender=1, key=key)
+
+    assert worker_a._call("take", "+15555550100") == 0
+    # The same number again, from another worker: about a second to wait.
+    assert 0 < worker_b._call("take", "+15555550100") <= 1
+    # Another number is not held up.
+    assert worker_b._call("take", "+15555550101") == 0

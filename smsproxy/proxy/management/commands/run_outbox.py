@@ -10,9 +10,10 @@ from types import FrameType
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
+from smsproxy.common.privacy import mask_number, text_mask_numbers
 from smsproxy.numbers.services.provisioning import provisioning_jobs_run_pending
 from smsproxy.proxy.outbox.deliver import DeliveryResult, Outcome, message_deliver
 from smsproxy.proxy.outbox.queue import outbox_due_ids
@@ -23,6 +24,16 @@ logger = logging.getLogger(__name__)
 # Stuck rows, timed-out concatenated SMS and expired conversations are looked for this often.
 SWEEP_EVERY = timedelta(seconds=30)
 BATCH_SIZE = 100
+# While the database (or anything else) keeps failing, the worker waits this long before trying
+# again, doubling up to BACKOFF_MAX: a restart of the database is waited out without a log line
+# and a burst of reconnections every second.
+BACKOFF_START = 1.0
+BACKOFF_MAX = 30.0
+
+
+def _wait(stop: threading.Event, seconds: float) -> bool:
+    """Wait `seconds` or until stopped (a function of its own so that tests need not wait)."""
+    return stop.wait(seconds)
 
 
 class Command(BaseCommand):
@@ -31,8 +42,9 @@ class Command(BaseCommand):
         "Polls for due messages and sends each through the configured provider, respecting "
         "SMS_RATE_LIMIT. Every 30 seconds it also settles rows a dead worker left in 'sending' "
         "(re-sent once, see the README), forwards concatenated SMS whose parts timed out and "
-        "closes expired conversations. Stops cleanly on SIGTERM or Ctrl-C, after the message "
-        "being sent."
+        "closes expired conversations. Without a broker it also runs the provisioning jobs "
+        "staff start in the admin (Buy numbers). Stops cleanly on SIGTERM or Ctrl-C, after the "
+        "message being sent."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -61,29 +73,52 @@ class Command(BaseCommand):
                     pass
                 return
             self.stdout.write(f"Outbox worker started (polling every {interval:g}s).")
-            last_sweep = None
-            while not self._stop.is_set():
-                close_old_connections()
-                try:
-                    now = timezone.now()
-                    if last_sweep is None or now - last_sweep >= SWEEP_EVERY:
-                        self._sweep()
-                        last_sweep = now
-                    # Without a broker this worker also rents the numbers staff ordered in the
-                    # admin (one job per pass; SMS wait while it runs, as admin orders are small).
-                    provisioning_jobs_run_pending()
-                    busy = self._deliver_due()
-                except Exception as error:
-                    # The database restarting must not end the worker: log, wait, go on.
-                    logger.exception("Outbox worker iteration failed.")
-                    self.stderr.write(f"Outbox worker error: {error}; retrying in {interval:g}s")
-                    busy = 0
-                if not busy:
-                    self._stop.wait(interval)
+            self._loop(interval)
             self.stdout.write("Outbox worker stopped.")
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
+
+    def _loop(self, interval: float) -> None:
+        last_sweep = None
+        backoff = 0.0  # > 0 while iterations fail
+        database_down = False
+        while not self._stop.is_set():
+            close_old_connections()
+            try:
+                now = timezone.now()
+                if last_sweep is None or now - last_sweep >= SWEEP_EVERY:
+                    self._sweep()
+                    last_sweep = now
+                # Without a broker this worker also rents the numbers staff ordered in the
+                # admin (one job per pass; SMS wait while it runs, as admin orders are small).
+                provisioning_jobs_run_pending()
+                busy = self._deliver_due()
+            except (OperationalError, InterfaceError) as error:
+                # The database restarting must not end the worker: one line when it goes, one
+                # when it is back, and a growing pause in between.
+                if not database_down:
+                    database_down = True
+                    message = f"database unreachable: {text_mask_numbers(str(error)).strip()}"
+                    logger.warning("Outbox worker: %s", message)
+                    self.stderr.write(f"Outbox worker: {message}")
+                backoff = min(BACKOFF_MAX, backoff * 2) if backoff else BACKOFF_START
+                _wait(self._stop, backoff)
+                continue
+            except Exception:
+                # A bug, not an outage: its traceback each time, but no faster than the backoff.
+                logger.exception("Outbox worker iteration failed.")
+                backoff = min(BACKOFF_MAX, backoff * 2) if backoff else BACKOFF_START
+                self.stderr.write(f"Outbox worker error; retrying in {backoff:g}s")
+                _wait(self._stop, backoff)
+                continue
+            if database_down:
+                database_down = False
+                logger.warning("Outbox worker: database back")
+                self.stderr.write("Outbox worker: database back")
+            backoff = 0.0
+            if not busy:
+                _wait(self._stop, interval)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -108,7 +143,7 @@ class Command(BaseCommand):
                 self.stdout.write(
                     self.style.WARNING(
                         f"Incomplete concatenated SMS #{result.message.pk} from "
-                        f"{result.message.sender} forwarded as it is"
+                        f"{mask_number(result.message.sender)} forwarded as it is"
                     )
                 )
         if swept.expired:
@@ -129,10 +164,14 @@ class Command(BaseCommand):
 
     def _report(self, message_id: int, result: DeliveryResult) -> None:
         message = result.message
-        route = f"{message.sender} → {message.recipient}" if message else ""
+        # Only masked numbers in the worker's output: it ends up in log files.
+        route = (
+            f"{mask_number(message.sender)} → {mask_number(message.recipient)}" if message else ""
+        )
+        detail = text_mask_numbers(result.detail)
         if result.outcome == Outcome.SENT:
-            self.stdout.write(self.style.SUCCESS(f"sent #{message_id} {route}: {result.detail}"))
+            self.stdout.write(self.style.SUCCESS(f"sent #{message_id} {route}: {detail}"))
         elif result.outcome == Outcome.RETRY:
-            self.stdout.write(self.style.WARNING(f"retry #{message_id} {route}: {result.detail}"))
+            self.stdout.write(self.style.WARNING(f"retry #{message_id} {route}: {detail}"))
         elif result.outcome == Outcome.FAILED:
-            self.stdout.write(self.style.ERROR(f"failed #{message_id} {route}: {result.detail}"))
+            self.stdout.write(self.style.ERROR(f"failed #{message_id} {route}: {detail}"))
