@@ -1,0 +1,242 @@
+"""Processes the fault tests start (gunicorn, Celery, run_outbox, Redis), and their clean-up.
+
+Every process is started in a session of its own and stopped by its process-group id (the pid
+of the process started here), so that gunicorn's and Celery's children go with it, also when an
+assertion failed half-way. Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import requests
+from django.db import connection
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET_KEY = "fault-tests-only-secret-key-not-for-production-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def wait_until(condition: Callable[[], Any], *, seconds: float, what: str) -> Any:
+    """Poll `condition` until it is truthy (returned) or `seconds` pass (the test fails)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"Timed out after {seconds:g}s waiting for {what}.")
+        time.sleep(0.1)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def child_database_url() -> str:
+    """A URL of the database this test runs on (pytest-django's `test_<name>`), for a child."""
+    if connection.vendor != "postgresql":
+        pytest.skip("needs PostgreSQL (DATABASE_URL): a child process cannot see SQLite's test db")
+    db = connection.settings_dict
+    credentials = quote(db["USER"] or "", safe="")
+    if db["PASSWORD"]:
+        credentials += ":" + quote(db["PASSWORD"], safe="")
+    host = db["HOST"] or "127.0.0.1"
+    port = db["PORT"] or "5432"
+    return f"postgres://{credentials}@{host}:{port}/{quote(db['NAME'], safe='')}"
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    """The environment of a child process: none of this shell's settings, only what is given."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(
+            ("DJANGO_", "VONAGE_", "PROXY_", "SMS_", "SANDBOX_", "API_", "CELERY_", "DATABASE_")
+        )
+        and key != "PUBLIC_BASE_URL"
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "smsproxy.settings",
+            "DJANGO_READ_DOT_ENV": "0",
+            "DJANGO_SECRET_KEY": SECRET_KEY,
+            "DJANGO_DEBUG": "1",
+            "SMS_PROVIDER": "sandbox",
+            "SANDBOX_DELIVERY_RECEIPTS": "0",
+            "PYTHONUNBUFFERED": "1",
+            **overrides,
+        }
+    )
+    return env
+
+
+class Child:
+    """One started process (and its process group), its output in a file."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log: Path) -> None:
+        self.name = name
+        self.log = log
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            args,
+            cwd=REPO,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=self._log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        self._log_file.flush()
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, no goodbye (a crash, or the OOM killer)."""
+        self._signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, *, grace: float = 10) -> None:
+        """SIGTERM, then SIGKILL whatever of the group is left after `grace` seconds."""
+        if self.alive():
+            self._signal(signal.SIGTERM)
+            with suppress(subprocess.TimeoutExpired):
+                self.process.wait(grace)
+        self._signal(signal.SIGKILL)  # children that outlived their parent
+        with suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        self._log_file.close()
+
+    def _signal(self, signum: int) -> None:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)
+
+
+@contextmanager
+def children(tmp_path: Path) -> Iterator[Callable[..., Child]]:
+    """A starter of child processes; every one of them is stopped when the block ends."""
+    started: list[Child] = []
+
+    def start(name: str, args: list[str], env: Mapping[str, str]) -> Child:
+        child = Child(name, args, env, tmp_path / f"{name}-{len(started)}.log")
+        started.append(child)
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in reversed(started):
+            child.stop()
+
+
+def manage(*args: str) -> list[str]:
+    return [sys.executable, str(REPO / "manage.py"), *args]
+
+
+def venv_tool(name: str) -> str:
+    """A console script installed beside this Python (gunicorn, celery)."""
+    tool = Path(sys.executable).parent / name
+    if not tool.exists():
+        pytest.skip(f"{name} is not installed beside {Path(sys.executable).name}")
+    return str(tool)
+
+
+def wait_http(url: str, *, seconds: float, child: Child) -> None:
+    def answers() -> bool:
+        if not child.alive():
+            pytest.fail(f"{child.name} exited:\n{child.output()[-3000:]}")
+        try:
+            requests.get(url, timeout=2)
+        except requests.RequestException:
+            return False
+        return True
+
+    wait_until(answers, seconds=seconds, what=f"{child.name} to answer {url}")
+
+
+def gunicorn(start: Callable[..., Child], *, env: Mapping[str, str], workers: int = 3) -> str:
+    """The Procfile's web process on a free loopback port; returns its base URL."""
+    port = free_port()
+    child = start(
+        "gunicorn",
+        [
+            venv_tool("gunicorn"),
+            "smsproxy.wsgi",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--timeout",
+            "30",
+        ],
+        env,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    wait_http(f"{base_url}/healthz", seconds=60, child=child)
+    return base_url
+
+
+class RedisServer:
+    """A private redis-server on a free port: no persistence, its own directory."""
+
+    def __init__(self, start: Callable[..., Child], directory: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed")
+        self._binary = binary
+        self._start = start
+        self._directory = directory
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.child: Child | None = None
+
+    def up(self) -> None:
+        args = [
+            self._binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self._directory),
+        ]
+        self.child = self._start("redis", args, os.environ)
+        wait_until(lambda: port_open(self.port), seconds=20, what="redis-server to listen")
+
+    def down(self) -> None:
+        """Killed (by its pid): the port refuses connections until `up` again."""
+        assert self.child is not None
+        self.child.kill()
+        wait_until(lambda: not port_open(self.port), seconds=10, what="redis-server to go")
