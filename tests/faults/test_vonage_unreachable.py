@@ -22,7 +22,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from smsproxy.proxy.models import MessagePart
-from smsproxy.proxy.outbox.deliver import RETRY_MAX_DELAY
+from smsproxy.proxy.outbox.record import RETRY_MAX_DELAY
 from tests.proxy.fixtures import SMS_SEND_URL, vonage_answer
 from tests.proxy.outbox.helpers import queued
 

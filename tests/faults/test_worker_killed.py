@@ -16,7 +16,7 @@ import pytest
 from django.utils import timezone
 
 from smsproxy.proxy.models import Message, MessagePart
-from smsproxy.proxy.outbox.deliver import INTERRUPTED, STALE_SENDING_AFTER, outbox_recover_stale
+from smsproxy.proxy.outbox.stale import INTERRUPTED, outbox_recover_stale, stale_sending_after
 from tests.faults.fake_vonage import FakeVonage, fake_vonage
 from tests.faults.processes import (
     Child,
@@ -78,9 +78,9 @@ def worker(tmp_path: Path) -> Iterator[Worker]:
 
 
 def stale_timeout_passes(message: Message) -> None:
-    """STALE_SENDING_AFTER goes by for the claim of the dead worker."""
+    """OUTBOX_STALE_SENDING_AFTER goes by for the claim of the dead worker."""
     Message.objects.filter(pk=message.pk).update(
-        claimed_at=timezone.now() - STALE_SENDING_AFTER - timedelta(seconds=1)
+        claimed_at=timezone.now() - stale_sending_after() - timedelta(seconds=1)
     )
 
 
