@@ -1,18 +1,22 @@
-"""Processes the fault tests start (gunicorn, Celery, run_outbox, Redis), and their clean-up.
+"""Processes the fault tests start (gunicorn, Celery, run_outbox, Redis, PostgreSQL), and their
+clean-up.
 
 Every process is started in a session of its own and stopped by its process-group id (the pid
 of the process started here), so that gunicorn's and Celery's children go with it, also when an
-assertion failed half-way. Everything listens on 127.0.0.1 only.
+assertion failed half-way (a private PostgreSQL is stopped by `pg_ctl`, or by its postmaster's
+pid). Everything listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -240,3 +244,114 @@ class RedisServer:
         assert self.child is not None
         self.child.kill()
         wait_until(lambda: not port_open(self.port), seconds=10, what="redis-server to go")
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of its own (never the system one): run as the `postgres` user.
+
+    `initdb` and `pg_ctl` refuse to run as root, so they run through `runuser -u postgres` in a
+    temporary directory created here and given to `postgres` (pytest's `tmp_path` lies under a
+    directory only root may enter). It listens on a free 127.0.0.1 port and on a unix socket in
+    that directory, with trust authentication. `init`, then `start`; `close` stops it
+    (immediately; by its pid if `pg_ctl` cannot) and removes the directory.
+    """
+
+    USER = "postgres"
+
+    def __init__(self) -> None:
+        if not hasattr(os, "geteuid") or os.geteuid() != 0:
+            pytest.skip("a private PostgreSQL needs root (initdb and pg_ctl run as `postgres`)")
+        tools = {name: shutil.which(name) for name in ("initdb", "pg_ctl", "runuser")}
+        missing = sorted(name for name, path in tools.items() if path is None)
+        if missing:
+            pytest.skip(f"a private PostgreSQL needs {', '.join(missing)} on PATH")
+        try:
+            account = pwd.getpwnam(self.USER)
+        except KeyError:
+            pytest.skip(f"a private PostgreSQL needs a `{self.USER}` user")
+        self._initdb = str(tools["initdb"])
+        self._pg_ctl = str(tools["pg_ctl"])
+        self._runuser = str(tools["runuser"])
+        self.directory = Path(tempfile.mkdtemp(prefix="smsproxy-pg-"))
+        os.chown(self.directory, account.pw_uid, account.pw_gid)
+        self.data = self.directory / "data"
+        self.log = self.directory / "postgres.log"
+        self.port = free_port()
+        self._started = False
+
+    def init(self) -> None:
+        """`initdb`: a new cluster in the directory, the `postgres` superuser trusted."""
+        self._as_postgres(
+            self._initdb,
+            "--pgdata",
+            str(self.data),
+            "--username",
+            self.USER,
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+            "--no-locale",
+            "--no-sync",
+        )
+
+    def url(self, database: str) -> str:
+        return f"postgres://{self.USER}@127.0.0.1:{self.port}/{database}"
+
+    def start(self) -> None:
+        """Start and wait (`pg_ctl -w`) until it accepts connections."""
+        self._started = True
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+            " -c max_connections=50"
+        )
+        self._pg_ctl_run("start", "-w", "-t", "30", "-l", str(self.log), "-o", options)
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop and wait (`pg_ctl -w`) until the server is gone: connections are refused."""
+        self._pg_ctl_run("stop", "-w", "-t", "30", "-m", mode)
+
+    def create_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(
+            host="127.0.0.1", port=self.port, user=self.USER, dbname="postgres", autocommit=True
+        ) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+    def server_log(self) -> str:
+        with suppress(OSError):
+            return self.log.read_text(errors="replace")
+        return ""
+
+    def close(self) -> None:
+        if self._started:
+            with suppress(subprocess.SubprocessError, OSError):
+                self.stop("immediate")
+            self._kill_postmaster()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _kill_postmaster(self) -> None:
+        """If `pg_ctl stop` failed: SIGKILL the postmaster named in `postmaster.pid`."""
+        with suppress(OSError, ValueError, IndexError):
+            pid = int((self.data / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, signal.SIGKILL)
+
+    def _pg_ctl_run(self, *args: str) -> None:
+        self._as_postgres(self._pg_ctl, "--pgdata", str(self.data), *args)
+
+    def _as_postgres(self, *args: str) -> None:
+        result = subprocess.run(
+            [self._runuser, "-u", self.USER, "--", *args],
+            cwd=self.directory,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            pytest.fail(
+                f"{Path(args[0]).name} {' '.join(args[1:])} failed ({result.returncode}):\n"
+                f"{result.stdout[-2000:]}{result.stderr[-2000:]}\n{self.server_log()[-3000:]}"
+            )
