@@ -12,6 +12,7 @@ from rest_framework import exceptions, serializers
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
+from smsproxy.common.redaction import text_redact_numbers
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.assignment import NumberSelection
@@ -21,7 +22,6 @@ from smsproxy.proxy.services.participants import (
     ParticipantSpec,
     participant_label,
 )
-from smsproxy.proxy.services.redaction import text_redact_numbers
 
 # The error codes of DESIGN §7 that a participant's problems are answered with.
 _INVALID_NUMBER = "invalid_number"

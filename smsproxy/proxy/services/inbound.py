@@ -33,13 +33,13 @@ from django.utils import timezone
 
 from smsproxy.common.phone import phone_receives_sms, phone_region
 from smsproxy.common.privacy import mask_number
+from smsproxy.common.redaction import text_redact_numbers
 from smsproxy.gateway.webhooks import InboundSms
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import InboundPart, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import participant_live_list
 from smsproxy.proxy.services.lifetime import conversation_expiry_push
-from smsproxy.proxy.services.redaction import text_redact_numbers
 
 logger = logging.getLogger(__name__)
 
