@@ -12,7 +12,7 @@ import django
 
 django.setup()
 
-from smsproxy.proxy.services.redaction import text_redact_numbers  # noqa: E402
+from smsproxy.common.redaction import text_redact_numbers  # noqa: E402
 
 SAMPLES = {
     "chat with one number": "Running late, call me on 07700 900123. Gate code 4412. ",

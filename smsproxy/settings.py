@@ -252,6 +252,20 @@ if PROXY_TTL_FROM not in {"created", "last_message"}:
     )
 # Rule 6: out-of-session replies, all numbers together, per hour; the rest go unanswered.
 PROXY_OUT_OF_SESSION_LIMIT = env.int("PROXY_OUT_OF_SESSION_LIMIT", default=200)
+# Marketplace events and the intercept hook (DESIGN §11), both signed with PROXY_EVENTS_SECRET
+# (a Standard Webhooks `whsec_...` secret; the system check smsproxy.E010 requires it with
+# either URL).
+PROXY_EVENTS_URL = env.str("PROXY_EVENTS_URL", default="")
+PROXY_EVENTS_SECRET = env.str("PROXY_EVENTS_SECRET", default="")
+PROXY_INTERCEPT_URL = env.str("PROXY_INTERCEPT_URL", default="")
+PROXY_INTERCEPT_TIMEOUT = env.float("PROXY_INTERCEPT_TIMEOUT", default=2.0)
+PROXY_INTERCEPT_FAILURE = env.str("PROXY_INTERCEPT_FAILURE", default="forward").strip().lower()
+if PROXY_INTERCEPT_FAILURE not in {"forward", "hold"}:
+    raise ImproperlyConfigured(
+        f"PROXY_INTERCEPT_FAILURE must be 'forward' or 'hold', not {PROXY_INTERCEPT_FAILURE!r}."
+    )
+if PROXY_INTERCEPT_TIMEOUT <= 0:
+    raise ImproperlyConfigured("PROXY_INTERCEPT_TIMEOUT must be a positive number of seconds.")
 
 # --- Celery (used only when CELERY_BROKER_URL is set) ---------------------------------------
 CELERY_RESULT_BACKEND = None
@@ -270,10 +284,16 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": 2,
     "socket_timeout": 3,
 }
+# Marketplace events go to a queue of their own, served by a worker of its own
+# (`celery -A smsproxy worker -Q events`, the Procfile's `events`): a slow or failing endpoint
+# of the marketplace never holds up a worker that sends SMS.
+CELERY_TASK_ROUTES = {"smsproxy.proxy.deliver_events": {"queue": "events"}}
 # `celery -A smsproxy beat`: the outbox sweep (stuck rows, timed-out concatenated SMS, expired
 # conversations, queued rows whose hand-off was lost).
 CELERY_BEAT_SCHEDULE = {
     "outbox-sweep": {"task": "smsproxy.proxy.outbox_sweep", "schedule": 30.0},
+    # Events due for a (re)try; a no-op without PROXY_EVENTS_URL.
+    "events-sweep": {"task": "smsproxy.proxy.deliver_events", "schedule": 10.0},
 }
 
 LOGGING = {

@@ -19,13 +19,20 @@ from rest_framework.views import APIView
 
 from smsproxy.common.api import ErrorSerializer
 from smsproxy.common.errors import ApplicationError
-from smsproxy.proxy.models import Conversation
-from smsproxy.proxy.selectors import conversation_get, conversation_list, conversation_message_list
+from smsproxy.proxy.models import Conversation, Event
+from smsproxy.proxy.selectors import (
+    conversation_get,
+    conversation_list,
+    conversation_message_list,
+    event_list,
+)
 from smsproxy.proxy.serializers import (
     ConversationCreateInputSerializer,
     ConversationFilterSerializer,
     ConversationOutputSerializer,
     ConversationReopenInputSerializer,
+    EventFilterSerializer,
+    EventOutputSerializer,
     MessageOutputSerializer,
     SystemMessageInputSerializer,
 )
@@ -253,3 +260,42 @@ class ConversationReopenApi(APIView):
         payload.is_valid(raise_exception=True)
         conversation_reopen(conversation=conversation, **payload.validated_data)
         return Response(ConversationOutputSerializer(_conversation_or_404(public_id)).data)
+
+
+class EventListApi(APIView):
+    pagination_class = PageNumberPagination
+
+    @extend_schema(
+        operation_id="events_list",
+        tags=["events"],
+        parameters=[EventFilterSerializer],
+        responses={
+            HTTPStatus.OK: EventOutputSerializer(many=True),
+            HTTPStatus.BAD_REQUEST: ErrorSerializer,
+            HTTPStatus.NOT_FOUND: ErrorSerializer,  # a page past the last
+            **_AUTH_ERRORS,
+        },
+        description=(
+            "The events of DESIGN.md §11 (what PROXY_EVENTS_URL is sent), newest last, each "
+            "with its delivery status; `?after=<event id>` for a replay after an outage. 400 "
+            "`unknown_event` when no event has the `after` id."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        filters = EventFilterSerializer(data=request.query_params)
+        if not filters.is_valid():
+            raise ApplicationError(
+                "The filters are not valid.", code="validation_error", fields=dict(filters.errors)
+            )
+        after = None
+        if after_id := filters.validated_data.get("after"):
+            after = Event.objects.filter(public_id=after_id).first()
+            if after is None:
+                raise ApplicationError("No event has this id.", code="unknown_event")
+        return _paginated_response(
+            view=self,
+            request=request,
+            queryset=event_list(after=after),
+            serializer_class=EventOutputSerializer,
+            context={},
+        )

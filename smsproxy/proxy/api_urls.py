@@ -6,6 +6,7 @@ from smsproxy.proxy.api import (
     ConversationListCreateApi,
     ConversationMessageListApi,
     ConversationReopenApi,
+    EventListApi,
 )
 
 # `public_id` is matched as any segment and checked by the view, so that a malformed id gets
@@ -32,4 +33,5 @@ urlpatterns: list[URLPattern] = [
         ConversationReopenApi.as_view(),
         name="conversation-reopen",
     ),
+    path("events/", EventListApi.as_view(), name="event-list"),
 ]

@@ -10,10 +10,12 @@ class ProxyConfig(AppConfig):
         from django.core import checks
 
         from smsproxy.numbers.signals import numbers_retired
+        from smsproxy.proxy.events.webhook import webhook_settings_check
         from smsproxy.proxy.handlers import numbers_retired_handle
         from smsproxy.proxy.outbox.claim import claim_database_check
 
         checks.register(claim_database_check, checks.Tags.compatibility)
+        checks.register(webhook_settings_check)
 
         # The numbers app releases numbers without knowing about conversations (it never
         # imports the proxy); what used them is settled here.

@@ -141,6 +141,8 @@ class Message(models.Model):
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
         UNROUTED = "unrouted", "Unrouted"
+        # An inbound text the intercept hook refused (DESIGN.md §11), and its forward.
+        BLOCKED = "blocked", "Blocked"
         QUEUED = "queued", "Queued"
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
@@ -163,6 +165,15 @@ class Message(models.Model):
         INTRO = "intro", "Introduction"
         OUT_OF_SESSION = "out_of_session", "Out-of-session reply"
         SYSTEM = "system", "System message from the marketplace"
+
+    class Intercept(models.TextChoices):
+        """What the intercept hook (DESIGN.md §11) said about a forward; empty: not asked."""
+
+        PASSED = "passed", "Passed"
+        REPLACED = "replaced", "Text replaced"
+        BLOCKED = "blocked", "Blocked"
+        ERROR_FORWARDED = "error_forwarded", "Hook unavailable: forwarded"
+        HELD = "held", "Hook unavailable: held"
 
     direction = models.CharField(max_length=8, choices=Direction.choices)
     purpose = models.CharField(max_length=16, choices=Purpose.choices, default=Purpose.CONVERSATION)
@@ -190,6 +201,7 @@ class Message(models.Model):
     # When the current send attempt claimed the row (status "sending").
     claimed_at = models.DateTimeField(null=True, blank=True)
     price = models.DecimalField(max_digits=10, decimal_places=5, null=True, blank=True)
+    intercept = models.CharField(max_length=16, choices=Intercept.choices, blank=True)
     forwarded_from = models.ForeignKey(
         "self",
         on_delete=models.PROTECT,
@@ -214,8 +226,12 @@ class Message(models.Model):
             models.CheckConstraint(
                 name="message_status_matches_direction",
                 condition=(
-                    # An inbound text is `rejected` when longer than PROXY_MAX_TEXT_LENGTH.
-                    Q(direction="inbound", status__in=["received", "unrouted", "rejected"])
+                    # An inbound text is `rejected` when longer than PROXY_MAX_TEXT_LENGTH,
+                    # `blocked` when the intercept hook refused it.
+                    Q(
+                        direction="inbound",
+                        status__in=["received", "unrouted", "rejected", "blocked"],
+                    )
                     | (
                         Q(direction="outbound")
                         & ~Q(status__in=["received", "unrouted", *CALL_ONLY_STATUSES])
@@ -311,3 +327,45 @@ class InboundPart(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sender} ref {self.concat_ref} part {self.concat_part}/{self.concat_total}"
+
+
+def event_public_id() -> str:
+    return f"evt_{uuid.uuid4().hex}"
+
+
+class Event(models.Model):
+    """One marketplace event (DESIGN.md §11), written in the transaction of the change it
+    reports and delivered from this outbox; `public_id` is its `id` and `webhook-id`."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        FAILED = "failed", "Failed"
+
+    public_id = models.CharField(
+        max_length=40, unique=True, default=event_public_id, editable=False
+    )
+    type = models.CharField(max_length=32, db_index=True)
+    # Events of one conversation are delivered in order; null: no order to keep.
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    data = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # Retries go on for EVENT_GIVE_UP_AFTER from here, then the event is failed.
+    first_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="event_outbox_idx"),
+            models.Index(fields=["conversation", "status", "id"], name="event_order_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.public_id} ({self.status})"

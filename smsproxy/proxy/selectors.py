@@ -24,7 +24,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.models import Conversation, Message, NumberUse, Participant
+from smsproxy.proxy.models import Conversation, Event, Message, NumberUse, Participant
 
 # A number this real number used within this window counts as "used recently" (rule 3): a late
 # reply to an old thread would otherwise reach a new partner on the same proxy number.
@@ -214,3 +214,11 @@ def conversation_get(
 def conversation_message_list(*, conversation: Conversation) -> QuerySet[Message]:
     """Every message of a conversation, oldest first."""
     return Message.objects.filter(conversation=conversation).order_by("created_at", "id")
+
+
+def event_list(*, after: Event | None = None) -> QuerySet[Event]:
+    """Events in the order they were written (newest last); only those after `after`."""
+    queryset = Event.objects.order_by("pk")
+    if after is not None:
+        queryset = queryset.filter(pk__gt=after.pk)
+    return queryset

@@ -12,7 +12,8 @@ from rest_framework import exceptions, serializers
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
-from smsproxy.proxy.models import Conversation, Message, Participant
+from smsproxy.common.redaction import text_redact_numbers
+from smsproxy.proxy.models import Conversation, Event, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.assignment import NumberSelection
 from smsproxy.proxy.services.conversations import REFERENCE_MAX_LENGTH, TTL_MAX_SECONDS
@@ -21,7 +22,6 @@ from smsproxy.proxy.services.participants import (
     ParticipantSpec,
     participant_label,
 )
-from smsproxy.proxy.services.redaction import text_redact_numbers
 
 # The error codes of DESIGN §7 that a participant's problems are answered with.
 _INVALID_NUMBER = "invalid_number"
@@ -298,3 +298,30 @@ class ConversationReopenInputSerializer(serializers.Serializer[Any]):
         default=None,
         help_text="New lifetime in seconds from now; defaults to the conversation's own TTL.",
     )
+
+
+class EventFilterSerializer(serializers.Serializer[Any]):
+    after = serializers.CharField(
+        required=False,
+        max_length=40,
+        help_text="An event's `id`: only the events after it (replay after an outage).",
+    )
+
+
+class EventOutputSerializer(serializers.Serializer[Event]):
+    id = serializers.CharField(source="public_id", help_text="Also its `webhook-id`.")
+    type = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    status = serializers.ChoiceField(
+        choices=Event.Status.choices, help_text="Its delivery to PROXY_EVENTS_URL."
+    )
+    attempts = serializers.IntegerField()
+    delivered_at = serializers.DateTimeField(allow_null=True)
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        # `data` cannot be a class attribute: it would hide the serializer's own `.data`.
+        fields = super().get_fields()
+        fields["data"] = serializers.JSONField(
+            help_text="As the event's body carries it (DESIGN.md §11)."
+        )
+        return fields

@@ -11,12 +11,15 @@ the task's name), and Celery finds it through `app.autodiscover_tasks()`.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from celery import shared_task
 from django.utils import timezone
 
 from smsproxy.common.privacy import text_mask_numbers
+from smsproxy.proxy.events import dispatch as events_dispatch
+from smsproxy.proxy.events.deliver import event_next_due_at, events_deliver_due
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import dispatch
 from smsproxy.proxy.outbox.deliver import Outcome, message_deliver
@@ -24,6 +27,9 @@ from smsproxy.proxy.outbox.queue import outbox_redispatch
 from smsproxy.proxy.services import sweep
 
 logger = logging.getLogger(__name__)
+
+# A retry due this soon gets a task of its own at its time; later ones wait for the beat.
+EVENTS_SOON = timedelta(seconds=60)
 
 
 @shared_task(name=dispatch.DELIVER_TASK, ignore_result=True)
@@ -65,4 +71,26 @@ def outbox_sweep() -> dict[str, Any]:
     }
     if any(summary.values()):
         logger.info("Outbox sweep: %s", summary)
+    return summary
+
+
+@shared_task(name=events_dispatch.DELIVER_EVENTS_TASK, ignore_result=True)
+def deliver_events() -> dict[str, Any]:
+    """Deliver a small batch of due events (routed to the `events` queue, never the SMS one).
+
+    Comes back at once while a full batch was due, and on time for a retry due within the
+    next minute (the first retries come seconds apart); later ones are found by the beat
+    schedule, which runs this every 10 seconds. Duplicates are harmless (the claim).
+    """
+    result = events_deliver_due()
+    if result.more:
+        events_dispatch.events_dispatch()
+    else:
+        now = timezone.now()
+        next_due = event_next_due_at()
+        if next_due is not None and now < next_due <= now + EVENTS_SOON:
+            events_dispatch.events_dispatch(eta=next_due)
+    summary = {"delivered": result.delivered, "failed": result.failed}
+    if result.delivered or result.failed:
+        logger.info("Events: %s", summary)
     return summary

@@ -11,9 +11,9 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from smsproxy.common.redaction import REDACTED_NUMBER
 from smsproxy.proxy.models import Conversation, Message
 from smsproxy.proxy.services.conversations import conversation_close
-from smsproxy.proxy.services.redaction import REDACTED_NUMBER
 from tests.factories import VirtualNumberFactory
 from tests.proxy.specs import open_between
 

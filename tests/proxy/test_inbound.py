@@ -12,6 +12,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from smsproxy.common.redaction import REDACTED_NUMBER, text_redact_numbers
 from smsproxy.gateway.webhooks import InboundSms, WebhookIgnored, inbound_sms_parse
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import InboundPart, Message
@@ -23,7 +24,6 @@ from smsproxy.proxy.services.inbound import (
     inbound_receive,
     participant_route_get,
 )
-from smsproxy.proxy.services.redaction import REDACTED_NUMBER, text_redact_numbers
 from tests.proxy.fixtures import (
     ALICE,
     ALICE_PROXY,

@@ -33,7 +33,7 @@ from smsproxy.proxy.outbox import deliver as delivery
 from smsproxy.proxy.outbox import dispatch
 from smsproxy.proxy.outbox.claim import message_claim
 from smsproxy.proxy.outbox.stale import stale_sending_after
-from smsproxy.proxy.tasks import deliver_message, outbox_sweep
+from smsproxy.proxy.tasks import deliver_events, deliver_message, outbox_sweep
 from tests.factories import MessageFactory
 from tests.proxy.fixtures import INBOUND_URL, conversation_make, number, payload, send_webhook
 from tests.proxy.outbox.helpers import BROKER_URL, celery_broker, needs_broker
@@ -167,7 +167,10 @@ def test_a_worker_finds_the_tasks_by_their_names() -> None:
 
 def test_the_beat_schedule_runs_the_sweep() -> None:
     schedule = django_settings.CELERY_BEAT_SCHEDULE
-    assert {entry["task"] for entry in schedule.values()} == {outbox_sweep.name}
+    assert {entry["task"] for entry in schedule.values()} == {
+        outbox_sweep.name,
+        deliver_events.name,
+    }
 
 
 # --- a real worker on Redis ----------------------------------------------------------------------

@@ -1,3 +1,3 @@
-"""Admin for conversations (with participants and messages inline) and for messages."""
+"""Admin for conversations (with participants and messages inline), messages and events."""
 
-from smsproxy.proxy.admin import conversations, messages  # noqa: F401
+from smsproxy.proxy.admin import conversations, events, messages  # noqa: F401

@@ -40,6 +40,9 @@ _RETURNED = (
     "recipient",
     "text",
     "max_attempts",
+    # For the intercept hook (`intercept`): a forward, and whether it was asked already.
+    "forwarded_from",
+    "intercept",
 )
 
 

@@ -86,6 +86,7 @@ from smsproxy.gateway import get_provider
 from smsproxy.gateway.base import ProviderError, SendResult
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox.claim import message_claim
+from smsproxy.proxy.outbox.intercept import forward_intercept
 from smsproxy.proxy.outbox.ratelimit import RateLimiter, rate_limiter_get
 from smsproxy.proxy.outbox.record import (
     DeliveryResult,
@@ -152,6 +153,10 @@ def message_deliver(*, message_id: int) -> DeliveryResult:
     if claim.accepted_before:
         # Vonage has no idempotency key: sending again would deliver the text twice.
         return outcome_write(lambda: record_sent(message=message, result=SendResult(parts=())))
+    # The marketplace's verdict on a forward (DESIGN.md §11), before it takes a send token.
+    intercepted = forward_intercept(message=message)
+    if intercepted is not None:
+        return intercepted
     limiter = rate_limiter_get()
     try:
         limiter.acquire(message.sender)

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from smsproxy.gateway.base import SentPart
+from smsproxy.proxy.events.record import event_message_status
 from smsproxy.proxy.models import Message, MessagePart
 
 logger = logging.getLogger(__name__)
@@ -130,4 +131,5 @@ def message_status_refresh(
     message.save(
         update_fields=["status", "error_code", "error_text", "delivered_at", "price", "updated_at"]
     )
+    event_message_status(message_id=message.pk)
     return message

@@ -21,6 +21,7 @@ from django.db import InterfaceError, OperationalError, connections, router, tra
 from django.utils import timezone
 
 from smsproxy.gateway.base import ProviderError, SendResult, SentPart
+from smsproxy.proxy.events.record import event_message_status
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox.parts import message_parts_store, message_status_refresh
 
@@ -42,6 +43,7 @@ class Outcome(StrEnum):
     RETRY = "retry"
     FAILED = "failed"
     SKIPPED = "skipped"  # not claimed: not queued, not due, or another worker has it
+    BLOCKED = "blocked"  # the intercept hook refused the forward
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ def record_sent(*, message: Message, result: SendResult) -> DeliveryResult:
             Message.objects.filter(pk=message.pk).update(**sent_fields)
         for name, value in sent_fields.items():
             setattr(message, name, value)
+        event_message_status(message_id=message.pk)
         current = message_parts_store(message=message, parts=result.parts)
         message_status_refresh(message=message, parts=current)
     count = len(result.parts)
@@ -242,3 +245,4 @@ def fail(message: Message, *, code: str, text: str) -> None:
     message.save(
         update_fields=["status", "error_code", "error_text", "next_attempt_at", "updated_at"]
     )
+    event_message_status(message_id=message.pk)

@@ -10,6 +10,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from smsproxy.proxy.events.record import event_message_status
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox.parts import message_status_refresh
 from smsproxy.proxy.outbox.record import fail, requeue
@@ -41,6 +42,7 @@ def outbox_recover_stale(*, now: datetime | None = None, limit: int = 500) -> li
                 message.status = Message.Status.SENT
                 message.sent_at = message.claimed_at or now
                 message.save(update_fields=["status", "sent_at", "updated_at"])
+                event_message_status(message_id=message.pk)
                 message_status_refresh(message=message)
                 logger.warning(
                     "Message %s was stuck in sending with receipts: marked sent.", message.pk

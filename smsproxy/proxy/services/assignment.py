@@ -24,6 +24,7 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.base import ProviderError
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.events.record import events_conversations_closed, events_enabled
 from smsproxy.proxy.models import Conversation, NumberUse, Participant
 from smsproxy.proxy.selectors import participant_expired_route_list, proxy_number_candidate_list
 from smsproxy.proxy.services.participants import ParticipantSpec
@@ -194,9 +195,16 @@ def conversations_close_expired(*, conversation_ids: list[int]) -> int:
     Call it in a transaction. The update re-checks the status, so a conversation closed
     concurrently is neither closed again nor counted; returns how many were closed.
     """
-    closed = Conversation.objects.filter(
-        pk__in=conversation_ids, status=Conversation.Status.ACTIVE
-    ).update(
+    closing = conversation_ids
+    reported = events_enabled()
+    if reported:
+        # Which of them this closes, for their `conversation.closed` events.
+        closing = list(
+            Conversation.objects.filter(
+                pk__in=conversation_ids, status=Conversation.Status.ACTIVE
+            ).values_list("pk", flat=True)
+        )
+    closed = Conversation.objects.filter(pk__in=closing, status=Conversation.Status.ACTIVE).update(
         status=Conversation.Status.CLOSED,
         closed_at=F("expires_at"),
         close_reason=Conversation.CloseReason.EXPIRED,
@@ -204,6 +212,8 @@ def conversations_close_expired(*, conversation_ids: list[int]) -> int:
     participants_deactivate(
         participants=Participant.objects.filter(conversation_id__in=conversation_ids)
     )
+    if reported:
+        events_conversations_closed(conversation_ids=closing)
     return closed
 
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.events.record import EventType, event_conversation
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import (
@@ -129,6 +130,9 @@ def _conversation_write(
             created.append(participant)
         number_uses_record(uses=[(p.real_number, p.proxy_number_id, now) for p in created])
         number_loads_adjust(changes=assigned)
+        event_conversation(
+            type=EventType.CONVERSATION_CREATED, conversation=conversation, participants=created
+        )
         if intro:
             for participant, other in ((created[0], created[1]), (created[1], created[0])):
                 intro_queue(participant=participant, other=other)
@@ -198,6 +202,13 @@ def _conversation_close_write(
         locked.close_reason = reason
         locked.save(update_fields=["status", "closed_at", "close_reason"])
         participants_deactivate(participants=Participant.objects.filter(conversation=locked))
+        event_conversation(
+            type=EventType.CONVERSATION_CLOSED,
+            conversation=locked,
+            participants=Participant.objects.filter(conversation=locked).select_related(
+                "proxy_number"
+            ),
+        )
     logger.info("Closed conversation %s (%s)", locked.public_id, reason)
     return locked
 

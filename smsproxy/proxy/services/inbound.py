@@ -33,13 +33,14 @@ from django.utils import timezone
 
 from smsproxy.common.phone import phone_receives_sms, phone_region
 from smsproxy.common.privacy import mask_number
+from smsproxy.common.redaction import text_redact_numbers
 from smsproxy.gateway.webhooks import InboundSms
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.events.record import EventType, event_message, event_message_unrouted
 from smsproxy.proxy.models import InboundPart, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import participant_live_list
 from smsproxy.proxy.services.lifetime import conversation_expiry_push
-from smsproxy.proxy.services.redaction import text_redact_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -150,9 +151,11 @@ def _message_forward(*, message: Message, route: Participant | None) -> InboundR
         )
         return InboundResult(Outcome.REJECTED, message)
     if route is None:
+        event_message_unrouted(message=message)
         reply = _out_of_session_reply(message=message)
         return InboundResult(Outcome.UNROUTED, message, reply)
     conversation_expiry_push(conversation=route.conversation)
+    event_message(type=EventType.MESSAGE_RECEIVED, message=message, conversation=route.conversation)
     other = (
         Participant.objects.filter(conversation_id=route.conversation_id)
         .exclude(pk=route.pk)

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from smsproxy.common.phone import RealNumber
+from smsproxy.proxy.events.record import EventType, event_conversation
 from smsproxy.proxy.models import Conversation, Participant
 from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.assignment import (
@@ -92,6 +93,9 @@ def _reopen_write(*, conversation_id: int, ttl: int | None) -> Conversation:
                 moved.append(participant)
         number_uses_record(uses=[(p.real_number, p.proxy_number_id, now) for p in participants])
         number_loads_adjust(changes=assigned)
+        event_conversation(
+            type=EventType.CONVERSATION_REOPENED, conversation=locked, participants=participants
+        )
         for participant in moved:
             other = next((p for p in participants if p.pk != participant.pk), None)
             intro_queue(participant=participant, other=other)

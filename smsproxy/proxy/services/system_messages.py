@@ -18,11 +18,11 @@ from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_region
+from smsproxy.common.redaction import text_redact_numbers
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.lifetime import conversation_expiry_push
-from smsproxy.proxy.services.redaction import text_redact_numbers
 
 logger = logging.getLogger(__name__)
 

@@ -9,12 +9,14 @@ from datetime import timedelta
 from types import FrameType
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
 from smsproxy.common.privacy import mask_number, text_mask_numbers
 from smsproxy.numbers.services.provisioning import provisioning_jobs_run_pending
+from smsproxy.proxy.events.deliver import events_deliver_due
 from smsproxy.proxy.outbox.deliver import DeliveryResult, Outcome, message_deliver
 from smsproxy.proxy.outbox.queue import outbox_due_ids
 from smsproxy.proxy.services.sweep import outbox_sweep
@@ -43,8 +45,9 @@ class Command(BaseCommand):
         "SMS_RATE_LIMIT. Every 30 seconds it also settles rows a dead worker left in 'sending' "
         "(re-sent once, see the README), forwards concatenated SMS whose parts timed out and "
         "closes expired conversations. Without a broker it also runs the provisioning jobs "
-        "staff start in the admin (Buy numbers). Stops cleanly on SIGTERM or Ctrl-C, after the "
-        "message being sent."
+        "staff start in the admin (Buy numbers). With PROXY_EVENTS_URL set it delivers the "
+        "marketplace's events in a thread of its own, so they never delay an SMS. Stops cleanly "
+        "on SIGTERM or Ctrl-C, after the message being sent."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -71,9 +74,21 @@ class Command(BaseCommand):
                 provisioning_jobs_run_pending()
                 while self._deliver_due():
                     pass
+                while events_deliver_due().more:
+                    pass
                 return
             self.stdout.write(f"Outbox worker started (polling every {interval:g}s).")
+            events = None
+            if settings.PROXY_EVENTS_URL:
+                # Marketplace events in a thread of their own: a slow or failing endpoint
+                # never delays an SMS.
+                events = threading.Thread(
+                    target=self._events_loop, args=(interval,), name="events", daemon=True
+                )
+                events.start()
             self._loop(interval)
+            if events is not None:
+                events.join()
             self.stdout.write("Outbox worker stopped.")
         finally:
             for signum, handler in previous.items():
@@ -119,6 +134,29 @@ class Command(BaseCommand):
             backoff = 0.0
             if not busy:
                 _wait(self._stop, interval)
+
+    def _events_loop(self, interval: float) -> None:
+        """Deliver due events until stopped, on this thread's own database connection."""
+        backoff = 0.0
+        try:
+            while not self._stop.is_set():
+                close_old_connections()
+                try:
+                    result = events_deliver_due()
+                except Exception:
+                    logger.exception("Events delivery failed.")
+                    backoff = min(BACKOFF_MAX, backoff * 2) if backoff else BACKOFF_START
+                    _wait(self._stop, backoff)
+                    continue
+                backoff = 0.0
+                if result.delivered or result.failed:
+                    self.stdout.write(
+                        f"events: {result.delivered} delivered, {result.failed} failed"
+                    )
+                if not result.more:
+                    _wait(self._stop, interval)
+        finally:
+            connections.close_all()
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         def stop(signum: int, frame: FrameType | None) -> None:
@@ -175,3 +213,5 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"retry #{message_id} {route}: {detail}"))
         elif result.outcome == Outcome.FAILED:
             self.stdout.write(self.style.ERROR(f"failed #{message_id} {route}: {detail}"))
+        elif result.outcome == Outcome.BLOCKED:
+            self.stdout.write(self.style.WARNING(f"blocked #{message_id} {route}: {detail}"))
