@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from smsproxy.common.views import healthz
@@ -11,6 +12,8 @@ handler404 = "smsproxy.common.views.handler404"
 handler500 = "smsproxy.common.views.handler500"
 
 urlpatterns = [
+    # "View site" in the admin links to /: there is no public site, so it leads back to the admin.
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
