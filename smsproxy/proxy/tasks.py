@@ -16,6 +16,9 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
+# The project's app first: Celery is no longer loaded with Django, and a shared task used
+# (`.delay`, patched in a test) before the app exists would bind to Celery's unconfigured default.
+import smsproxy.celery  # noqa: F401
 from smsproxy.common.privacy import text_mask_numbers
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import dispatch
