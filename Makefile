@@ -32,8 +32,14 @@ install: $(VENV)/.installed
 # The development server and the embedded delivery worker run side by side; Ctrl-C stops both,
 # and when one of them exits (say the port is taken) the other is stopped too (`kill 0`: the
 # whole process group), so `make run` never lingers half-started.
+# HOST and PORT reach the server, the worker and the admin login's message (PUBLIC_BASE_URL,
+# when unset, is derived from them), and .run/base-url records them for commands run from
+# another terminal (simulate_sms, provision_numbers): `make run PORT=18400` is followed through.
 run: export DJANGO_DEBUG ?= 1
+run: export HOST := $(HOST)
+run: export PORT := $(PORT)
 run: install .env
+	@mkdir -p .run && echo "http://$(HOST):$(PORT)" > .run/base-url
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py local_admin --if-local
 	@echo "Serving http://$(HOST):$(PORT)/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops."

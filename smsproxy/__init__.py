@@ -1,7 +1,20 @@
 """smsproxy: private SMS conversations over rented proxy numbers."""
 
-# Load the Celery app with Django so that `shared_task`s bind to it. Creating the app opens no
-# connection: only publishing a task does, and that happens only when CELERY_BROKER_URL is set.
-from .celery import app as celery_app
+from __future__ import annotations
+
+from typing import Any
+
+
+# The Celery app is created on first use, not with Django: importing Celery and kombu costs
+# every management command a few hundred milliseconds, and only a process with
+# CELERY_BROKER_URL set needs it (the dispatcher publishing a task; `celery -A smsproxy`, which
+# finds `smsproxy.celery.app` itself). Creating it opens no connection either way.
+def __getattr__(name: str) -> Any:
+    if name == "celery_app":
+        from .celery import app
+
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ("celery_app",)

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from smsproxy.common.address import RUN_ADDRESS_FILE, local_base_url
 from smsproxy.gateway.signatures import SIGNATURE_METHODS
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -161,7 +162,18 @@ SPECTACULAR_SETTINGS = {
 }
 
 # --- smsproxy -----------------------------------------------------------------------------------
-PUBLIC_BASE_URL = env.str("PUBLIC_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Unset, it follows the address a local server runs on (`make run PORT=18400`): HOST/PORT in
+# the environment, else what `make run` recorded for commands in another terminal (debug only:
+# a production process is given its public https origin, see `check --deploy`).
+PUBLIC_BASE_URL = env.str(
+    "PUBLIC_BASE_URL",
+    default=local_base_url(
+        env.ENVIRON,
+        recorded=BASE_DIR / RUN_ADDRESS_FILE
+        if DEBUG and env.bool("DJANGO_READ_DOT_ENV", default=True)
+        else None,
+    ),
+).rstrip("/")
 
 VONAGE_API_KEY = env.str("VONAGE_API_KEY", default="")
 VONAGE_API_SECRET = env.str("VONAGE_API_SECRET", default="")

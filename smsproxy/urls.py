@@ -1,8 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.generic import RedirectView
 
-from smsproxy.common.views import healthz
+from smsproxy.common.views import api_docs, api_schema, healthz
 
 admin.site.site_header = "smsproxy administration"
 admin.site.site_title = "smsproxy"
@@ -11,10 +11,12 @@ handler404 = "smsproxy.common.views.handler404"
 handler500 = "smsproxy.common.views.handler500"
 
 urlpatterns = [
+    # "View site" in the admin links to /: there is no public site, so it leads back to the admin.
+    path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/schema/", api_schema, name="api-schema"),
+    path("api/docs/", api_docs, name="api-docs"),
     path("api/", include("smsproxy.numbers.api_urls")),
     path("api/", include("smsproxy.proxy.api_urls")),
     path("webhooks/vonage/", include("smsproxy.proxy.webhook_urls")),

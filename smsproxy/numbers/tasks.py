@@ -6,6 +6,9 @@ import logging
 
 from celery import shared_task
 
+# The project's app first: Celery is no longer loaded with Django, and a shared task used
+# (`.delay`, patched in a test) before the app exists would bind to Celery's unconfigured default.
+import smsproxy.celery  # noqa: F401
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob
 from smsproxy.numbers.services.provisioning import provisioning_job_run

@@ -17,6 +17,9 @@ from typing import Any
 from celery import shared_task
 from django.utils import timezone
 
+# The project's app first: Celery is no longer loaded with Django, and a shared task used
+# (`.delay`, patched in a test) before the app exists would bind to Celery's unconfigured default.
+import smsproxy.celery  # noqa: F401
 from smsproxy.common.privacy import text_mask_numbers
 from smsproxy.proxy.events import dispatch as events_dispatch
 from smsproxy.proxy.events.deliver import event_next_due_at, events_deliver_due

@@ -104,8 +104,9 @@ def test_a_server_that_is_not_there_is_a_command_error(
 ) -> None:
     mocked_responses.get(ANSWER, body=requests.ConnectionError("refused"))
 
-    with pytest.raises(CommandError, match="Could not reach"):
+    with pytest.raises(CommandError, match="Could not reach") as raised:
         simulate("--from", ALICE, "--to", ALICE_PROXY)
+    assert "--url http://127.0.0.1:18400" in str(raised.value)
 
 
 def test_an_answer_that_is_not_an_ncco_is_a_command_error(

@@ -145,8 +145,8 @@ def test_a_refusal_is_a_command_error(
         simulate("--from", ALICE, "--to", ALICE_PROXY, "hello")
 
 
-def test_an_unreachable_server_is_a_command_error() -> None:
-    with pytest.raises(CommandError, match="Could not reach"):
+def test_an_unreachable_server_is_a_command_error_saying_how_to_point_elsewhere() -> None:
+    with pytest.raises(CommandError, match="Could not reach") as raised:
         simulate(
             "--from",
             ALICE,
@@ -158,6 +158,8 @@ def test_an_unreachable_server_is_a_command_error() -> None:
             "--timeout",
             "2",
         )
+    assert "--url http://127.0.0.1:18400/webhooks/vonage/inbound-sms/" in str(raised.value)
+    assert "PUBLIC_BASE_URL" in str(raised.value)
 
 
 @pytest.mark.parametrize("option,value", [("--from", "not a number"), ("--to", "12")])

@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
+from smsproxy.common.admin_display import status_badge
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
@@ -50,7 +51,7 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "pattern",
         "quantity",
         "rented",
-        "status",
+        "status_badge",
         "requested_by",
         "created_at",
         "finished_at",
@@ -81,6 +82,10 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="rented", ordering="rented_count")
     def rented(self, obj: ProvisioningJob) -> int:
         return int(getattr(obj, "rented_count", 0))
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj: ProvisioningJob) -> str:
+        return status_badge(obj.status, obj.get_status_display(), title=obj.error or "")
 
     @admin.display(description="numbers rented")
     def rented_numbers(self, obj: ProvisioningJob) -> str:

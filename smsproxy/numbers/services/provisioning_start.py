@@ -13,13 +13,11 @@ from http import HTTPStatus
 
 from django.conf import settings
 from django.db import transaction
-from kombu.exceptions import KombuError
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import ProvisioningJob
 from smsproxy.numbers.selectors import provisioning_job_is_runnable
 from smsproxy.numbers.services.provisioning import StepCallback, provisioning_job_run
-from smsproxy.numbers.tasks import provisioning_job_run_task
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +55,13 @@ def provisioning_job_start(
     job = _provisioning_job_queue(job=job)
     if not settings.CELERY_BROKER_URL:
         return JobStart(job=job, hand_off=JobHandOff.PENDING)
+    # Celery is imported only here, with a broker (start-up time of every other process);
+    # importing the app first binds the shared task to it, not to Celery's unconfigured default.
+    from kombu.exceptions import KombuError
+
+    import smsproxy.celery  # noqa: F401
+    from smsproxy.numbers.tasks import provisioning_job_run_task
+
     # Not deferred with on_commit: the job was committed above, so a worker finds it, and
     # queuing now lets staff be told at once when the broker cannot be reached.
     try:

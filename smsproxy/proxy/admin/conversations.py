@@ -23,10 +23,12 @@ from django.forms import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
+from smsproxy.common.admin_display import status_badge
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
 from smsproxy.numbers.models import VirtualNumber
@@ -189,7 +191,9 @@ class ConversationAdmin(admin.ModelAdmin):
     ]
     list_filter = [LiveStatusFilter, "close_reason", "created_at"]
     search_fields = ["reference", "participants__real_number", "participants__name"]
-    search_help_text = "Reference, conversation id, a participant's real number or name."
+    search_help_text = (
+        "Reference, conversation id, a participant's name, real or proxy number (any format)."
+    )
     date_hierarchy = "created_at"
     fields = [
         "public_id",
@@ -237,10 +241,10 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def live_status(self, conversation: Conversation) -> str:
         if conversation_is_live(conversation=conversation):
-            return "Active"
+            return status_badge("active", "Active")
         if conversation.status == Conversation.Status.ACTIVE:
-            return "Expired, not yet swept"
-        return "Closed"
+            return status_badge("expired", "Expired, not yet swept")
+        return status_badge("closed", "Closed")
 
     @admin.display(description="messages")
     def all_messages(self, conversation: Conversation) -> str:
@@ -276,8 +280,11 @@ class ConversationAdmin(admin.ModelAdmin):
 
     @admin.display(description="participants")
     def participant_summary(self, conversation: Conversation) -> str:
-        return " · ".join(
-            _participant_label(participant) for participant in conversation.participants.all()
+        # One line per participant: the list stays narrow enough for 1400 px.
+        return format_html_join(
+            mark_safe("<br>"),
+            "{}",
+            ((_participant_label(p),) for p in conversation.participants.all()),
         )
 
     def get_search_results(
@@ -293,6 +300,7 @@ class ConversationAdmin(admin.ModelAdmin):
         if number is not None:
             # "07700 900123" finds "+447700900123".
             extra |= Q(participants__real_number=number.e164)
+            extra |= Q(participants__proxy_number__msisdn=number.e164)
         if extra:
             queryset = queryset | filtered.filter(extra)
             may_have_duplicates = True

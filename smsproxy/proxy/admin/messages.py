@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
+from smsproxy.common.admin_display import status_badge, truncated
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.phone import phone_parse
 from smsproxy.proxy.models import InboundPart, Message, MessagePart
 from smsproxy.proxy.outbox.queue import message_retry
 
@@ -61,12 +63,13 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "sender",
         "recipient",
         "short_text",
-        "status",
+        "status_badge",
         "error_code",
         "attempts",
         "conversation",
     ]
     list_filter = ["direction", "status", "purpose", "created_at"]
+    search_help_text = "A number (any format), a conversation's reference, text or Vonage id."
     search_fields = [
         "sender",
         "recipient",
@@ -112,7 +115,26 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="text")
     def short_text(self, message: Message) -> str:
-        return message.text if len(message.text) <= 60 else message.text[:59] + "…"
+        return truncated(message.text, 40)  # in full in the tooltip and on the message's page
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, message: Message) -> str:
+        return status_badge(message.status, message.get_status_display())
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Message], search_term: str
+    ) -> tuple[QuerySet[Message], bool]:
+        """Also a number in any format (national or E.164) and a conversation's reference."""
+        filtered = queryset
+        queryset, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        term = search_term.strip()
+        if not term:
+            return queryset, may_have_duplicates
+        extra = Q(conversation__reference=term)
+        number = phone_parse(number=term)
+        if number is not None:
+            extra |= Q(sender=number.e164) | Q(recipient=number.e164)
+        return queryset | filtered.filter(extra), may_have_duplicates
 
     @admin.action(description="Retry the selected failed outbound messages", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:

@@ -10,8 +10,6 @@ import logging
 
 from django.conf import settings
 
-from smsproxy.celery import app as celery_app
-
 logger = logging.getLogger(__name__)
 
 # The delivery task's name: deployed workers and queued tasks know it by this name.
@@ -39,6 +37,9 @@ def message_dispatch(*, message_id: int, low_priority: bool = False) -> None:
     """
     if not settings.CELERY_BROKER_URL:
         return
+    # Imported here: a process without a broker never loads Celery (start-up time).
+    from smsproxy.celery import app as celery_app
+
     try:
         celery_app.send_task(
             DELIVER_TASK,

@@ -13,6 +13,7 @@ import pytest
 from django.db import connections
 from django.test import Client
 
+from smsproxy.celery import app as celery_app
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import dispatch
 from tests.proxy.fixtures import INBOUND_URL, conversation_make, number, payload, send_webhook
@@ -56,7 +57,7 @@ def silent_broker() -> Iterator[str]:
 
 def test_without_a_broker_dispatch_leaves_the_row_to_the_poller(settings) -> None:
     settings.CELERY_BROKER_URL = ""
-    with mock.patch.object(dispatch.celery_app, "send_task") as enqueue:
+    with mock.patch.object(celery_app, "send_task") as enqueue:
         dispatch.message_dispatch(message_id=1)
 
     enqueue.assert_not_called()
@@ -64,7 +65,7 @@ def test_without_a_broker_dispatch_leaves_the_row_to_the_poller(settings) -> Non
 
 def test_with_a_broker_dispatch_enqueues_the_task(settings) -> None:
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
-    with mock.patch.object(dispatch.celery_app, "send_task") as enqueue:
+    with mock.patch.object(celery_app, "send_task") as enqueue:
         dispatch.message_dispatch(message_id=42)
 
     # By name: deployed workers know the task as this.
@@ -74,7 +75,7 @@ def test_with_a_broker_dispatch_enqueues_the_task(settings) -> None:
 
 def test_a_broker_outage_does_not_fail_the_caller(settings, caplog) -> None:
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
-    with mock.patch.object(dispatch.celery_app, "send_task", side_effect=ConnectionError("down")):
+    with mock.patch.object(celery_app, "send_task", side_effect=ConnectionError("down")):
         dispatch.message_dispatch(message_id=42)
 
     assert "sweep will enqueue it again" in caplog.text

@@ -10,6 +10,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from smsproxy.celery import app as celery_app
 from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.outbox import dispatch
@@ -168,7 +169,7 @@ def test_an_out_of_session_reply_is_enqueued_behind_the_forwards(
 ) -> None:
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"
     with (
-        mock.patch.object(dispatch.celery_app, "send_task") as enqueue,
+        mock.patch.object(celery_app, "send_task") as enqueue,
         django_capture_on_commit_callbacks(execute=True),
     ):
         message_queue_outbound(

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
+from smsproxy.common.address import unreachable_hint
 from smsproxy.gateway.voice import (
     CallLeg,
     CallStatus,
@@ -155,6 +156,10 @@ class Command(BaseCommand):
         try:
             with requests.Session() as session:
                 response = session.send(request, timeout=self.timeout)
+        except requests.ConnectionError as error:
+            raise CommandError(
+                unreachable_hint(str(request.url), error, example="http://127.0.0.1:18400")
+            ) from None
         except requests.RequestException as error:
             raise CommandError(f"Could not reach {request.url}: {error}") from None
         if not 200 <= response.status_code < 300:

@@ -10,6 +10,7 @@ import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from smsproxy.common.address import unreachable_hint
 from smsproxy.gateway.webhooks import inbound_sms_params, webhook_sign_as_configured
 from smsproxy.numbers.selectors import inbound_webhook_url
 
@@ -101,5 +102,11 @@ class Command(BaseCommand):
             if encoding == "json":
                 return requests.post(url, json=params, timeout=timeout)
             return requests.post(url, data=params, timeout=timeout)
+        except requests.ConnectionError as error:
+            raise CommandError(
+                unreachable_hint(
+                    url, error, example="http://127.0.0.1:18400/webhooks/vonage/inbound-sms/"
+                )
+            ) from None
         except requests.RequestException as error:
             raise CommandError(f"Could not reach {url}: {error}") from None
