@@ -12,8 +12,6 @@ from datetime import datetime
 
 from django.conf import settings
 
-from smsproxy.celery import app as celery_app
-
 logger = logging.getLogger(__name__)
 
 DELIVER_EVENTS_TASK = "smsproxy.proxy.deliver_events"
@@ -24,6 +22,9 @@ _PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step":
 def events_dispatch(*, eta: datetime | None = None) -> None:
     if not settings.CELERY_BROKER_URL:
         return
+    # Imported here: a process without a broker never loads Celery (start-up time).
+    from smsproxy.celery import app as celery_app
+
     try:
         celery_app.send_task(
             DELIVER_EVENTS_TASK,
