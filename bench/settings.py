@@ -34,6 +34,16 @@ os.environ.update(
     }
 )
 
+# BENCH_EVENTS=1 measures with marketplace events on (one more INSERT per routed SMS); the
+# endpoint is never called, as no worker runs during a measurement.
+if os.environ.get("BENCH_EVENTS") == "1":
+    os.environ.update(
+        {
+            "PROXY_EVENTS_URL": "http://127.0.0.1:9/events",
+            "PROXY_EVENTS_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        }
+    )
+
 from smsproxy.settings import *  # noqa: E402,F403
 
 # The Django test client's host.
