@@ -6,12 +6,13 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test lint format migrations-check clean
+.PHONY: help install run test lint format migrations-check clean bench
 
 help:
 	@echo "make run    serve smsproxy on http://$(HOST):$(PORT) (SQLite, sandbox provider, delivery worker)"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff, mypy and the import-layer contracts (import-linter)"
+	@echo "make bench  the inbound webhook over HTTP (gunicorn, PostgreSQL on 127.0.0.1); BENCH_ARGS=--large: 100k conversations"
 
 # The virtualenv is rebuilt when the requirements change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -60,6 +61,10 @@ lint: install
 format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# bench/web.py: gunicorn per the Procfile on 127.0.0.1, a throwaway PostgreSQL database; bench/RESULTS.md.
+bench: install
+	$(PY) -m bench.web $(BENCH_ARGS)
 
 migrations-check: install
 	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run

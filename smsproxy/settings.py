@@ -92,7 +92,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     )
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
-    DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
+    # A health check is one more round trip (SELECT 1) at the start of every request. Without
+    # it a connection the server dropped fails one request, and Django then replaces it (Vonage
+    # retries a webhook that failed).
+    DATABASES["default"].setdefault(
+        "CONN_HEALTH_CHECKS", env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
+    )
+    if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
+        # Parameters bound by the server, and a statement run 5 times on a connection prepared
+        # there (psycopg's prepare_threshold): the webhook's few statements are then parsed and
+        # planned once per connection, not per request. Turn off behind a pooler that cannot
+        # keep prepared statements (PgBouncer in transaction mode before 1.21).
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            {"server_side_binding": True, "prepare_threshold": 5}
+        )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -67,6 +67,10 @@ class Participant(models.Model):
     active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
+    # Not a column: the conversation's other participant, set on the routes that
+    # `proxy.selectors.participant_route_get` returns (fetched in the same statement).
+    partner: Participant | None
+
     class Meta:
         ordering = ["conversation_id", "id"]
         constraints = [

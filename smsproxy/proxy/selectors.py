@@ -5,7 +5,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from functools import cache
+from typing import Any
 
+from django.db import connection
 from django.db.models import (
     Case,
     DateTimeField,
@@ -48,6 +51,97 @@ def participant_live_list(*, now: datetime | None = None) -> QuerySet[Participan
     return Participant.objects.filter(active=True).filter(
         live_conversation_q(prefix="conversation__", now=now)
     )
+
+
+def participant_route_get(*, sender: str, proxy_number: str) -> Participant | None:
+    """Rule 2: the live participant whose real number texted this proxy number, with its
+    conversation and `partner` (the conversation's other participant, with the msisdn of its
+    proxy number; None if there is none).
+
+    One statement on the (real_number, proxy_number) index of live participants, joined to the
+    number by its unique msisdn and to the partner by the conversation. It is the webhook's hot
+    path, so its SQL is written once per process instead of being built by the ORM (and the
+    partner fetched by a second query) on every request.
+    """
+    sql, converters = _route_plan()
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [sender, proxy_number, Conversation.Status.ACTIVE.value, now])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    values = [_convert(value, *column) for value, column in zip(row, converters, strict=True)]
+    participant_fields = _field_names(Participant)
+    conversation_fields = _field_names(Conversation)
+    db = connection.alias
+    size = len(participant_fields)
+    route = Participant.from_db(db, participant_fields, values[:size])
+    route.conversation = Conversation.from_db(
+        db, conversation_fields, values[size : size + len(conversation_fields)]
+    )
+    partner_values = values[size + len(conversation_fields) : -2]
+    route.partner = None
+    if partner_values[0] is not None:
+        partner = Participant.from_db(db, participant_fields, partner_values)
+        partner.proxy_number = VirtualNumber.from_db(db, ["id", "msisdn"], values[-2:])
+        route.partner = partner
+    return route
+
+
+def _field_names(model: type[Participant] | type[Conversation]) -> list[str]:
+    return [field.attname for field in model._meta.concrete_fields]
+
+
+def _convert(value: object, column: Any, converters: list[Any]) -> object:
+    for converter in converters:
+        value = converter(value, column, connection)
+    return value
+
+
+@cache
+def _route_plan() -> tuple[str, list[tuple[Any, list[Any]]]]:
+    """participant_route_get's statement, from the models' own tables and columns, and the
+    database converters of each column it selects (as the ORM would apply them)."""
+    quote = connection.ops.quote_name
+    selected: list[tuple[str, Any]] = []
+
+    def columns(alias: str, model: type[Any], names: list[str] | None = None) -> str:
+        fields = [
+            field
+            for field in model._meta.concrete_fields
+            if names is None or field.attname in names
+        ]
+        selected.extend((alias, field) for field in fields)
+        return ", ".join(f"{alias}.{quote(field.column)}" for field in fields)
+
+    participant = quote(Participant._meta.db_table)
+    number = quote(VirtualNumber._meta.db_table)
+    select = ", ".join(
+        [
+            columns("p", Participant),
+            columns("c", Conversation),
+            columns("o", Participant),
+            columns("n2", VirtualNumber, ["id", "msisdn"]),
+        ]
+    )
+    # Only the models' own table and column names are interpolated; the values are parameters.
+    sql = (
+        f"SELECT {select} FROM {participant} p "  # noqa: S608
+        f"JOIN {number} n ON n.id = p.proxy_number_id "
+        f"JOIN {quote(Conversation._meta.db_table)} c ON c.id = p.conversation_id "
+        f"LEFT JOIN {participant} o ON o.conversation_id = p.conversation_id AND o.id <> p.id "
+        f"LEFT JOIN {number} n2 ON n2.id = o.proxy_number_id "
+        "WHERE p.active AND p.real_number = %s AND n.msisdn = %s "
+        "AND c.status = %s "
+        "AND (c.expires_at IS NULL OR c.expires_at > %s) "
+        "ORDER BY p.conversation_id, p.id, o.id LIMIT 1"
+    )
+    converters = []
+    for alias, field in selected:
+        column = field.get_col(alias)
+        backend_converters = connection.ops.get_db_converters(column)
+        converters.append((column, backend_converters + column.get_db_converters(connection)))
+    return sql, converters
 
 
 def conversation_is_live(*, conversation: Conversation, now: datetime | None = None) -> bool:

@@ -62,7 +62,20 @@ def test_postgres_database_url_is_parsed():
     assert conf["ENGINE"] == "django.db.backends.postgresql"
     assert (conf["HOST"], conf["PORT"], conf["NAME"]) == ("db.internal", 6543, "smsproxy_prod")
     assert (conf["USER"], conf["PASSWORD"]) == ("smsproxy", "s3cret")
+    # No SELECT 1 before each request; statements bound and prepared on the server.
+    assert conf["CONN_HEALTH_CHECKS"] is False
+    assert conf["OPTIONS"] == {"server_side_binding": True, "prepare_threshold": 5}
+
+
+def test_postgres_health_checks_and_prepared_statements_can_be_switched():
+    conf = _ok(
+        DJANGO_SECRET_KEY="x" * 50,
+        DATABASE_URL="postgres://smsproxy:s3cret@db.internal:6543/smsproxy_prod",
+        DATABASE_CONN_HEALTH_CHECKS="on",
+        DATABASE_PREPARED_STATEMENTS="off",
+    )["db"]
     assert conf["CONN_HEALTH_CHECKS"] is True
+    assert not conf.get("OPTIONS")
 
 
 def test_sqlite_default_is_tuned_for_web_and_worker():

@@ -157,9 +157,9 @@ def test_routing_is_one_query() -> None:
     assert len(queries) == 1
 
 
-def test_a_routed_sms_is_one_transaction_of_four_statements() -> None:
-    """The webhook's hot path: the route, the inbound row, the other participant, the forward;
-    no savepoint of its own (a repeat's IntegrityError rolls the transaction back)."""
+def test_a_routed_sms_is_one_transaction_of_three_statements() -> None:
+    """The webhook's hot path: the route (with the other participant), the inbound row, the
+    forward; no savepoint of its own (a repeat's IntegrityError rolls the transaction back)."""
     conversation_make()
 
     with CaptureQueriesContext(connection) as queries:
@@ -168,7 +168,8 @@ def test_a_routed_sms_is_one_transaction_of_four_statements() -> None:
     assert result.outcome == Outcome.ROUTED and result.forward is not None
     statements = [query["sql"].split()[0].upper() for query in queries.captured_queries]
     # Inside the test's transaction the service's own transaction is one savepoint.
-    assert statements == ["SAVEPOINT", "SELECT", "INSERT", "SELECT", "INSERT", "RELEASE"]
+    assert statements == ["SAVEPOINT", "SELECT", "INSERT", "INSERT", "RELEASE"]
+    assert (result.forward.sender, result.forward.recipient) == (BOB_PROXY, BOB)
 
 
 def test_a_closed_conversation_routes_nothing() -> None:

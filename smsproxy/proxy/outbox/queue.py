@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.inserts import row_insert
 from smsproxy.proxy.models import Conversation, Message
 from smsproxy.proxy.outbox import dispatch
 
@@ -31,15 +32,17 @@ def message_queue_outbound(
     transaction commits, so a rolled-back cause never sends anything and a committed one is
     never lost (the outbox sweep picks up rows whose hand-off did not happen).
     """
-    message = Message.objects.create(
-        direction=Message.Direction.OUTBOUND,
-        purpose=purpose,
-        status=Message.Status.QUEUED,
-        conversation=conversation,
-        sender=sender,
-        recipient=recipient,
-        text=text,
-        forwarded_from=forwarded_from,
+    message = row_insert(
+        Message(
+            direction=Message.Direction.OUTBOUND,
+            purpose=purpose,
+            status=Message.Status.QUEUED,
+            conversation=conversation,
+            sender=sender,
+            recipient=recipient,
+            text=text,
+            forwarded_from=forwarded_from,
+        )
     )
     # robust: a hand-off that fails is logged and the other callbacks still run (two intro SMS
     # of one conversation); it never raises into the request that committed the row, since the

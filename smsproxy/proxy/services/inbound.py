@@ -31,6 +31,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Min
 from django.utils import timezone
 
+from smsproxy.common.inserts import row_insert
 from smsproxy.common.phone import phone_receives_sms, phone_region
 from smsproxy.common.privacy import mask_number
 from smsproxy.common.redaction import text_redact_numbers
@@ -39,7 +40,7 @@ from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.events.record import EventType, event_message, event_message_unrouted
 from smsproxy.proxy.models import InboundPart, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound
-from smsproxy.proxy.selectors import participant_live_list
+from smsproxy.proxy.selectors import participant_route_get
 from smsproxy.proxy.services.lifetime import conversation_expiry_push
 
 logger = logging.getLogger(__name__)
@@ -112,34 +113,22 @@ def _inbound_store(
         status = Message.Status.REJECTED
     else:
         status = Message.Status.RECEIVED if route else Message.Status.UNROUTED
-    return Message.objects.create(
-        direction=Message.Direction.INBOUND,
-        status=status,
-        conversation=route.conversation if route else None,
-        sender=sender,
-        recipient=recipient,
-        text=text,
-        vonage_message_id=vonage_message_id,
-        error_code=TOO_LONG if too_long else "",
-        error_text=(
-            f"{len(text)} characters, more than the {settings.PROXY_MAX_TEXT_LENGTH} forwarded."
-            if too_long
-            else ""
-        ),
-    )
-
-
-def participant_route_get(*, sender: str, proxy_number: str) -> Participant | None:
-    """Rule 2: the live participant whose real number texted this proxy number.
-
-    One lookup on the (real_number, proxy_number) index of live participants, joined to the
-    number by its unique msisdn.
-    """
-    return (
-        participant_live_list()
-        .filter(real_number=sender, proxy_number__msisdn=proxy_number)
-        .select_related("conversation")
-        .first()
+    return row_insert(
+        Message(
+            direction=Message.Direction.INBOUND,
+            status=status,
+            conversation=route.conversation if route else None,
+            sender=sender,
+            recipient=recipient,
+            text=text,
+            vonage_message_id=vonage_message_id,
+            error_code=TOO_LONG if too_long else "",
+            error_text=(
+                f"{len(text)} characters, more than the {settings.PROXY_MAX_TEXT_LENGTH} forwarded."
+                if too_long
+                else ""
+            ),
+        )
     )
 
 
@@ -156,12 +145,7 @@ def _message_forward(*, message: Message, route: Participant | None) -> InboundR
         return InboundResult(Outcome.UNROUTED, message, reply)
     conversation_expiry_push(conversation=route.conversation)
     event_message(type=EventType.MESSAGE_RECEIVED, message=message, conversation=route.conversation)
-    other = (
-        Participant.objects.filter(conversation_id=route.conversation_id)
-        .exclude(pk=route.pk)
-        .select_related("proxy_number")
-        .first()
-    )
+    other = route.partner
     if other is None:
         logger.error("Conversation %s has no second participant.", route.conversation_id)
         return InboundResult(Outcome.ROUTED, message)
