@@ -151,6 +151,16 @@ def conversation_is_live(*, conversation: Conversation, now: datetime | None = N
     )
 
 
+def conversation_close_reason(
+    *, conversation: Conversation, now: datetime | None = None
+) -> str | None:
+    """Why a conversation no longer routes: its recorded reason, `expired` for one past its
+    expiry that the sweep has not closed yet, None while it is live."""
+    if conversation_is_live(conversation=conversation, now=now):
+        return None
+    return conversation.close_reason or Conversation.CloseReason.EXPIRED
+
+
 def sms_capable_q() -> Q:
     """`features` is a comma-joined list: match the whole "SMS" item, not a substring of one."""
     return (

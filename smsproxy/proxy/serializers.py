@@ -14,7 +14,7 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
 from smsproxy.common.redaction import text_redact_numbers
 from smsproxy.proxy.models import Conversation, Event, Message, Participant
-from smsproxy.proxy.selectors import conversation_is_live
+from smsproxy.proxy.selectors import conversation_close_reason, conversation_is_live
 from smsproxy.proxy.services.assignment import NumberSelection
 from smsproxy.proxy.services.conversations import REFERENCE_MAX_LENGTH, TTL_MAX_SECONDS
 from smsproxy.proxy.services.participants import (
@@ -214,6 +214,7 @@ class ConversationOutputSerializer(serializers.Serializer[Conversation]):
     created_at = serializers.DateTimeField()
     expires_at = serializers.DateTimeField(allow_null=True)
     closed_at = serializers.SerializerMethodField()
+    close_reason = serializers.SerializerMethodField()
     participants = ParticipantOutputSerializer(many=True)
 
     def _now(self) -> datetime:
@@ -239,6 +240,16 @@ class ConversationOutputSerializer(serializers.Serializer[Conversation]):
         ):
             closed_at = conversation.expires_at
         return serializers.DateTimeField().to_representation(closed_at) if closed_at else None
+
+    @extend_schema_field(
+        serializers.ChoiceField(
+            choices=Conversation.CloseReason.choices,
+            allow_null=True,
+            help_text="Why it is closed (`api`, `expired`, `staff`); null while live.",
+        )
+    )
+    def get_close_reason(self, conversation: Conversation) -> str | None:
+        return conversation_close_reason(conversation=conversation, now=self._now())
 
 
 class MessageOutputSerializer(serializers.Serializer[Message]):

@@ -106,6 +106,7 @@ def test_create(api_client: APIClient, pool: list[Any], alice: str, bob: str) ->
         "created_at",
         "expires_at",
         "closed_at",
+        "close_reason",
         "participants",
     }
     assert data["reference"] == "booking-42"
@@ -649,3 +650,21 @@ def test_detail_query_count(
     # token, conversation, participants with their proxy numbers
     with django_assert_num_queries(3):
         api_client.get(detail_url(conversation.public_id))
+
+
+def test_the_conversation_body_says_why_it_is_closed(
+    api_client: APIClient, pool: list[Any]
+) -> None:
+    """DESIGN §7: `close_reason` (api, expired, staff), null while the conversation is live."""
+    created = api_client.post(LIST_URL, body(), format="json").json()
+    assert created["close_reason"] is None
+
+    closed = api_client.post(f"{LIST_URL}{created['id']}/close/").json()
+    assert closed["close_reason"] == "api"
+
+    other = api_client.post(LIST_URL, body(ALICE, "+447700900503"), format="json").json()
+    Conversation.objects.filter(public_id=other["id"]).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    # Past its expiry, not yet swept: closed, because it expired.
+    assert api_client.get(f"{LIST_URL}{other['id']}/").json()["close_reason"] == "expired"

@@ -14,7 +14,7 @@ from django.utils import timezone
 from rest_framework.fields import DateTimeField
 
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.selectors import conversation_is_live
+from smsproxy.proxy.selectors import conversation_close_reason, conversation_is_live
 
 _datetime_field = DateTimeField()
 
@@ -50,7 +50,7 @@ def conversation_data(
         "created_at": datetime_data(conversation.created_at),
         "expires_at": datetime_data(conversation.expires_at),
         "closed_at": datetime_data(closed_at),
-        "close_reason": conversation.close_reason,
+        "close_reason": conversation_close_reason(conversation=conversation, now=now),
         "participants": [
             {
                 "name": participant.name,
