@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -28,32 +27,17 @@ from smsproxy.gateway.voice import call_answer_parse, call_event_parse, ncco_con
 from smsproxy.gateway.voice_signatures import voice_signature_verify
 from smsproxy.gateway.webhooks import WebhookIgnored
 from smsproxy.proxy.services.calls import CALL_ENDED_TEXT, call_event_record, call_route
+from smsproxy.proxy.webhooks import webhook_error, webhook_method_refused
 
 logger = logging.getLogger(__name__)
-
-_ALLOWED_METHODS = ("GET", "POST")
-
-
-def _error(
-    status: HTTPStatus, code: str, detail: str, fields: dict[str, Any] | None = None
-) -> JsonResponse:
-    body: dict[str, Any] = {"code": code, "detail": detail}
-    if fields:
-        body["fields"] = fields
-    return JsonResponse(body, status=status)
 
 
 def _voice_webhook(
     request: HttpRequest, handle: Callable[[dict[str, str]], HttpResponse], *, name: str
 ) -> HttpResponse:
-    if request.method not in _ALLOWED_METHODS:
-        response = _error(
-            HTTPStatus.METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            f"Method {request.method} is not allowed; use {' or '.join(_ALLOWED_METHODS)}.",
-        )
-        response["Allow"] = ", ".join(_ALLOWED_METHODS)
-        return response
+    refused = webhook_method_refused(request, name=name)
+    if refused is not None:
+        return refused
     secret = settings.VONAGE_SIGNATURE_SECRET
     if secret:
         try:
@@ -64,17 +48,17 @@ def _voice_webhook(
             )
         except SignatureError as error:
             logger.warning("Rejected %s webhook: %s (%s).", name, error.detail, error.reason)
-            return _error(HTTPStatus.UNAUTHORIZED, "invalid_signature", error.detail)
+            return webhook_error(HTTPStatus.UNAUTHORIZED, "invalid_signature", error.detail)
     try:
         return handle(webhook_params(request))
     except MalformedWebhookError as error:
-        return _error(HTTPStatus.BAD_REQUEST, "malformed", str(error))
+        return webhook_error(HTTPStatus.BAD_REQUEST, "malformed", str(error))
     except WebhookIgnored as ignored:
         logger.info("Ignored %s webhook: %s", name, ignored)
         return HttpResponse(status=HTTPStatus.NO_CONTENT)
     except ApplicationError as error:
         logger.warning("Rejected %s webhook: %s", name, error.detail)
-        return _error(error.status, error.code, error.detail, error.fields)
+        return webhook_error(error.status, error.code, error.detail, error.fields)
 
 
 def _answer(params: dict[str, str]) -> HttpResponse:

@@ -44,31 +44,40 @@ logger = logging.getLogger(__name__)
 _ALLOWED_METHODS = ("GET", "POST")
 
 
-def _error(
+def webhook_error(
     status: HTTPStatus, code: str, detail: str, fields: dict[str, Any] | None = None
 ) -> JsonResponse:
+    """An error answer of any of Vonage's webhooks (SMS and voice): the API's error shape."""
     body: dict[str, Any] = {"code": code, "detail": detail}
     if fields:
         body["fields"] = fields
     return JsonResponse(body, status=status)
 
 
+def webhook_method_refused(request: HttpRequest, *, name: str) -> JsonResponse | None:
+    """405 for a method Vonage never uses (SMS and voice webhooks); None for GET and POST."""
+    if request.method in _ALLOWED_METHODS:
+        return None
+    logger.warning("Rejected %s webhook: method %s.", name, request.method)
+    response = webhook_error(
+        HTTPStatus.METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        f"Method {request.method} is not allowed; use {' or '.join(_ALLOWED_METHODS)}.",
+    )
+    response["Allow"] = ", ".join(_ALLOWED_METHODS)
+    return response
+
+
 def _webhook(
     request: HttpRequest, handle: Callable[[dict[str, str]], object], *, name: str
 ) -> JsonResponse:
-    if request.method not in _ALLOWED_METHODS:
-        logger.warning("Rejected %s webhook: method %s.", name, request.method)
-        response = _error(
-            HTTPStatus.METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            f"Method {request.method} is not allowed; use {' or '.join(_ALLOWED_METHODS)}.",
-        )
-        response["Allow"] = ", ".join(_ALLOWED_METHODS)
-        return response
+    refused = webhook_method_refused(request, name=name)
+    if refused is not None:
+        return refused
     try:
         params = webhook_params(request)
     except MalformedWebhookError as error:
-        return _error(HTTPStatus.BAD_REQUEST, "malformed", str(error))
+        return webhook_error(HTTPStatus.BAD_REQUEST, "malformed", str(error))
     if not params:
         return JsonResponse({"status": "ok"})
     secret = settings.VONAGE_SIGNATURE_SECRET
@@ -82,14 +91,14 @@ def _webhook(
             )
         except SignatureError as error:
             logger.warning("Rejected %s webhook: %s (%s).", name, error.detail, error.reason)
-            return _error(HTTPStatus.UNAUTHORIZED, "invalid_signature", error.detail)
+            return webhook_error(HTTPStatus.UNAUTHORIZED, "invalid_signature", error.detail)
     try:
         handle(params)
     except WebhookIgnored as ignored:
         logger.warning("Ignored %s webhook: %s", name, ignored)
     except ApplicationError as error:
         logger.warning("Rejected %s webhook: %s", name, error.detail)
-        return _error(error.status, error.code, error.detail, error.fields)
+        return webhook_error(error.status, error.code, error.detail, error.fields)
     return JsonResponse({"status": "ok"})
 
 
