@@ -27,7 +27,11 @@ from smsproxy.gateway.voice import call_answer_parse, call_event_parse, ncco_con
 from smsproxy.gateway.voice_signatures import voice_signature_verify
 from smsproxy.gateway.webhooks import WebhookIgnored
 from smsproxy.proxy.services.calls import CALL_ENDED_TEXT, call_event_record, call_route
-from smsproxy.proxy.webhooks import webhook_error, webhook_method_refused
+from smsproxy.proxy.webhooks import (
+    handle_on_a_live_connection,
+    webhook_error,
+    webhook_method_refused,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +54,7 @@ def _voice_webhook(
             logger.warning("Rejected %s webhook: %s (%s).", name, error.detail, error.reason)
             return webhook_error(HTTPStatus.UNAUTHORIZED, "invalid_signature", error.detail)
     try:
-        return handle(webhook_params(request))
+        return handle_on_a_live_connection(handle, webhook_params(request))
     except MalformedWebhookError as error:
         return webhook_error(HTTPStatus.BAD_REQUEST, "malformed", str(error))
     except WebhookIgnored as ignored:

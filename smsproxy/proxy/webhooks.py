@@ -20,9 +20,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -39,6 +40,8 @@ from smsproxy.proxy.outbox.receipts import receipt_record
 from smsproxy.proxy.services.inbound import inbound_receive
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # The methods Vonage calls webhooks with (GET query, POST form or JSON).
 _ALLOWED_METHODS = ("GET", "POST")
@@ -93,13 +96,34 @@ def _webhook(
             logger.warning("Rejected %s webhook: %s (%s).", name, error.detail, error.reason)
             return webhook_error(HTTPStatus.UNAUTHORIZED, "invalid_signature", error.detail)
     try:
-        handle(params)
+        handle_on_a_live_connection(handle, params)
     except WebhookIgnored as ignored:
         logger.warning("Ignored %s webhook: %s", name, ignored)
     except ApplicationError as error:
         logger.warning("Rejected %s webhook: %s", name, error.detail)
         return webhook_error(error.status, error.code, error.detail, error.fields)
     return JsonResponse({"status": "ok"})
+
+
+def handle_on_a_live_connection(handle: Callable[[dict[str, str]], T], params: dict[str, str]) -> T:
+    """Run `handle`, once more on a new connection if the kept one turned out to be dead.
+
+    Connections are kept between requests without a health check (a `SELECT 1` on every
+    request would be a fifth of the webhook's round trips), so after a database restart each
+    worker's first statement fails on a connection the server has dropped. Nothing was written
+    (the first statement failed; the transaction rolled back), and a `messageId` is stored
+    once whatever happens, so running the request again on a new connection is safe. If the
+    database is really down, the second try fails too and the webhook answers 500, which Vonage
+    retries.
+    """
+    try:
+        return handle(params)
+    except (OperationalError, InterfaceError):
+        if connection.in_atomic_block or connection.is_usable():
+            raise
+        logger.warning("The database connection was lost; trying the webhook again on a new one.")
+        connection.close()
+        return handle(params)
 
 
 def _inbound(params: dict[str, str]) -> None:

@@ -355,3 +355,51 @@ def test_receipt_for_an_unknown_message_is_ignored(client: Client) -> None:
     assert response.status_code == HTTPStatus.OK
     assert response.json() == {"status": "ok"}
     assert MessagePart.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_dropped_by_a_database_restart_is_replaced_not_answered_500(
+    client: Client, monkeypatch
+) -> None:
+    """Kept connections are not health-checked per request: the first statement after a
+    database restart fails on a dead one, and the webhook runs again on a new connection."""
+    from django.db import OperationalError, connection
+
+    from smsproxy.proxy import webhooks
+
+    conversation_make()
+    real_receive = webhooks.inbound_receive
+    calls = []
+
+    def receive_on_a_dead_connection_first(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_receive(**kwargs)
+
+    monkeypatch.setattr(webhooks, "inbound_receive", receive_on_a_dead_connection_first)
+    monkeypatch.setattr(connection, "is_usable", lambda: False)
+
+    response = client.get(INBOUND_URL, payload("inbound_sms_text"))
+
+    assert response.status_code == HTTPStatus.OK
+    assert len(calls) == 2
+    assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
+
+
+def test_a_database_that_stays_down_is_still_a_500(client: Client, monkeypatch) -> None:
+    from django.db import OperationalError, connection
+
+    from smsproxy.proxy import webhooks
+
+    def receive_on_a_dead_database(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(webhooks, "inbound_receive", receive_on_a_dead_database)
+    monkeypatch.setattr(connection, "is_usable", lambda: False)
+    monkeypatch.setattr(connection, "close", lambda: None)
+    client.raise_request_exception = False
+
+    response = client.get(INBOUND_URL, payload("inbound_sms_text"))
+
+    assert response.status_code == HTTPStatus.INTERNAL_SERVER_ERROR
