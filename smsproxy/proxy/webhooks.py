@@ -118,10 +118,13 @@ def handle_on_a_live_connection(handle: Callable[[dict[str, str]], T], params: d
     """
     try:
         return handle(params)
-    except (OperationalError, InterfaceError):
-        if connection.in_atomic_block or connection.is_usable():
+    except (OperationalError, InterfaceError) as error:
+        if connection.in_atomic_block:
             raise
-        logger.warning("The database connection was lost; trying the webhook again on a new one.")
+        # Whatever the database said (a dropped connection, a restart, a lock timeout), a
+        # second try on a new connection is safe; `is_usable()` cannot tell, as a connection
+        # the server terminated may only fail on its next statement.
+        logger.warning("Database error (%s); trying the webhook again on a new connection.", error)
         connection.close()
         return handle(params)
 
