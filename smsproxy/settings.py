@@ -66,6 +66,9 @@ WSGI_APPLICATION = "smsproxy.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Project-wide overrides of the admin's own templates (the dashboard, the SANDBOX
+        # banner): looked up before every app's, so before django.contrib.admin's.
+        "DIRS": [BASE_DIR / "smsproxy" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
