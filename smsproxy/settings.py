@@ -66,6 +66,9 @@ WSGI_APPLICATION = "smsproxy.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # Project-wide overrides of the admin's own templates (the dashboard, the SANDBOX
+        # banner): looked up before every app's, so before django.contrib.admin's.
+        "DIRS": [BASE_DIR / "smsproxy" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -140,8 +143,8 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-# The health check is polled by load balancers over plain http inside the private network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+# The probes and the metrics scrape come over plain http inside the private network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # --- REST API ---------------------------------------------------------------------------------
@@ -224,6 +227,10 @@ if SMS_PROVIDER == "sandbox":
 SANDBOX_DELIVERY_RECEIPTS = env.bool("SANDBOX_DELIVERY_RECEIPTS", default=True)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+# Seconds /readyz waits for the broker to answer before calling the process not ready.
+READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=1.0)
+# The bearer token Prometheus scrapes /metrics with; unset, /metrics answers 404.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 SMS_RATE_LIMIT = env.float("SMS_RATE_LIMIT", default=25.0)
 # Messages per second from any one sending number, on top of SMS_RATE_LIMIT; 0 = no per-number
 # cap. US long numbers (10DLC) are throttled by the carriers per number, about 1 SMS a second.

@@ -28,6 +28,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.metrics import INBOUND_WEBHOOKS
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.signatures import (
     MalformedWebhookError,
@@ -132,6 +133,7 @@ def handle_on_a_live_connection(handle: Callable[[dict[str, str]], T], params: d
 def _inbound(params: dict[str, str]) -> None:
     sms = inbound_sms_parse(params)
     result = inbound_receive(sms=sms)
+    INBOUND_WEBHOOKS.labels(outcome=result.outcome).inc()
     logger.info(
         "Inbound SMS %s from %s to %s: %s.",
         sms.vonage_message_id,

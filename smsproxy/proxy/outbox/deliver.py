@@ -80,6 +80,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
+from smsproxy.common.metrics import SENDS
 from smsproxy.common.phone import phone_receives_sms
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway import get_provider
@@ -124,6 +125,12 @@ def is_throttled(error: ProviderError) -> bool:
 
 def message_deliver(*, message_id: int) -> DeliveryResult:
     """Send one queued outbound message if it is due and nobody else is sending it."""
+    result = _message_deliver(message_id=message_id)
+    SENDS.labels(outcome=result.outcome).inc()
+    return result
+
+
+def _message_deliver(*, message_id: int) -> DeliveryResult:
     claim = message_claim(message_id=message_id, now=timezone.now())
     if claim is None:
         return DeliveryResult(Outcome.SKIPPED, detail="not due, or claimed by another worker")
