@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import (
     Case,
@@ -161,14 +162,22 @@ def conversation_close_reason(
     return conversation.close_reason or Conversation.CloseReason.EXPIRED
 
 
-def sms_capable_q() -> Q:
-    """`features` is a comma-joined list: match the whole "SMS" item, not a substring of one."""
+def _feature_q(feature: str) -> Q:
+    """`features` is a comma-joined list: match the whole item, not a substring of one."""
     return (
-        Q(features="SMS")
-        | Q(features__startswith="SMS,")
-        | Q(features__endswith=",SMS")
-        | Q(features__contains=",SMS,")
+        Q(features=feature)
+        | Q(features__startswith=f"{feature},")
+        | Q(features__endswith=f",{feature}")
+        | Q(features__contains=f",{feature},")
     )
+
+
+def assignable_features_q() -> Q:
+    """Numbers with what a conversation needs: SMS, and calls too (VOICE) with PROXY_VOICE."""
+    needed = _feature_q("SMS")
+    if settings.PROXY_VOICE:
+        needed &= _feature_q("VOICE")
+    return needed
 
 
 def proxy_number_candidate_list(
@@ -206,7 +215,7 @@ def proxy_number_candidate_list(
     )
     return (
         VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE, reserved=False)
-        .filter(sms_capable_q())
+        .filter(assignable_features_q())
         .exclude(pk__in=exclude_ids)
         .exclude(Exists(live_for_this_number.filter(proxy_number=OuterRef("pk"))))
         .annotate(

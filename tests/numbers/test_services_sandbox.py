@@ -230,3 +230,13 @@ def test_an_unexpected_error_is_recorded_on_the_job(monkeypatch: pytest.MonkeyPa
     assert job.status == ProvisioningJob.Status.FAILED
     assert "provider misconfigured" in job.error
     assert job.finished_at is not None
+
+
+def test_rent_one_asks_for_calls_too_when_masked_calls_are_on(settings) -> None:
+    settings.PROXY_VOICE = True
+
+    number = number_rent_one(country="GB")
+
+    assert number.provisioning_job is not None
+    assert number.provisioning_job.features == "SMS,VOICE"
+    assert "VOICE" in number.features.split(",")

@@ -293,3 +293,42 @@ def test_the_property_test_drew_both_connects_and_talks() -> None:
     if not CONNECTS:
         pytest.skip("runs after the property test")
     assert any(CONNECTS) and not all(CONNECTS)
+
+
+def test_a_finished_call_tells_the_marketplace_once(client: Client, settings: Any) -> None:
+    """`call.completed` (DESIGN §11 events): written once, when the call reaches its end."""
+    from smsproxy.proxy.models import Event
+
+    settings.PROXY_EVENTS_URL = "https://marketplace.example.com/events"
+    settings.PROXY_EVENTS_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    conversation = conversation_make()
+
+    for name in CONNECTED_CALL:
+        send_voice(client, EVENT_URL, voice_payload(name), "json")
+    for name in CONNECTED_CALL:  # Vonage repeats them
+        send_voice(client, EVENT_URL, voice_payload(name), "json")
+
+    [event] = Event.objects.filter(type="call.completed")
+    assert event.conversation == conversation
+    assert event.data["direction"] == "call" and event.data["status"] == "completed"
+    assert event.data["conversation"]["id"] == str(conversation.public_id)
+
+
+def test_with_calls_on_only_numbers_that_carry_calls_are_assigned(api_client: APIClient) -> None:
+    """Issue 13: a conversation's number must have the VOICE feature while PROXY_VOICE is on."""
+    Conversation.objects.all().delete()
+    VirtualNumberFactory.create(msisdn="+447700900001", features="SMS")
+    body = {
+        "participants": [
+            {"number": "+447700900501", "name": "A"},
+            {"number": "+447700900502", "name": "B"},
+        ]
+    }
+
+    refused = api_client.post("/api/conversations/", body, format="json")
+    VirtualNumberFactory.create(msisdn="+447700900002", features="SMS,VOICE")
+    opened = api_client.post("/api/conversations/", body, format="json")
+
+    assert refused.status_code == HTTPStatus.SERVICE_UNAVAILABLE
+    assert opened.status_code == HTTPStatus.CREATED
+    assert {p["proxy_number"] for p in opened.json()["participants"]} == {"+447700900002"}

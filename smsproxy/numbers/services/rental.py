@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -33,7 +34,11 @@ def number_rent_one(*, country: str, requested_by: Any = None) -> VirtualNumber:
 
     Call it outside a transaction: it talks to the provider and commits each step.
     """
-    job = provisioning_job_create(country=country, quantity=1, requested_by=requested_by)
+    # With masked calls on, a conversation's number must carry calls as well as texts.
+    features = ("SMS", "VOICE") if settings.PROXY_VOICE else ("SMS",)
+    job = provisioning_job_create(
+        country=country, quantity=1, features=features, requested_by=requested_by
+    )
     job = provisioning_job_run(job=job)
     number = provisioning_job_numbers(job=job).first()
     if job.status != ProvisioningJob.Status.SUCCEEDED or number is None:

@@ -32,6 +32,7 @@ class EventType(StrEnum):
     MESSAGE_STATUS = "message.status"
     MESSAGE_UNROUTED = "message.unrouted"
     MESSAGE_BLOCKED = "message.blocked"
+    CALL_COMPLETED = "call.completed"  # a masked call ended (completed, busy, failed, ...)
 
 
 # The outbound statuses a `message.status` event reports.

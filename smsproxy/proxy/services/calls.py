@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.voice import TERMINAL_STATUSES, CallAnswer, CallEvent, CallLeg, CallStatus
+from smsproxy.proxy.events.record import EventType, event_message
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.services.inbound import participant_route_get
 
@@ -39,6 +40,7 @@ _RANK = {
     Message.Status.ANSWERED: 3,
     **{Message.Status(status.value): 4 for status in TERMINAL_STATUSES},
 }
+_FINAL_RANK = 4
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,10 @@ def _call_apply(call: Message, event: CallEvent) -> None:
         changed.append("duration")
     if changed:
         call.save(update_fields=[*changed, "updated_at"])
+    if "status" in changed and _RANK[Message.Status(call.status)] == _FINAL_RANK:
+        # Statuses only move forward: this runs once per call, in the event's transaction.
+        conversation = call.conversation if call.conversation_id is not None else None
+        event_message(type=EventType.CALL_COMPLETED, message=call, conversation=conversation)
 
 
 def _call_status(call: Message, event: CallEvent) -> Message.Status | None:

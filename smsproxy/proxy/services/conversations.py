@@ -29,10 +29,10 @@ from smsproxy.proxy.events.record import EventType, event_conversation
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound
 from smsproxy.proxy.selectors import (
+    assignable_features_q,
     conversation_is_live,
     participant_live_list,
     proxy_number_last_used_with,
-    sms_capable_q,
 )
 from smsproxy.proxy.services.assignment import (
     NumberSelection,
@@ -269,9 +269,11 @@ def participant_reassign_validate(
             f"{proxy_number.msisdn} has been released and cannot be assigned.",
             code="number_not_active",
         )
-    if not VirtualNumber.objects.filter(pk=proxy_number.pk).filter(sms_capable_q()).exists():
+    usable = VirtualNumber.objects.filter(pk=proxy_number.pk).filter(assignable_features_q())
+    if not usable.exists():
+        needed = "SMS and calls (PROXY_VOICE is on)" if settings.PROXY_VOICE else "SMS"
         raise ApplicationError(
-            f"{proxy_number.msisdn} cannot send or receive SMS.", code="number_not_sms_capable"
+            f"{proxy_number.msisdn} cannot carry {needed}.", code="number_not_sms_capable"
         )
     conflict = (
         participant_live_list(now=now)
