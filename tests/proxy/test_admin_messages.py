@@ -139,3 +139,16 @@ def test_retry_with_the_change_permission(client: Client, django_user_model: Any
     client.post(reverse("admin:proxy_message_change", args=[failed.pk]), {"text": "rewritten"})
     failed.refresh_from_db()
     assert failed.text != "rewritten"
+
+
+def test_the_message_page_shows_what_the_intercept_hook_decided(admin_client) -> None:
+    """Issue 12: the message log shows whether the marketplace passed, replaced or blocked it."""
+    message = MessageFactory.create(intercept="replaced")
+
+    page = admin_client.get(f"/admin/proxy/message/{message.pk}/change/")
+    listing = admin_client.get("/admin/proxy/message/", {"intercept__exact": "replaced"})
+
+    assert page.status_code == 200 and "Intercept" in page.content.decode()
+    assert listing.status_code == 200 and f"/admin/proxy/message/{message.pk}/" in (
+        listing.content.decode()
+    )

@@ -68,7 +68,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "attempts",
         "conversation",
     ]
-    list_filter = ["direction", "status", "purpose", "created_at"]
+    list_filter = ["direction", "status", "purpose", "intercept", "created_at"]
     search_help_text = "A number (any format), a conversation's reference, text or Vonage id."
     search_fields = [
         "sender",
@@ -91,6 +91,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             "Delivery",
             {
                 "fields": [
+                    "intercept",
                     "attempts",
                     "max_attempts",
                     "next_attempt_at",
