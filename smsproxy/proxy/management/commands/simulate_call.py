@@ -7,13 +7,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-import phonenumbers
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.urls import reverse
 
 from smsproxy.common.address import unreachable_hint
+from smsproxy.common.phone import phone_parse
 from smsproxy.gateway.voice import (
     CallLeg,
     CallStatus,
@@ -177,15 +177,7 @@ def _masked(number: str) -> str:
 
 def _e164(value: str, option: str) -> str:
     """E.164, national (PROXY_DEFAULT_COUNTRY) or Vonage's digits → E.164."""
-    candidates = [value]
-    digits = value.strip().replace(" ", "")
-    if digits.isdigit() and not digits.startswith("0"):
-        candidates.append(f"+{digits}")  # Vonage's form: international without '+'
-    for candidate in candidates:
-        try:
-            parsed = phonenumbers.parse(candidate, settings.PROXY_DEFAULT_COUNTRY)
-        except phonenumbers.NumberParseException:
-            continue
-        if phonenumbers.is_possible_number(parsed):
-            return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-    raise CommandError(f"{option} {value!r} is not a possible phone number.")
+    parsed = phone_parse(number=value)
+    if parsed is None:
+        raise CommandError(f"{option} {value!r} is not a possible phone number.")
+    return parsed.e164

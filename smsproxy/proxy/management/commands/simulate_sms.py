@@ -5,12 +5,12 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-import phonenumbers
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from smsproxy.common.address import unreachable_hint
+from smsproxy.common.phone import phone_parse
 from smsproxy.gateway.webhooks import inbound_sms_params, webhook_sign_as_configured
 from smsproxy.numbers.selectors import inbound_webhook_url
 
@@ -80,18 +80,10 @@ class Command(BaseCommand):
 
     def _e164(self, value: str, option: str) -> str:
         """E.164, national (PROXY_DEFAULT_COUNTRY) or Vonage's digits → E.164."""
-        candidates = [value]
-        digits = value.strip().replace(" ", "")
-        if digits.isdigit() and not digits.startswith("0"):
-            candidates.append(f"+{digits}")  # Vonage's form: international without '+'
-        for candidate in candidates:
-            try:
-                parsed = phonenumbers.parse(candidate, settings.PROXY_DEFAULT_COUNTRY)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_possible_number(parsed):
-                return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-        raise CommandError(f"{option} {value!r} is not a possible phone number.")
+        parsed = phone_parse(number=value)
+        if parsed is None:
+            raise CommandError(f"{option} {value!r} is not a possible phone number.")
+        return parsed.e164
 
     def _send(
         self, url: str, params: dict[str, str], *, encoding: str, timeout: float
