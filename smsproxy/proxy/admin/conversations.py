@@ -27,13 +27,17 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
-from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.admin_display import status_badge
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.admin.conversation_inlines import (
+    MESSAGE_INLINE_LIMIT,
+    LiveStatusFilter,
+    MessageInline,
+)
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.selectors import conversation_is_live, live_conversation_q
+from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.conversations import (
     conversation_close,
     participant_reassign,
@@ -117,64 +121,6 @@ class ParticipantInline(admin.TabularInline):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Participant]:
         return super().get_queryset(request).select_related("proxy_number")
-
-
-_MESSAGE_INLINE_FIELDS = (
-    "created_at",
-    "direction",
-    "purpose",
-    "sender",
-    "recipient",
-    "text",
-    "status",
-    "error_code",
-    "attempts",
-    "duration",  # calls only
-)
-
-
-# A busy conversation can have thousands of messages: the change page shows the latest ones and
-# links to the messages changelist filtered by the conversation for the rest.
-MESSAGE_INLINE_LIMIT = 50
-
-
-class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
-    """The conversation's latest MESSAGE_INLINE_LIMIT messages (see ConversationAdmin)."""
-
-    model = Message
-    verbose_name_plural = f"messages (the latest {MESSAGE_INLINE_LIMIT})"
-    fields = _MESSAGE_INLINE_FIELDS
-    readonly_fields = _MESSAGE_INLINE_FIELDS
-    ordering = ["created_at", "id"]
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-
-class LiveStatusFilter(admin.SimpleListFilter):
-    """Status as it routes: a conversation past `expires_at` is dead before the sweep closes it."""
-
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("active", "Active"),
-            ("expired", "Expired, not yet swept"),
-            ("closed", "Closed"),
-        ]
-
-    def queryset(
-        self, request: HttpRequest, queryset: QuerySet[Conversation]
-    ) -> QuerySet[Conversation]:
-        now = timezone.now()
-        if self.value() == "active":
-            return queryset.filter(live_conversation_q(now=now))
-        if self.value() == "expired":
-            return queryset.filter(status=Conversation.Status.ACTIVE, expires_at__lte=now)
-        if self.value() == "closed":
-            return queryset.filter(status=Conversation.Status.CLOSED)
-        return queryset
 
 
 @admin.register(Conversation)
