@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
+from smsproxy.proxy.admin.masking import MessageNumbersMasking
 from smsproxy.proxy.models import Conversation, Message
 from smsproxy.proxy.selectors import live_conversation_q
 
@@ -32,7 +33,7 @@ _MESSAGE_INLINE_FIELDS = (
 MESSAGE_INLINE_LIMIT = 50
 
 
-class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
+class MessageInline(MessageNumbersMasking, ReadOnlyAdminMixin, admin.TabularInline):
     """The conversation's latest MESSAGE_INLINE_LIMIT messages (see ConversationAdmin)."""
 
     model = Message

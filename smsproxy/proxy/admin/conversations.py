@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
 from django import forms
@@ -28,14 +28,17 @@ from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from smsproxy.common.admin_display import status_badge
+from smsproxy.common.admin_privacy import RealNumberMaskingMixin
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
+from smsproxy.common.privacy import mask_number
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.admin.conversation_inlines import (
     MESSAGE_INLINE_LIMIT,
     LiveStatusFilter,
     MessageInline,
 )
+from smsproxy.proxy.admin.masking import participant_label
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.conversations import (
@@ -43,13 +46,6 @@ from smsproxy.proxy.services.conversations import (
     participant_reassign,
     participant_reassign_validate,
 )
-
-
-def _participant_label(participant: Participant) -> str:
-    who = participant.real_number
-    if participant.name:
-        who = f"{participant.name} ({participant.real_number})"
-    return f"{who} via {participant.proxy_number.msisdn}"
 
 
 class _ReassignmentRefused(Exception):
@@ -99,8 +95,9 @@ class ParticipantInlineForm(forms.ModelForm):
         return proxy_number
 
 
-class ParticipantInline(admin.TabularInline):
+class ParticipantInline(RealNumberMaskingMixin, admin.TabularInline):
     model = Participant
+    masked_fields: ClassVar = {"real_number": "real_number_masked"}
     form = ParticipantInlineForm
     fields = ["name", "real_number", "country", "proxy_number", "active", "created_at"]
     readonly_fields = ["name", "real_number", "country", "active", "created_at"]
@@ -122,9 +119,14 @@ class ParticipantInline(admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Participant]:
         return super().get_queryset(request).select_related("proxy_number")
 
+    @admin.display(description="real number")
+    def real_number_masked(self, participant: Participant) -> str:
+        return mask_number(participant.real_number)
+
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
+    masked_fields: ClassVar = {"participant_summary": "participant_summary_masked"}
     list_display = [
         "public_id",
         "reference",
@@ -230,7 +232,15 @@ class ConversationAdmin(admin.ModelAdmin):
         return format_html_join(
             mark_safe("<br>"),
             "{}",
-            ((_participant_label(p),) for p in conversation.participants.all()),
+            ((participant_label(p, masked=False),) for p in conversation.participants.all()),
+        )
+
+    @admin.display(description="participants")
+    def participant_summary_masked(self, conversation: Conversation) -> str:
+        return format_html_join(
+            mark_safe("<br>"),
+            "{}",
+            ((participant_label(p, masked=True),) for p in conversation.participants.all()),
         )
 
     def get_search_results(

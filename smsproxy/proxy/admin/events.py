@@ -7,18 +7,26 @@ retries); each resend is written to the event's admin history.
 
 from __future__ import annotations
 
+import json
+from typing import ClassVar
+
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
+from smsproxy.common.admin_privacy import RealNumberMaskingMixin
+from smsproxy.common.privacy import text_mask_numbers
 from smsproxy.proxy.events.deliver import event_resend
 from smsproxy.proxy.models import Event
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EventAdmin(RealNumberMaskingMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    # The payload names the participants' real numbers (and proxy numbers, masked alike).
+    masked_fields: ClassVar = {"data": "data_masked"}
     list_display = [
         "public_id",
         "created_at",
@@ -49,6 +57,10 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "delivered_at",
         "data",
     ]
+
+    @admin.display(description="data")
+    def data_masked(self, event: Event) -> str:
+        return format_html("<pre>{}</pre>", text_mask_numbers(json.dumps(event.data, indent=2)))
 
     def has_resend_permission(self, request: HttpRequest) -> bool:
         # Not `permissions=["change"]`: ReadOnlyAdminMixin denies "change" to everyone, since

@@ -16,6 +16,7 @@ from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.admin_display import status_badge, truncated
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
+from smsproxy.proxy.admin.masking import MessageNumbersMasking
 from smsproxy.proxy.models import InboundPart, Message, MessagePart
 from smsproxy.proxy.outbox.queue import message_retry
 
@@ -54,7 +55,7 @@ class InboundPartInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(MessageNumbersMasking, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "created_at",
