@@ -60,6 +60,8 @@ class _ReassignmentRefused(Exception):
 
 # Per request being answered: participant id → (proxy number id, why the service refused it).
 _refusals: WeakKeyDictionary[HttpRequest, dict[int, tuple[int, str]]] = WeakKeyDictionary()
+# Per request being answered: the reassignments saved, in words, for the admin history.
+_reassignments: WeakKeyDictionary[HttpRequest, list[str]] = WeakKeyDictionary()
 
 
 class ParticipantInlineForm(forms.ModelForm):
@@ -279,7 +281,10 @@ class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
         for participant_form in formset.forms:
             if "proxy_number" not in participant_form.changed_data:
                 continue
-            participant = Participant.objects.get(pk=participant_form.instance.pk)
+            participant = Participant.objects.select_related("proxy_number").get(
+                pk=participant_form.instance.pk
+            )
+            was = participant.proxy_number.msisdn
             try:
                 participant = participant_reassign(
                     participant=participant,
@@ -292,6 +297,19 @@ class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
                     detail=exc.detail,
                 ) from exc
             formset.changed_objects.append((participant, ["proxy_number"]))
+            _reassignments.setdefault(request, []).append(
+                f"Proxy number {was} → {participant.proxy_number.msisdn}"
+                f" for {participant.name or f'participant #{participant.pk}'}"
+            )
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        # A reassignment is written with the numbers it swapped, not just the field's name.
+        reassignments = _reassignments.pop(request, [])
+        if reassignments:
+            return "; ".join(reassignments) + "."
+        return super().construct_change_message(request, form, formsets, add)
 
     def changeform_view(
         self,
@@ -308,6 +326,7 @@ class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
             # participants' reassignments too). Answer the same POST again: the refused
             # number now fails validation, so the form comes back with the reason on the
             # participant's field, the choices kept, and nothing reported as saved.
+            _reassignments.pop(request, None)
             _refusals.setdefault(request, {})[refused.participant_id] = (
                 refused.proxy_number_id,
                 refused.detail,
@@ -321,13 +340,17 @@ class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
         closed = 0
         now = timezone.now()
         for conversation in queryset.filter(status=Conversation.Status.ACTIVE):
+            was = (
+                "active" if conversation_is_live(conversation=conversation, now=now) else "expired"
+            )
             conversation = conversation_close(
                 conversation=conversation, reason=Conversation.CloseReason.STAFF, now=now
             )
             self.log_change(
                 request,
                 conversation,
-                f"Closed (reason: {conversation.close_reason}); its proxy numbers are free.",
+                f"Closed (was {was}), reason {conversation.close_reason}; "
+                "its proxy numbers are free.",
             )
             closed += 1
         skipped = queryset.count() - closed

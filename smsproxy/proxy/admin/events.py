@@ -72,7 +72,13 @@ class EventAdmin(RealNumberMaskingMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     def resend(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
         resent = 0
         for event in queryset.order_by("pk"):
-            event_resend(event=event)
-            self.log_change(request, event, "Resent: pending again, due now.")
+            was, attempts = event.status, event.attempts
+            event = event_resend(event=event)
+            self.log_change(
+                request,
+                event,
+                f"Resent: status {was} → {event.status}, attempts {attempts} → {event.attempts}; "
+                "due now.",
+            )
             resent += 1
         self.message_user(request, f"Resending {resent} event(s).", messages.SUCCESS)

@@ -142,12 +142,18 @@ class MessageAdmin(MessageNumbersMasking, ReadOnlyAdminMixin, admin.ModelAdmin):
     def retry(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
         retried = 0
         for message in queryset.order_by("pk"):
+            was, attempts = message.status, message.attempts
             try:
-                message_retry(message=message)
+                retried_message = message_retry(message=message)
             except ApplicationError as error:
                 self.message_user(request, error.detail, messages.WARNING)
                 continue
-            self.log_change(request, message, "Retried: queued again with fresh attempts.")
+            self.log_change(
+                request,
+                retried_message,
+                f"Retried: status {was} → {retried_message.status}, "
+                f"attempts {attempts} → {retried_message.attempts}.",
+            )
             retried += 1
         if retried:
             self.message_user(request, f"Queued {retried} message(s) again.", messages.SUCCESS)
