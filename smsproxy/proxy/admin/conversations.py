@@ -38,11 +38,12 @@ from smsproxy.proxy.admin.conversation_inlines import (
     LiveStatusFilter,
     MessageInline,
 )
+from smsproxy.proxy.admin.conversation_state import ConversationStateViews, staff_close
 from smsproxy.proxy.admin.masking import participant_label
+from smsproxy.proxy.admin.thread import thread_html
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.conversations import (
-    conversation_close,
     participant_reassign,
     participant_reassign_validate,
 )
@@ -127,8 +128,11 @@ class ParticipantInline(RealNumberMaskingMixin, admin.TabularInline):
 
 
 @admin.register(Conversation)
-class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
-    masked_fields: ClassVar = {"participant_summary": "participant_summary_masked"}
+class ConversationAdmin(RealNumberMaskingMixin, ConversationStateViews):
+    masked_fields: ClassVar = {
+        "participant_summary": "participant_summary_masked",
+        "thread": "thread_masked",
+    }
     list_display = [
         "public_id",
         "reference",
@@ -154,6 +158,7 @@ class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
         "closed_at",
         "close_reason",
         "all_messages",
+        "thread",
     ]
     # The reference is the marketplace's, set through the API: an edit here would bypass the
     # services (and the events the marketplace relies on).
@@ -166,6 +171,7 @@ class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
         "closed_at",
         "close_reason",
         "all_messages",
+        "thread",
     ]
     inlines = [ParticipantInline, MessageInline]
     actions = ["close_conversations"]
@@ -210,6 +216,14 @@ class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
             total,
             shown,
         )
+
+    @admin.display(description="thread")
+    def thread(self, conversation: Conversation) -> str:
+        return thread_html(conversation=conversation, limit=MESSAGE_INLINE_LIMIT, masked=False)
+
+    @admin.display(description="thread")
+    def thread_masked(self, conversation: Conversation) -> str:
+        return thread_html(conversation=conversation, limit=MESSAGE_INLINE_LIMIT, masked=True)
 
     def get_formset_kwargs(
         self, request: HttpRequest, obj: Any, inline: Any, prefix: str
@@ -340,18 +354,8 @@ class ConversationAdmin(RealNumberMaskingMixin, admin.ModelAdmin):
         closed = 0
         now = timezone.now()
         for conversation in queryset.filter(status=Conversation.Status.ACTIVE):
-            was = (
-                "active" if conversation_is_live(conversation=conversation, now=now) else "expired"
-            )
-            conversation = conversation_close(
-                conversation=conversation, reason=Conversation.CloseReason.STAFF, now=now
-            )
-            self.log_change(
-                request,
-                conversation,
-                f"Closed (was {was}), reason {conversation.close_reason}; "
-                "its proxy numbers are free.",
-            )
+            conversation, change = staff_close(conversation=conversation, now=now)
+            self.log_change(request, conversation, change)
             closed += 1
         skipped = queryset.count() - closed
         self.message_user(
