@@ -40,6 +40,8 @@ def conversation(settings: Any) -> Conversation:
         status=Message.Status.FAILED,
         sender=bob.proxy_number.msisdn,
         recipient=BOB,
+        error_code="1",
+        error_text=f"Throttled sending to {BOB}",
         text="On my way",
         forwarded_from=inbound,
     )

@@ -7,7 +7,7 @@ from typing import ClassVar
 from django.contrib import admin
 
 from smsproxy.common.admin_privacy import RealNumberMaskingMixin
-from smsproxy.common.privacy import mask_number
+from smsproxy.common.privacy import mask_number, text_mask_numbers
 from smsproxy.proxy.models import Message, Participant
 
 
@@ -22,7 +22,12 @@ class MessageNumbersMasking(RealNumberMaskingMixin):
     """Masks a message's real-number side: an outbound text goes from a proxy number to a
     person; an inbound text or a call comes from a person to a proxy number."""
 
-    masked_fields: ClassVar = {"sender": "sender_masked", "recipient": "recipient_masked"}
+    masked_fields: ClassVar = {
+        "sender": "sender_masked",
+        "recipient": "recipient_masked",
+        # A provider's error text may quote the number it refused.
+        "error_text": "error_text_masked",
+    }
 
     @admin.display(description="sender")
     def sender_masked(self, message: Message) -> str:
@@ -35,3 +40,7 @@ class MessageNumbersMasking(RealNumberMaskingMixin):
         if message.direction == Message.Direction.OUTBOUND:
             return mask_number(message.recipient)
         return message.recipient
+
+    @admin.display(description="error text")
+    def error_text_masked(self, message: Message) -> str:
+        return text_mask_numbers(message.error_text)
