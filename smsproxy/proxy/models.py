@@ -73,6 +73,8 @@ class Participant(models.Model):
 
     class Meta:
         ordering = ["conversation_id", "id"]
+        # Without it, the admin shows people's real numbers masked (smsproxy.common.admin_privacy).
+        permissions = [("view_real_numbers", "Can see people's real numbers in the admin")]
         constraints = [
             # Rule 3: one real number never uses one proxy number in two live conversations,
             # or an inbound SMS could not be routed unambiguously. Also the index of rule 2's
@@ -93,7 +95,9 @@ class Participant(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.name or self.real_number} via {self.proxy_number_id}"
+        # Names appear in admin titles, breadcrumbs and history, which support staff without
+        # `view_real_numbers` read: a participant without a name is shown by its id.
+        return f"{self.name or f'participant #{self.pk}'} via {self.proxy_number_id}"
 
 
 class NumberUse(models.Model):
@@ -259,7 +263,8 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.direction} #{self.pk} {self.sender} → {self.recipient} ({self.status})"
+        # No numbers: see Participant.__str__.
+        return f"{self.direction} #{self.pk} ({self.status})"
 
 
 class MessagePart(models.Model):

@@ -253,7 +253,7 @@ def test_close_action_closes_and_records_history(
     assert already.close_reason == Conversation.CloseReason.API
     entries = LogEntry.objects.filter(object_id=str(conversation.pk), action_flag=CHANGE)
     assert [(entry.user_id, entry.change_message) for entry in entries] == [
-        (admin_user.pk, "Closed (reason: staff); its proxy numbers are free.")
+        (admin_user.pk, "Closed (was active), reason staff; its proxy numbers are free.")
     ]
     assert not LogEntry.objects.filter(object_id=str(already.pk)).exists()
 
@@ -314,6 +314,7 @@ def reassign_data(admin_client: Client, conversation: Conversation, number: Virt
 
 def test_reassign_through_the_inline(admin_client: Client, conversation: Conversation) -> None:
     alice = conversation.participants.order_by("id")[0]
+    was = alice.proxy_number.msisdn
     spare = VirtualNumberFactory.create()
 
     response = admin_client.post(
@@ -326,7 +327,7 @@ def test_reassign_through_the_inline(admin_client: Client, conversation: Convers
     intro = conversation.messages.order_by("-id")[0]
     assert (intro.purpose, intro.sender, intro.recipient) == ("intro", spare.msisdn, person(0))
     change = LogEntry.objects.get(object_id=str(conversation.pk), action_flag=CHANGE)
-    assert "Proxy number" in change.get_change_message()
+    assert change.get_change_message() == f"Proxy number {was} → {spare.msisdn} for Alice."
 
 
 def test_reassign_refused_when_the_person_uses_the_number_live_elsewhere(
@@ -412,3 +413,18 @@ def test_closed_conversation_shows_the_proxy_numbers_read_only(
     response = admin_client.get(change_url(conversation))
     assert response.status_code == HTTPStatus.OK
     assert 'name="participants-0-proxy_number"' not in response.content.decode()
+
+
+def test_close_action_records_an_expired_conversation_as_such(
+    admin_client: Client, conversation: Conversation
+) -> None:
+    Conversation.objects.filter(pk=conversation.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    admin_client.post(
+        CHANGELIST, {"action": "close_conversations", "_selected_action": [conversation.pk]}
+    )
+    entry = LogEntry.objects.get(object_id=str(conversation.pk), action_flag=CHANGE)
+    assert (
+        entry.change_message == "Closed (was expired), reason expired; its proxy numbers are free."
+    )

@@ -96,7 +96,7 @@ def test_retry_action_queues_failed_messages_and_logs_it(admin_client: Client) -
     assert delivered.status == Message.Status.DELIVERED
     entry = LogEntry.objects.get(object_id=str(failed.pk))
     assert entry.action_flag == CHANGE
-    assert "Retried" in entry.get_change_message()
+    assert entry.get_change_message() == "Retried: status failed → queued, attempts 8 → 0."
 
 
 def test_retry_needs_the_change_permission(client: Client, django_user_model: Any) -> None:

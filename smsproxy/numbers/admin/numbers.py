@@ -198,7 +198,8 @@ class VirtualNumberAdmin(admin.ModelAdmin):
                 self.message_user(request, exc.detail, messages.ERROR)
                 failed += 1
                 continue
-            self.log_change(request, number, f"{verb} the number.")
+            # Numbers already in the asked state were skipped: this one was in the other.
+            self.log_change(request, number, f"{verb} (was {'not ' if reserved else ''}reserved).")
             done += 1
         skipped = f" {already} already {state}." if already else ""
         if done:
@@ -254,6 +255,7 @@ class VirtualNumberAdmin(admin.ModelAdmin):
             if number.status == VirtualNumber.Status.RELEASED:
                 already += 1
                 continue
+            was = number.get_status_display().lower()
             try:
                 number_release(number=number, force=force)
             except ApplicationError as exc:
@@ -264,9 +266,9 @@ class VirtualNumberAdmin(admin.ModelAdmin):
             self.log_change(
                 request,
                 number,
-                "Released the number"
+                f"Released (was {was})"
                 + (
-                    f" (forced; closed the conversations of {closed} participant(s))"
+                    f"; forced, closed the conversations of {closed} participant(s)"
                     if closed
                     else ""
                 )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 from weakref import WeakKeyDictionary
 
 from django import forms
@@ -27,25 +27,26 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
-from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.admin_display import status_badge
+from smsproxy.common.admin_privacy import RealNumberMaskingMixin
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
+from smsproxy.common.privacy import mask_number
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.admin.conversation_inlines import (
+    MESSAGE_INLINE_LIMIT,
+    LiveStatusFilter,
+    MessageInline,
+)
+from smsproxy.proxy.admin.conversation_state import ConversationStateViews, staff_close
+from smsproxy.proxy.admin.masking import participant_label
+from smsproxy.proxy.admin.thread import thread_html
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.selectors import conversation_is_live, live_conversation_q
+from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.conversations import (
-    conversation_close,
     participant_reassign,
     participant_reassign_validate,
 )
-
-
-def _participant_label(participant: Participant) -> str:
-    who = participant.real_number
-    if participant.name:
-        who = f"{participant.name} ({participant.real_number})"
-    return f"{who} via {participant.proxy_number.msisdn}"
 
 
 class _ReassignmentRefused(Exception):
@@ -60,6 +61,8 @@ class _ReassignmentRefused(Exception):
 
 # Per request being answered: participant id → (proxy number id, why the service refused it).
 _refusals: WeakKeyDictionary[HttpRequest, dict[int, tuple[int, str]]] = WeakKeyDictionary()
+# Per request being answered: the reassignments saved, in words, for the admin history.
+_reassignments: WeakKeyDictionary[HttpRequest, list[str]] = WeakKeyDictionary()
 
 
 class ParticipantInlineForm(forms.ModelForm):
@@ -95,8 +98,9 @@ class ParticipantInlineForm(forms.ModelForm):
         return proxy_number
 
 
-class ParticipantInline(admin.TabularInline):
+class ParticipantInline(RealNumberMaskingMixin, admin.TabularInline):
     model = Participant
+    masked_fields: ClassVar = {"real_number": "real_number_masked"}
     form = ParticipantInlineForm
     fields = ["name", "real_number", "country", "proxy_number", "active", "created_at"]
     readonly_fields = ["name", "real_number", "country", "active", "created_at"]
@@ -118,67 +122,17 @@ class ParticipantInline(admin.TabularInline):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Participant]:
         return super().get_queryset(request).select_related("proxy_number")
 
-
-_MESSAGE_INLINE_FIELDS = (
-    "created_at",
-    "direction",
-    "purpose",
-    "sender",
-    "recipient",
-    "text",
-    "status",
-    "error_code",
-    "attempts",
-    "duration",  # calls only
-)
-
-
-# A busy conversation can have thousands of messages: the change page shows the latest ones and
-# links to the messages changelist filtered by the conversation for the rest.
-MESSAGE_INLINE_LIMIT = 50
-
-
-class MessageInline(ReadOnlyAdminMixin, admin.TabularInline):
-    """The conversation's latest MESSAGE_INLINE_LIMIT messages (see ConversationAdmin)."""
-
-    model = Message
-    verbose_name_plural = f"messages (the latest {MESSAGE_INLINE_LIMIT})"
-    fields = _MESSAGE_INLINE_FIELDS
-    readonly_fields = _MESSAGE_INLINE_FIELDS
-    ordering = ["created_at", "id"]
-    extra = 0
-    can_delete = False
-    show_change_link = True
-
-
-class LiveStatusFilter(admin.SimpleListFilter):
-    """Status as it routes: a conversation past `expires_at` is dead before the sweep closes it."""
-
-    title = "status"
-    parameter_name = "status"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [
-            ("active", "Active"),
-            ("expired", "Expired, not yet swept"),
-            ("closed", "Closed"),
-        ]
-
-    def queryset(
-        self, request: HttpRequest, queryset: QuerySet[Conversation]
-    ) -> QuerySet[Conversation]:
-        now = timezone.now()
-        if self.value() == "active":
-            return queryset.filter(live_conversation_q(now=now))
-        if self.value() == "expired":
-            return queryset.filter(status=Conversation.Status.ACTIVE, expires_at__lte=now)
-        if self.value() == "closed":
-            return queryset.filter(status=Conversation.Status.CLOSED)
-        return queryset
+    @admin.display(description="real number")
+    def real_number_masked(self, participant: Participant) -> str:
+        return mask_number(participant.real_number)
 
 
 @admin.register(Conversation)
-class ConversationAdmin(admin.ModelAdmin):
+class ConversationAdmin(RealNumberMaskingMixin, ConversationStateViews):
+    masked_fields: ClassVar = {
+        "participant_summary": "participant_summary_masked",
+        "thread": "thread_masked",
+    }
     list_display = [
         "public_id",
         "reference",
@@ -204,6 +158,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "closed_at",
         "close_reason",
         "all_messages",
+        "thread",
     ]
     # The reference is the marketplace's, set through the API: an edit here would bypass the
     # services (and the events the marketplace relies on).
@@ -216,6 +171,7 @@ class ConversationAdmin(admin.ModelAdmin):
         "closed_at",
         "close_reason",
         "all_messages",
+        "thread",
     ]
     inlines = [ParticipantInline, MessageInline]
     actions = ["close_conversations"]
@@ -261,6 +217,14 @@ class ConversationAdmin(admin.ModelAdmin):
             shown,
         )
 
+    @admin.display(description="thread")
+    def thread(self, conversation: Conversation) -> str:
+        return thread_html(conversation=conversation, limit=MESSAGE_INLINE_LIMIT, masked=False)
+
+    @admin.display(description="thread")
+    def thread_masked(self, conversation: Conversation) -> str:
+        return thread_html(conversation=conversation, limit=MESSAGE_INLINE_LIMIT, masked=True)
+
     def get_formset_kwargs(
         self, request: HttpRequest, obj: Any, inline: Any, prefix: str
     ) -> dict[str, Any]:
@@ -284,7 +248,15 @@ class ConversationAdmin(admin.ModelAdmin):
         return format_html_join(
             mark_safe("<br>"),
             "{}",
-            ((_participant_label(p),) for p in conversation.participants.all()),
+            ((participant_label(p, masked=False),) for p in conversation.participants.all()),
+        )
+
+    @admin.display(description="participants")
+    def participant_summary_masked(self, conversation: Conversation) -> str:
+        return format_html_join(
+            mark_safe("<br>"),
+            "{}",
+            ((participant_label(p, masked=True),) for p in conversation.participants.all()),
         )
 
     def get_search_results(
@@ -323,7 +295,10 @@ class ConversationAdmin(admin.ModelAdmin):
         for participant_form in formset.forms:
             if "proxy_number" not in participant_form.changed_data:
                 continue
-            participant = Participant.objects.get(pk=participant_form.instance.pk)
+            participant = Participant.objects.select_related("proxy_number").get(
+                pk=participant_form.instance.pk
+            )
+            was = participant.proxy_number.msisdn
             try:
                 participant = participant_reassign(
                     participant=participant,
@@ -336,6 +311,19 @@ class ConversationAdmin(admin.ModelAdmin):
                     detail=exc.detail,
                 ) from exc
             formset.changed_objects.append((participant, ["proxy_number"]))
+            _reassignments.setdefault(request, []).append(
+                f"Proxy number {was} → {participant.proxy_number.msisdn}"
+                f" for {participant.name or f'participant #{participant.pk}'}"
+            )
+
+    def construct_change_message(
+        self, request: HttpRequest, form: Any, formsets: Any, add: bool = False
+    ) -> Any:
+        # A reassignment is written with the numbers it swapped, not just the field's name.
+        reassignments = _reassignments.pop(request, [])
+        if reassignments:
+            return "; ".join(reassignments) + "."
+        return super().construct_change_message(request, form, formsets, add)
 
     def changeform_view(
         self,
@@ -352,6 +340,7 @@ class ConversationAdmin(admin.ModelAdmin):
             # participants' reassignments too). Answer the same POST again: the refused
             # number now fails validation, so the form comes back with the reason on the
             # participant's field, the choices kept, and nothing reported as saved.
+            _reassignments.pop(request, None)
             _refusals.setdefault(request, {})[refused.participant_id] = (
                 refused.proxy_number_id,
                 refused.detail,
@@ -365,14 +354,8 @@ class ConversationAdmin(admin.ModelAdmin):
         closed = 0
         now = timezone.now()
         for conversation in queryset.filter(status=Conversation.Status.ACTIVE):
-            conversation = conversation_close(
-                conversation=conversation, reason=Conversation.CloseReason.STAFF, now=now
-            )
-            self.log_change(
-                request,
-                conversation,
-                f"Closed (reason: {conversation.close_reason}); its proxy numbers are free.",
-            )
+            conversation, change = staff_close(conversation=conversation, now=now)
+            self.log_change(request, conversation, change)
             closed += 1
         skipped = queryset.count() - closed
         self.message_user(

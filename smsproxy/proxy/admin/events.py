@@ -7,18 +7,26 @@ retries); each resend is written to the event's admin history.
 
 from __future__ import annotations
 
+import json
+from typing import ClassVar
+
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
+from smsproxy.common.admin_privacy import RealNumberMaskingMixin
+from smsproxy.common.privacy import text_mask_numbers
 from smsproxy.proxy.events.deliver import event_resend
 from smsproxy.proxy.models import Event
 
 
 @admin.register(Event)
-class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EventAdmin(RealNumberMaskingMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    # The payload names the participants' real numbers (and proxy numbers, masked alike).
+    masked_fields: ClassVar = {"data": "data_masked"}
     list_display = [
         "public_id",
         "created_at",
@@ -50,6 +58,10 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "data",
     ]
 
+    @admin.display(description="data")
+    def data_masked(self, event: Event) -> str:
+        return format_html("<pre>{}</pre>", text_mask_numbers(json.dumps(event.data, indent=2)))
+
     def has_resend_permission(self, request: HttpRequest) -> bool:
         # Not `permissions=["change"]`: ReadOnlyAdminMixin denies "change" to everyone, since
         # nobody edits an event here. Resending is what the "change event" permission grants.
@@ -60,7 +72,13 @@ class EventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def resend(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
         resent = 0
         for event in queryset.order_by("pk"):
-            event_resend(event=event)
-            self.log_change(request, event, "Resent: pending again, due now.")
+            was, attempts = event.status, event.attempts
+            event = event_resend(event=event)
+            self.log_change(
+                request,
+                event,
+                f"Resent: status {was} → {event.status}, attempts {attempts} → {event.attempts}; "
+                "due now.",
+            )
             resent += 1
         self.message_user(request, f"Resending {resent} event(s).", messages.SUCCESS)

@@ -16,6 +16,7 @@ from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.admin_display import status_badge, truncated
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
+from smsproxy.proxy.admin.masking import MessageNumbersMasking
 from smsproxy.proxy.models import InboundPart, Message, MessagePart
 from smsproxy.proxy.outbox.queue import message_retry
 
@@ -54,7 +55,7 @@ class InboundPartInline(ReadOnlyInline):
 
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(MessageNumbersMasking, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "created_at",
@@ -141,12 +142,18 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def retry(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
         retried = 0
         for message in queryset.order_by("pk"):
+            was, attempts = message.status, message.attempts
             try:
-                message_retry(message=message)
+                retried_message = message_retry(message=message)
             except ApplicationError as error:
                 self.message_user(request, error.detail, messages.WARNING)
                 continue
-            self.log_change(request, message, "Retried: queued again with fresh attempts.")
+            self.log_change(
+                request,
+                retried_message,
+                f"Retried: status {was} → {retried_message.status}, "
+                f"attempts {attempts} → {retried_message.attempts}.",
+            )
             retried += 1
         if retried:
             self.message_user(request, f"Queued {retried} message(s) again.", messages.SUCCESS)

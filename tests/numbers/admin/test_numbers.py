@@ -149,7 +149,10 @@ def test_reserve_and_unreserve_actions(admin_client: Client) -> None:
     action(admin_client, "unreserve", [number])
     number.refresh_from_db()
     assert number.reserved is False
-    assert history(number) == [(CHANGE, "Reserved the number."), (CHANGE, "Unreserved the number.")]
+    assert history(number) == [
+        (CHANGE, "Reserved (was not reserved)."),
+        (CHANGE, "Unreserved (was reserved)."),
+    ]
 
 
 def test_release_action_asks_for_confirmation_first(admin_client: Client) -> None:
@@ -176,7 +179,7 @@ def test_release_action_confirmed(admin_client: Client) -> None:
     assert "Released 2 number(s)." in response.content.decode()
     assert not VirtualNumber.objects.filter(status="active").exists()
     assert not SandboxNumber.objects.filter(cancelled_at__isnull=True).exists()
-    assert history(first) == [(CHANGE, "Released the number.")]
+    assert history(first) == [(CHANGE, "Released (was active).")]
 
 
 def test_release_action_refuses_numbers_in_live_use(admin_client: Client) -> None:
@@ -211,7 +214,7 @@ def test_release_action_forced_closes_conversations(admin_client: Client) -> Non
     assert participant.conversation.status == Conversation.Status.CLOSED
     assert participant.conversation.close_reason == "staff"
     assert history(busy) == [
-        (CHANGE, "Released the number (forced; closed the conversations of 1 participant(s)).")
+        (CHANGE, "Released (was active); forced, closed the conversations of 1 participant(s).")
     ]
 
 
@@ -440,7 +443,7 @@ def test_history_pages(admin_client: Client) -> None:
     job_history = admin_client.get(reverse("admin:numbers_provisioningjob_history", args=[job.pk]))
 
     assert number_history.status_code == job_history.status_code == HTTPStatus.OK
-    assert "Reserved the number." in number_history.content.decode()
+    assert "Reserved (was not reserved)." in number_history.content.decode()
 
 
 # --- Permissions and messages of the actions ---------------------------------------------------

@@ -8,6 +8,7 @@ from http import HTTPStatus
 import pytest
 import responses
 from django.conf import settings as django_settings
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
 from django.urls import reverse
@@ -109,6 +110,12 @@ def test_resend_needs_the_change_event_permission(events_on, client, django_user
     client.post(url, action)
     event.refresh_from_db()
     assert event.status == Event.Status.PENDING and event.attempts == 0
+    entry = LogEntry.objects.get(object_id=str(event.pk))
+    assert (entry.user_id, entry.action_flag, entry.get_change_message()) == (
+        staff.pk,
+        CHANGE,
+        "Resent: status failed → pending, attempts 30 → 0; due now.",
+    )
 
 
 def test_the_secret_is_required_with_either_url(settings) -> None:
