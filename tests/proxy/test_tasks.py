@@ -234,7 +234,12 @@ def test_a_real_worker_sends_a_duplicated_text_exactly_once(
         finally:
             task_postrun.disconnect(count_finished)
 
-    assert sorted(finished) == [((forward.pk,), "sent")] + [((forward.pk,), "skipped")] * 3
+    # Every enqueued task ran; exactly one sent, every other found nothing to claim (a broker
+    # redelivery on top, seen once in CI on PostgreSQL, is skipped the same way).
+    outcomes = sorted(outcome for _args, outcome in finished)
+    assert {args for args, _outcome in finished} == {(forward.pk,)}
+    assert len(outcomes) >= enqueued
+    assert outcomes == ["sent"] + ["skipped"] * (len(outcomes) - 1)
     assert forward.status == Message.Status.DELIVERED
     assert len(CountingProvider.sends) == 1
     assert CountingProvider.sends[0]["client_ref"] == str(forward.pk)
