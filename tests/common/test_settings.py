@@ -203,3 +203,19 @@ def test_stdlib_numbers_module_is_not_shadowed():
     assert numbers.__file__ is not None
     assert "smsproxy" not in numbers.__file__
     assert hasattr(numbers, "Integral")
+
+
+def test_a_command_without_settings_names_the_setting_and_the_fix():
+    """Django alone fails later with "Models aren't loaded yet", naming neither."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        cwd=ROOT,
+        env=_environment(),
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.returncode == 1
+    assert "DJANGO_SECRET_KEY must be set" in result.stderr
+    assert "make run" in result.stderr
+    assert "AppRegistryNotReady" not in result.stderr
