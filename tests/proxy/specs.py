@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from smsproxy.common.phone import phone_parse
-from smsproxy.proxy.models import Conversation
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.services.conversations import conversation_create
 from smsproxy.proxy.services.participants import ParticipantSpec
 
@@ -28,3 +29,25 @@ def participant_specs(*people: str | tuple[str, str]) -> list[ParticipantSpec]:
 def open_between(a: str, b: str, **kwargs: Any) -> Conversation:
     """Alice (`a`) and Bob (`b`) in a new conversation."""
     return conversation_create(participants=participant_specs((a, "Alice"), (b, "Bob")), **kwargs)
+
+
+def person(index: int) -> str:
+    """A real number in the GB range reserved for drama (the sandbox answers it as valid)."""
+    return f"+447700900{500 + index:03d}"
+
+
+def proxy_of(conversation: Conversation, real_number: str) -> VirtualNumber:
+    return conversation.participants.get(real_number=real_number).proxy_number
+
+
+def snapshot() -> tuple[int, int, int]:
+    return (Conversation.objects.count(), Participant.objects.count(), Message.objects.count())
+
+
+def assert_closed_as_expired(conversation: Conversation) -> None:
+    """Closed with reason expired at its expiry time, its participants' routes freed."""
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.CLOSED
+    assert conversation.close_reason == Conversation.CloseReason.EXPIRED
+    assert conversation.closed_at == conversation.expires_at
+    assert not conversation.participants.filter(active=True).exists()

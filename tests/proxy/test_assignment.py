@@ -23,33 +23,11 @@ from smsproxy.proxy.services.conversations import (
     participant_reassign,
 )
 from tests.factories import ParticipantFactory, VirtualNumberFactory
-from tests.proxy.specs import open_between
+from tests.proxy.specs import assert_closed_as_expired, open_between, person, proxy_of, snapshot
 
 pytestmark = pytest.mark.django_db
 
 US_PERSON = "+15550100123"
-
-
-def person(index: int) -> str:
-    """A real number in the GB range reserved for drama (the sandbox answers it as valid)."""
-    return f"+447700900{500 + index:03d}"
-
-
-def proxy_of(conversation: Conversation, real_number: str) -> VirtualNumber:
-    return conversation.participants.get(real_number=real_number).proxy_number
-
-
-def snapshot() -> tuple[int, int, int]:
-    return (Conversation.objects.count(), Participant.objects.count(), Message.objects.count())
-
-
-def assert_closed_as_expired(conversation: Conversation) -> None:
-    """Closed with reason expired at its expiry time, its participants' routes freed."""
-    conversation.refresh_from_db()
-    assert conversation.status == Conversation.Status.CLOSED
-    assert conversation.close_reason == Conversation.CloseReason.EXPIRED
-    assert conversation.closed_at == conversation.expires_at
-    assert not conversation.participants.filter(active=True).exists()
 
 
 # --- Assignment (rule 3) --------------------------------------------------------------------------
