@@ -89,6 +89,7 @@ def test_a_staff_action_writes_one_entry_with_old_and_new_values(
 
     entry = LogEntry.objects.get()
     assert (entry.user_id, entry.action_flag) == (staff.pk, CHANGE)
+    assert entry.content_type is not None
     assert (entry.content_type.model_class(), entry.object_id) == (type(changed), str(changed.pk))
     assert entry.change_message.startswith(expected), entry.change_message
 

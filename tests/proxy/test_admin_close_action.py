@@ -52,7 +52,7 @@ def test_the_action_asks_first_naming_what_it_will_close(
     assert response.status_code == HTTPStatus.OK
     content = response.content.decode()
     assert "are you sure?" in content
-    to_close = content[content.index("will be closed") : content.index("Already closed")]
+    to_close = content[content.index("To be closed (1)") : content.index("Already closed")]
     assert "booking-1" in to_close and person(0) in to_close and "booking-2" not in to_close
     assert "booking-2" in content[content.index("Already closed") :]
     assert ">Confirm</button>" in content

@@ -61,6 +61,13 @@ def test_the_page_shows_every_vonage_id_and_what_the_error_means(
     assert "Invalid message" not in content
 
 
+def test_the_list_shows_the_code_with_its_meaning_in_a_tooltip(
+    admin_client: Client, failed: Message
+) -> None:
+    content = admin_client.get(reverse("admin:proxy_message_changelist")).content.decode()
+    assert '<span title="Anti-spam rejection: a carrier' in content
+
+
 def test_a_refused_send_shows_the_sms_api_status_in_words(admin_client: Client) -> None:
     message = MessageFactory.create(
         status=Message.Status.FAILED, error_code="9", error_text="Quota Exceeded - rejected"

@@ -19,7 +19,7 @@ from django.template.response import TemplateResponse
 from smsproxy.common.admin_privacy import can_view_real_numbers
 from smsproxy.common.audit import request_actor
 from smsproxy.common.errors import ApplicationError
-from smsproxy.common.privacy import text_mask_numbers
+from smsproxy.common.privacy import mask_number, text_mask_numbers
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.admin.confirm import confirmation_page
 from smsproxy.proxy.admin.masking import participant_label, participant_name
@@ -102,7 +102,8 @@ def reassign_page(
     participant: Participant = form.cleaned_data["participant"]
     number: VirtualNumber = form.cleaned_data["proxy_number"]
     if request.POST.get("confirm") != "yes":
-        who = participant_label(participant, masked=masked)
+        number_shown = mask_number(participant.real_number) if masked else participant.real_number
+        who = f"{participant_name(participant)} ({number_shown})"
         return confirmation_page(
             model_admin,
             request,

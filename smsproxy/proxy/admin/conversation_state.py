@@ -177,9 +177,9 @@ class ConversationStateViews(admin.ModelAdmin):
                     "proxy numbers."
                 ],
                 items=[_described(c, masked=masked) for c in open_ones],
-                items_title=f"These {len(open_ones)} conversation(s) will be closed",
+                items_title=f"To be closed ({len(open_ones)})",
                 skipped=[_described(c, masked=masked) for c in selected if c not in open_ones],
-                skipped_title="Already closed (left as they are)",
+                skipped_title="Already closed, left as they are",
                 hidden=[
                     ("action", "close_conversations"),
                     *((helpers.ACTION_CHECKBOX_NAME, c.pk) for c in selected),

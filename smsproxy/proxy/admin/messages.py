@@ -18,7 +18,7 @@ from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html_join
+from django.utils.html import format_html, format_html_join
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.admin_display import status_badge, truncated
@@ -82,7 +82,7 @@ class MessageAdmin(MessageNumbersMasking, ReadOnlyAdminMixin, admin.ModelAdmin):
         "recipient",
         "short_text",
         "status_badge",
-        "error_code",
+        "error",
         "attempts",
         "conversation",
     ]
@@ -127,7 +127,13 @@ class MessageAdmin(MessageNumbersMasking, ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/proxy/message/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Message]:
-        return super().get_queryset(request).select_related("conversation", "forwarded_from")
+        # The parts tell a receipt's err-code from a send's status (`message_error_description`).
+        return (
+            super()
+            .get_queryset(request)
+            .select_related("conversation", "forwarded_from")
+            .prefetch_related("parts")
+        )
 
     def get_urls(self) -> list[URLPattern]:
         name = f"{self.opts.app_label}_{self.opts.model_name}_retry"
@@ -221,6 +227,16 @@ class MessageAdmin(MessageNumbersMasking, ReadOnlyAdminMixin, admin.ModelAdmin):
         if not rows:
             return "-"
         return format_html_join("<br>", "<code>{}</code> ({})", rows)
+
+    @admin.display(description="error", ordering="error_code")
+    def error(self, message: Message) -> str:
+        """The code, what it means in the tooltip (the list stays narrow)."""
+        if not message.error_code:
+            return ""
+        meaning = message_error_description(message)
+        if not meaning:
+            return message.error_code
+        return format_html('<span title="{}">{} ⓘ</span>', meaning, message.error_code)
 
     @admin.display(description="error (Vonage)")
     def error_description(self, message: Message) -> str:
