@@ -102,18 +102,19 @@ def test_close_asks_then_closes_and_records_it(
     admin_client: Client, admin_user: Any, conversation: Conversation
 ) -> None:
     url = reverse("admin:proxy_conversation_close", args=[conversation.pk])
-    assert f'<a href="{url}">Close conversation</a>' in page(admin_client, conversation)
+    link = '<span class="visually-hidden">Close conversation: </span>Close…</a>'
+    assert f'<a href="{url}">{link}' in page(admin_client, conversation)
     numbers = [p.proxy_number.msisdn for p in conversation.participants.order_by("id")]
 
     confirmation = admin_client.get(url)
     assert confirmation.status_code == HTTPStatus.OK
     assert "are you sure?" in confirmation.content.decode()
-    assert ">Confirm</button>" in confirmation.content.decode()
+    assert ">Confirm: yes, close it</button>" in confirmation.content.decode()
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.ACTIVE
 
-    response = admin_client.post(url, {"confirm": "yes"})
-    assert response.status_code == HTTPStatus.FOUND
+    response = admin_client.post(url, {"confirm": "yes"}, follow=True)
+    assert "Closed (was active); its proxy numbers are free." in response.content.decode()
     conversation.refresh_from_db()
     assert (conversation.status, conversation.close_reason) == ("closed", "staff")
     entry = LogEntry.objects.get(object_id=str(conversation.pk), action_flag=CHANGE)
@@ -130,7 +131,8 @@ def test_reopen_asks_then_reopens_and_records_it(
     admin_client.post(reverse("admin:proxy_conversation_close", args=[conversation.pk]))
     url = reverse("admin:proxy_conversation_reopen", args=[conversation.pk])
     content = page(admin_client, conversation)
-    assert f'<a href="{url}">Reopen conversation</a>' in content
+    link = '<span class="visually-hidden">Reopen conversation: </span>Reopen…</a>'
+    assert f'<a href="{url}">{link}' in content
     assert reverse("admin:proxy_conversation_close", args=[conversation.pk]) not in content
 
     assert "are you sure?" in admin_client.get(url).content.decode()

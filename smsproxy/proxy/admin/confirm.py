@@ -25,8 +25,12 @@ def confirmation_page(
     skipped: Iterable[str] = (),
     skipped_title: str = "",
     hidden: Iterable[tuple[str, Any]] = (),
+    confirm_label: str = "Confirm",
 ) -> TemplateResponse:
-    """A page saying what `verb` will do, with Confirm (posting `hidden` back) and a way back."""
+    """A page saying what `verb` will do, with Confirm (posting `hidden` back) and a way back.
+
+    `confirm_label` names the button when it must say more than "Confirm" (and still start so).
+    """
     context = {
         **model_admin.admin_site.each_context(request),
         "title": title,
@@ -41,6 +45,7 @@ def confirmation_page(
         "skipped_title": skipped_title,
         "hidden": list(hidden),
         "cancel_url": cancel_url,
+        "confirm_label": confirm_label,
     }
     request.current_app = model_admin.admin_site.name
     return TemplateResponse(request, "admin/proxy/confirm.html", context)

@@ -129,10 +129,10 @@ class ConversationStateViews(admin.ModelAdmin):
                         reason=Conversation.CloseReason.STAFF,
                         actor=actor,
                     )
-                    done = f"Closed the conversation (was {was}); its proxy numbers are free."
+                    done = f"Closed (was {was}); its proxy numbers are free."
                 else:
                     conversation_reopen(conversation=conversation, actor=actor)
-                    done = f"Reopened the conversation (was {was})."
+                    done = f"Reopened (was {was})."
             except ApplicationError as error:
                 self.message_user(request, error.detail, messages.ERROR)
                 return HttpResponseRedirect(page)
@@ -154,6 +154,8 @@ class ConversationStateViews(admin.ModelAdmin):
             original=conversation,
             paragraphs=[f"The conversation “{conversation}” is {was}.", effect],
             cancel_url=page,
+            # The button has said "Yes, close it" since the page first had it.
+            confirm_label=f"Confirm: yes, {verb.lower()} it",
         )
 
     @admin.action(
