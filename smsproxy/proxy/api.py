@@ -131,8 +131,8 @@ class ConversationListCreateApi(APIView):
         payload = ConversationCreateInputSerializer(data=request.data)
         if not payload.is_valid():
             raise payload.application_error()
+        # Returned with its participants and their numbers: nothing is read back.
         conversation = conversation_create(**payload.validated_data)
-        conversation = _conversation_or_404(str(conversation.public_id))
         return Response(ConversationOutputSerializer(conversation).data, status=HTTPStatus.CREATED)
 
 
