@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import connection
 
 from smsproxy.common.inserts import row_insert_or_skip
+from smsproxy.common.rows import ModelColumns, model_columns
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, NumberUse, Participant
 from smsproxy.proxy.selectors import RECENT_USE_WINDOW
@@ -65,7 +66,7 @@ def proxy_number_candidate(
     pool between this read and the caller's commit.
     """
     pending = {number_id: count for number_id, count in (pending_load or {}).items() if count}
-    sql, converters = _candidate_plan(
+    sql, columns = _candidate_plan(
         connection.vendor,
         bool(settings.PROXY_VOICE),
         len(exclude_ids),
@@ -87,10 +88,11 @@ def proxy_number_candidate(
         row = cursor.fetchone()
     if row is None:
         return None
-    values = [_convert(value, *column) for value, column in zip(row, converters, strict=True)]
-    number = VirtualNumber.from_db(connection.alias, _number_fields(), values[:-1])
-    held_by = values[-1]
-    return Candidate(number=number, held_by_conversation_id=int(held_by) if held_by else None)
+    held_by = row[columns.width]
+    return Candidate(
+        number=columns.instance(row[: columns.width]),
+        held_by_conversation_id=int(held_by) if held_by is not None else None,
+    )
 
 
 def participant_insert(
@@ -135,29 +137,18 @@ def _feature_patterns() -> list[str]:
     return [f"%,{feature},%" for feature in needed]
 
 
-def _number_fields() -> list[str]:
-    return [field.attname for field in VirtualNumber._meta.concrete_fields]
-
-
-def _convert(value: object, column: Any, converters: list[Any]) -> object:
-    for converter in converters:
-        value = converter(value, column, connection)
-    return value
-
-
 @cache
 def _candidate_plan(
     vendor: str, voice: bool, excluded: int, pending: int, prefer: bool
-) -> tuple[str, list[tuple[Any, list[Any]]]]:
-    """`proxy_number_candidate`'s statement for this shape, and the converters of its columns.
+) -> tuple[str, ModelColumns[VirtualNumber]]:
+    """`proxy_number_candidate`'s statement for this shape, and the number's columns in it.
 
     At most one participant row joins each number (the live-route unique index: one active
     participant per real number and proxy number) and at most one history row (one per pair),
     so the joins never repeat a number.
     """
     quote = connection.ops.quote_name
-    number_fields = VirtualNumber._meta.concrete_fields
-    select = ", ".join(f"n.{quote(field.column)}" for field in number_fields)
+    columns = model_columns(VirtualNumber, "n")
     features = " AND ".join(
         ["(',' || n.features || ',') LIKE %s"] * (2 if voice else 1)
     )  # the patterns are parameters
@@ -176,7 +167,7 @@ def _candidate_plan(
     lock = " FOR KEY SHARE OF n" if vendor == "postgresql" else ""
     # Only the models' own table and column names are interpolated; the values are parameters.
     sql = (
-        f"SELECT {select}, p.conversation_id "  # noqa: S608
+        f"SELECT {columns.sql}, p.conversation_id "  # noqa: S608
         f"FROM {quote(VirtualNumber._meta.db_table)} n "
         f"LEFT JOIN {quote(Participant._meta.db_table)} p ON p.proxy_number_id = n.id "
         "AND p.active AND p.real_number = %s "
@@ -189,13 +180,7 @@ def _candidate_plan(
         "AND (p.id IS NULL OR NOT (c.status = %s AND (c.expires_at IS NULL OR c.expires_at > %s))) "
         f"ORDER BY {', '.join(order)} LIMIT 1{lock}"
     )
-    converters = []
-    columns = [field.get_col("n") for field in number_fields]
-    columns.append(Participant._meta.get_field("conversation").get_col("p"))
-    for column in columns:
-        backend_converters = connection.ops.get_db_converters(column)
-        converters.append((column, backend_converters + column.get_db_converters(connection)))
-    return sql, converters
+    return sql, columns
 
 
 @cache
