@@ -188,10 +188,9 @@ def _live_route_conflict_target(vendor: str) -> str:
     """ON CONFLICT's target for the live-route unique index (participant_live_route_unique)."""
     quote = connection.ops.quote_name
     meta = Participant._meta
-    columns = ", ".join(
-        quote(str(meta.get_field(name).column)) for name in ("real_number", "proxy_number")
-    )
-    return f"({columns}) WHERE {quote(str(meta.get_field('active').column))}"
+    fields = {field.name: str(field.column) for field in meta.concrete_fields}
+    columns = ", ".join(quote(fields[name]) for name in ("real_number", "proxy_number"))
+    return f"({columns}) WHERE {quote(fields['active'])}"
 
 
 @cache

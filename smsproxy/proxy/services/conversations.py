@@ -161,7 +161,7 @@ def _participants_prefetched(
     `prefetch_related` would: the API answers with them without reading them back."""
     queryset = conversation.participants.get_queryset()
     queryset._result_cache = sorted(participants, key=lambda participant: participant.pk)
-    queryset._prefetch_done = True
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
     conversation._prefetched_objects_cache = {"participants": queryset}  # type: ignore[attr-defined]
 
 

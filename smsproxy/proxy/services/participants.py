@@ -152,6 +152,6 @@ def _pool_numbers_among(*, numbers: Sequence[str]) -> set[str]:
 @cache
 def _pool_numbers_sql(count: int) -> str:
     table = connection.ops.quote_name(VirtualNumber._meta.db_table)
-    column = connection.ops.quote_name(VirtualNumber._meta.get_field("msisdn").column)
+    column = connection.ops.quote_name(str(VirtualNumber._meta.get_field("msisdn").column))
     # Only the model's own table and column names are interpolated; the values are parameters.
     return f"SELECT {column} FROM {table} WHERE {column} IN ({', '.join(['%s'] * count)})"  # noqa: S608
