@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 import phonenumbers
 from django.conf import settings
@@ -44,8 +45,13 @@ def phone_parse(*, number: str, default_country: str | None = None) -> RealNumbe
     Returns None when `phonenumbers` cannot read the text as a possible number. Validity is left
     to Number Insight: `is_valid_number` would reject the fictitious ranges demos use.
     """
-    text = number.strip()
-    region = (default_country or settings.PROXY_DEFAULT_COUNTRY).upper()
+    return _phone_parse(number.strip(), (default_country or settings.PROXY_DEFAULT_COUNTRY).upper())
+
+
+@lru_cache(maxsize=4096)
+def _phone_parse(text: str, region: str) -> RealNumber | None:
+    # Cached: a pure function of its arguments, and the same people's numbers come back on
+    # every conversation they open (the result is immutable).
     if not text or re.search(r"[A-Za-z]", text):
         return None
     attempts: list[tuple[str, str | None]] = []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -11,24 +10,19 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import (
-    Case,
     DateTimeField,
     Exists,
     F,
-    IntegerField,
     OuterRef,
     Prefetch,
     Q,
     QuerySet,
-    Subquery,
-    Value,
-    When,
 )
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.models import Conversation, Event, Message, NumberUse, Participant
+from smsproxy.proxy.models import Conversation, Event, Message, Participant
 
 # A number this real number used within this window counts as "used recently" (rule 3): a late
 # reply to an old thread would otherwise reach a new partner on the same proxy number.
@@ -178,72 +172,6 @@ def assignable_features_q() -> Q:
     if settings.PROXY_VOICE:
         needed &= _feature_q("VOICE")
     return needed
-
-
-def proxy_number_candidate_list(
-    *,
-    real_number: str,
-    country: str,
-    exclude_ids: set[int] | frozenset[int] = frozenset(),
-    pending_load: Mapping[int, int] | None = None,
-    prefer_id: int | None = None,
-    now: datetime | None = None,
-) -> QuerySet[VirtualNumber]:
-    """Numbers `real_number` may be given in a new conversation, best first (rule 3).
-
-    Eligible: active, unreserved, SMS-capable, and not used by this real number in a live
-    conversation. Preferred in order: the participant's country; not used by this real number
-    within `RECENT_USE_WINDOW` (else the least recently used); the least loaded (the stored
-    `assigned_participants`, which also counts expired conversations the sweep has not closed
-    yet: they hold their route until then), plus `pending_load` (number id → participants given
-    it in the caller's transaction whose load is not written yet). `prefer_id`, when eligible,
-    comes before all of them.
-
-    A number whose only use by this real number is in an expired conversation that the sweep
-    has not closed yet is eligible: the caller closes that conversation before assigning.
-    """
-    now = now or timezone.now()
-    live_for_this_number = participant_live_list(now=now).filter(real_number=real_number)
-    # One lookup on the history's unique (real number, proxy number) index per candidate.
-    recent_use = NumberUse.objects.filter(
-        real_number=real_number,
-        proxy_number=OuterRef("pk"),
-        last_used_at__gte=now - RECENT_USE_WINDOW,
-    ).values("last_used_at")[:1]
-    preference = (
-        [] if prefer_id is None else [Case(When(pk=prefer_id, then=Value(0)), default=Value(1))]
-    )
-    return (
-        VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE, reserved=False)
-        .filter(assignable_features_q())
-        .exclude(pk__in=exclude_ids)
-        .exclude(Exists(live_for_this_number.filter(proxy_number=OuterRef("pk"))))
-        .annotate(
-            other_country=Case(
-                When(country=country, then=Value(0)),
-                default=Value(1),
-                output_field=IntegerField(),
-            ),
-            recently_used_at=Subquery(recent_use, output_field=DateTimeField()),
-            load=F("assigned_participants")
-            + Case(
-                *(
-                    When(pk=number_id, then=Value(count))
-                    for number_id, count in (pending_load or {}).items()
-                ),
-                default=Value(0),
-                output_field=IntegerField(),
-            ),
-        )
-        .order_by(
-            *preference,
-            "other_country",
-            # NULL (not used recently) first, then the least recently used.
-            F("recently_used_at").asc(nulls_first=True),
-            "load",
-            "pk",
-        )
-    )
 
 
 def proxy_number_last_used_with(*, real_number: str, other_real_number: str) -> int | None:

@@ -10,7 +10,8 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import responses
 from django.core.cache import cache
-from django.db import OperationalError
+from django.db import OperationalError, connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -19,6 +20,7 @@ from rest_framework.throttling import UserRateThrottle
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.services import conversations as conversation_services
 from tests.factories import MessageFactory, VirtualNumberFactory
+from tests.proxy.outbox.helpers import statements
 from tests.proxy.specs import open_between
 
 pytestmark = pytest.mark.django_db
@@ -650,6 +652,41 @@ def test_detail_query_count(
     # token, conversation, participants with their proxy numbers
     with django_assert_num_queries(3):
         api_client.get(detail_url(conversation.public_id))
+
+
+def test_a_create_runs_its_ten_statements_and_answers_what_it_wrote(
+    api_client: APIClient, pool: list[Any], django_assert_num_queries: Any
+) -> None:
+    """Opening a conversation (SQLite and PostgreSQL alike): the token; the pool check; the
+    conversation; per participant, the candidate (chosen and locked at once) and its insert;
+    the history; both loads; both intro SMS. No savepoint, nothing read back."""
+    open_between(person(0), person(1))  # history and load to rank by
+    with CaptureQueriesContext(connection) as captured:
+        response = api_client.post(LIST_URL, body(person(0), person(2)), format="json")
+    assert response.status_code == HTTPStatus.CREATED, response.json()
+
+    run = statements(captured)
+    kinds = [" ".join(sql.split()[:3]) for sql in run]
+    assert len(run) == 10, "\n".join(run)
+    assert [kind.split()[0] for kind in kinds] == [
+        "SELECT",  # the token and its user
+        "SELECT",  # our numbers among the participants'
+        "INSERT",  # the conversation
+        "SELECT",  # the first participant's candidate
+        "INSERT",  # ... inserted
+        "SELECT",  # the second's
+        "INSERT",
+        "INSERT",  # the history of use (upsert)
+        "UPDATE",  # both numbers' loads
+        "INSERT",  # both intro SMS
+    ]
+    # One atomic block (a savepoint here, inside the test's transaction): none per participant.
+    savepoints = [q for q in captured.captured_queries if q["sql"].startswith("SAVEPOINT")]
+    assert len(savepoints) <= 1
+    conversation = Conversation.objects.get(public_id=response.json()["id"])
+    with django_assert_num_queries(3):  # what a GET answers: the same body
+        assert api_client.get(detail_url(conversation.public_id)).json() == response.json()
+    assert Message.objects.filter(conversation=conversation, purpose="intro").count() == 2
 
 
 def test_the_conversation_body_says_why_it_is_closed(

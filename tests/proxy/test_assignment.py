@@ -17,6 +17,7 @@ from smsproxy.proxy.models import Conversation, Message, NumberUse, Participant
 from smsproxy.proxy.selectors import RECENT_USE_WINDOW, participant_live_list
 from smsproxy.proxy.services import assignment
 from smsproxy.proxy.services.assignment import number_loads_recount
+from smsproxy.proxy.services.assignment_statements import Candidate
 from smsproxy.proxy.services.conversations import (
     conversation_close,
     conversations_expire,
@@ -218,55 +219,71 @@ def test_a_number_given_to_the_person_after_it_was_chosen_is_skipped(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A concurrent request's commit, replayed in order: the first choice was read before
-    another request gave that number to this person; the constraint refuses it, the next
-    candidate is used."""
+    another request gave that number to this person; the insert skips it (the unique index
+    holds the route), nothing is half-written, the next candidate is used."""
     caplog.set_level("INFO", logger=assignment.__name__)
     taken, free = VirtualNumberFactory.create_batch(2)
     me = person(0)
     assert proxy_of(open_between(me, person(1)), me) == taken
-    choose = assignment.proxy_number_candidate_list
-    stale_reads = [VirtualNumber.objects.filter(pk=taken.pk)]
+    choose = assignment.proxy_number_candidate
+    stale_reads = [Candidate(number=taken, held_by_conversation_id=None)]
 
     def choose_once_stale(**kwargs: Any) -> Any:
         if kwargs["real_number"] == me and stale_reads:
             return stale_reads.pop()
         return choose(**kwargs)
 
-    monkeypatch.setattr(assignment, "proxy_number_candidate_list", choose_once_stale)
+    monkeypatch.setattr(assignment, "proxy_number_candidate", choose_once_stale)
 
     second = open_between(me, person(2))
 
     assert not stale_reads
     assert proxy_of(second, me) == free
     assert "taken for" in caplog.text and "concurrently" in caplog.text
+    assert Participant.objects.filter(real_number=me).count() == 2
+    taken.refresh_from_db()
+    free.refresh_from_db()
+    assert (taken.assigned_participants, free.assigned_participants) == (2, 2)
 
 
-def test_a_number_released_after_it_was_chosen_is_skipped(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A concurrent release, replayed in order: the number was read as active, then released
-    before the participant was written; the next candidate is used instead."""
-    caplog.set_level("INFO", logger=assignment.__name__)
-    doomed, spare = VirtualNumberFactory.create_batch(2)
-    choose = assignment.proxy_number_candidate_list
-    stale_reads = [VirtualNumber.objects.filter(pk=doomed.pk)]
+def test_the_candidate_is_never_a_released_reserved_or_unfit_number(settings: Any) -> None:
+    """What rule 3 may give, read by the candidate statement itself (a release that commits
+    while it waits for the row lock is read again by it: on PostgreSQL in
+    test_conversations_concurrency)."""
+    settings.PROXY_VOICE = True
+    now = timezone.now()
+    VirtualNumberFactory.create(status=VirtualNumber.Status.RELEASED, released_at=now)
+    VirtualNumberFactory.create(reserved=True, features="SMS,VOICE")
+    VirtualNumberFactory.create(features="SMS")  # no calls while PROXY_VOICE is on
+    VirtualNumberFactory.create(features="MMS,SMSX,VOICE")  # "SMSX" is not "SMS"
+    fit = VirtualNumberFactory.create(features="MMS,SMS,VOICE")
 
-    def choose_then_release(**kwargs: Any) -> Any:
-        if stale_reads:
-            chosen = stale_reads.pop()
-            VirtualNumber.objects.filter(pk=doomed.pk).update(
-                status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
-            )
-            return chosen
-        return choose(**kwargs)
+    candidate = assignment.proxy_number_candidate(real_number=person(0), country="GB", now=now)
 
-    monkeypatch.setattr(assignment, "proxy_number_candidate_list", choose_then_release)
+    assert candidate is not None
+    assert candidate.number == fit
+    assert candidate.number.msisdn == fit.msisdn  # a whole instance, its columns converted
+    assert candidate.number.rented_at == VirtualNumber.objects.get(pk=fit.pk).rented_at
+    assert candidate.held_by_conversation_id is None
+    assert (
+        assignment.proxy_number_candidate(
+            real_number=person(0), country="GB", now=now, exclude_ids=[fit.pk]
+        )
+        is None
+    )
 
-    conversation = open_between(person(0), person(1))
 
-    assert not stale_reads
-    assert set(conversation.participants.values_list("proxy_number", flat=True)) == {spare.pk}
-    assert "released meanwhile" in caplog.text
+def test_the_candidate_names_the_expired_conversation_holding_its_route() -> None:
+    only = VirtualNumberFactory.create()
+    me = person(0)
+    expired = open_between(me, person(1), ttl=60)
+    Conversation.objects.filter(pk=expired.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+
+    candidate = assignment.proxy_number_candidate(real_number=me, country="GB", now=timezone.now())
+
+    assert candidate == Candidate(number=only, held_by_conversation_id=expired.pk)
 
 
 # --- Pool exhausted with auto-provision (rule 4) --------------------------------------------------

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import OperationalError, connection, connections, transaction
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
@@ -86,15 +86,15 @@ def test_the_same_two_people_in_opposite_order_at_once_do_not_fail(
     # Both requests reach their second participant only once both have inserted their first.
     both_inserted_first = threading.Barrier(2, timeout=20)
     calls = threading.local()
-    close_expired = assignment.expired_routes_close
+    choose = assignment.proxy_number_candidate
 
-    def close_expired_in_step(**kwargs: Any) -> None:
+    def choose_in_step(**kwargs: Any) -> Any:
         calls.count = getattr(calls, "count", 0) + 1
         if calls.count == 2:  # before the second participant of the first attempt
             both_inserted_first.wait()
-        close_expired(**kwargs)
+        return choose(**kwargs)
 
-    monkeypatch.setattr(assignment, "expired_routes_close", close_expired_in_step)
+    monkeypatch.setattr(assignment, "proxy_number_candidate", choose_in_step)
     outcomes: list[str] = []
     lock = threading.Lock()
 
@@ -204,6 +204,46 @@ def test_a_number_released_while_it_is_being_assigned_is_never_assigned() -> Non
     assigned = set(conversation.participants.values_list("proxy_number", flat=True))
     assert assigned == {spare.pk}
     assert not Participant.objects.filter(proxy_number=doomed, active=True).exists()
+
+
+def test_the_chosen_number_stays_locked_against_a_release_until_commit() -> None:
+    """The candidate statement locks the row it returns (KEY SHARE): another assignment may
+    take the same number at once, a release (FOR UPDATE) must wait for the commit."""
+    number = VirtualNumberFactory.create()
+    chosen = threading.Event()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def assign() -> None:
+        try:
+            with transaction.atomic():
+                candidate = assignment.proxy_number_candidate(
+                    real_number="+447700900500", country="GB", now=timezone.now()
+                )
+                assert candidate is not None and candidate.number == number
+                chosen.set()
+                assert done.wait(timeout=20)
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            chosen.set()
+        finally:
+            connections.close_all()
+
+    assigner = threading.Thread(target=assign)
+    assigner.start()
+    try:
+        assert chosen.wait(timeout=10)
+        with transaction.atomic():
+            shared = VirtualNumber.objects.select_for_update(no_key=True, nowait=True)
+            assert shared.get(pk=number.pk) == number  # a load update does not wait
+        with pytest.raises(OperationalError), transaction.atomic():
+            VirtualNumber.objects.select_for_update(nowait=True).get(pk=number.pk)
+    finally:
+        done.set()
+        assigner.join(timeout=30)
+    assert not errors, errors
+    with transaction.atomic():  # committed: the release may go ahead
+        VirtualNumber.objects.select_for_update(nowait=True).get(pk=number.pk)
 
 
 def test_a_close_deadlocked_with_a_release_runs_again(api_client: Any) -> None:

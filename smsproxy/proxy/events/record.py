@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Prefetch
 
+from smsproxy.common.inserts import row_insert
 from smsproxy.proxy.events import dispatch
 from smsproxy.proxy.events.payloads import (
     conversation_data,
@@ -57,7 +58,7 @@ def event_record(
     """Write one event in the caller's transaction; None when events are off."""
     if not events_enabled():
         return None
-    event = Event.objects.create(type=type, conversation=conversation, data=data)
+    event = row_insert(Event(type=type, conversation=conversation, data=data))
     transaction.on_commit(dispatch.events_dispatch, robust=True)
     return event
 

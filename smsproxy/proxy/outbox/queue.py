@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -11,7 +12,7 @@ from django.utils import timezone
 
 from smsproxy.common.audit import audit_change
 from smsproxy.common.errors import ApplicationError
-from smsproxy.common.inserts import row_insert
+from smsproxy.common.inserts import rows_insert
 from smsproxy.proxy.models import Conversation, Message
 from smsproxy.proxy.outbox import dispatch
 
@@ -34,27 +35,43 @@ def message_queue_outbound(
     transaction commits, so a rolled-back cause never sends anything and a committed one is
     never lost (the outbox sweep picks up rows whose hand-off did not happen).
     """
-    message = row_insert(
-        Message(
-            direction=Message.Direction.OUTBOUND,
-            purpose=purpose,
-            status=Message.Status.QUEUED,
-            conversation=conversation,
-            sender=sender,
-            recipient=recipient,
-            text=text,
-            forwarded_from=forwarded_from,
+    return message_queue_outbound_many(
+        messages=[
+            Message(
+                purpose=purpose,
+                conversation=conversation,
+                sender=sender,
+                recipient=recipient,
+                text=text,
+                forwarded_from=forwarded_from,
+            )
+        ]
+    )[0]
+
+
+def message_queue_outbound_many(*, messages: Sequence[Message]) -> list[Message]:
+    """Queue these outbound SMS (unsaved; their sender, recipient, text, purpose and
+    conversation set) in one INSERT, as `message_queue_outbound` queues one."""
+    for message in messages:
+        message.direction = Message.Direction.OUTBOUND
+        message.status = Message.Status.QUEUED
+    saved = rows_insert(messages)
+    for message in saved:
+        # robust: a hand-off that fails is logged and the other callbacks still run (two intro
+        # SMS of one conversation); it never raises into the request that committed the row,
+        # since the sweep re-dispatches what was committed but not handed over.
+        transaction.on_commit(
+            _dispatch_later(
+                message_id=message.pk,
+                low_priority=message.purpose == Message.Purpose.OUT_OF_SESSION,
+            ),
+            robust=True,
         )
-    )
-    # robust: a hand-off that fails is logged and the other callbacks still run (two intro SMS
-    # of one conversation); it never raises into the request that committed the row, since the
-    # sweep re-dispatches what was committed but not handed over.
-    low_priority = purpose == Message.Purpose.OUT_OF_SESSION
-    transaction.on_commit(
-        lambda: dispatch.message_dispatch(message_id=message.pk, low_priority=low_priority),
-        robust=True,
-    )
-    return message
+    return saved
+
+
+def _dispatch_later(*, message_id: int, low_priority: bool) -> Callable[[], None]:
+    return lambda: dispatch.message_dispatch(message_id=message_id, low_priority=low_priority)
 
 
 def message_due_q(*, now: datetime) -> Q:

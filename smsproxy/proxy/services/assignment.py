@@ -1,7 +1,8 @@
 """Giving a participant a proxy number (DESIGN.md §5 rules 3 and 4), and the numbers' load.
 
-The pool is chosen by `proxy_number_candidate_list`; the unique constraint on (real number,
-proxy number) among active participants decides races, and the loser moves to the next number.
+The pool is ranked by `proxy_number_candidate` (its statements are in `assignment_statements`);
+the unique constraint on (real number, proxy number) among active participants decides races,
+and the loser moves to the next number.
 A number's stored `assigned_participants` is kept exact by every change of participants, so
 "least loaded" is one column read instead of a count per candidate.
 """
@@ -26,7 +27,12 @@ from smsproxy.gateway.base import ProviderError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.events.record import events_conversations_closed, events_enabled
 from smsproxy.proxy.models import Conversation, NumberUse, Participant
-from smsproxy.proxy.selectors import participant_expired_route_list, proxy_number_candidate_list
+from smsproxy.proxy.selectors import participant_expired_route_list
+from smsproxy.proxy.services.assignment_statements import (
+    number_loads_add,
+    participant_insert,
+    proxy_number_candidate,
+)
 from smsproxy.proxy.services.participants import ParticipantSpec
 
 logger = logging.getLogger(__name__)
@@ -53,10 +59,6 @@ class PoolExhausted(Exception):
         self.country = country
 
 
-class _NumberReleasedMeanwhile(Exception):
-    """The chosen number was released by a concurrent transaction (rolls back the savepoint)."""
-
-
 def assignment_conflict_error() -> ApplicationError:
     return ApplicationError(
         "Too many concurrent requests for the same participant; try again.",
@@ -74,7 +76,7 @@ def participant_assign(
     prefer_number_id: int | None = None,
     participant: Participant | None = None,
 ) -> Participant:
-    """Insert the participant on the best free number; the unique constraint settles races.
+    """Put the participant on the best free number; the unique constraint settles races.
 
     `prefer_number_id` goes first when it is eligible (prefer-sticky, a reopen's old number).
     With `participant` (an inactive row of a conversation being reopened) that row is put
@@ -82,47 +84,62 @@ def participant_assign(
     Raises PoolExhausted when no number is eligible. Call it inside a transaction; the
     participant's load and history are the caller's to write (`number_loads_adjust`,
     `number_uses_record`).
+
+    Two statements in the usual case: the candidate (chosen and locked against a release at
+    once, see `proxy_number_candidate`) and the insert, which writes nothing when a concurrent
+    request gave this real number that number first; the next candidate is then tried.
     """
-    tried: set[int] = set()
+    tried: list[int] = []
     for _attempt in range(ASSIGN_ATTEMPTS):
-        proxy_number = proxy_number_candidate_list(
+        candidate = proxy_number_candidate(
             real_number=spec.number.e164,
             country=spec.number.country,
+            now=now,
             exclude_ids=tried,
             pending_load=pending_load,
             prefer_id=prefer_number_id,
-            now=now,
-        ).first()
-        if proxy_number is None:
+        )
+        if candidate is None:
             raise PoolExhausted(country=spec.number.country)
-        tried.add(proxy_number.pk)
-        expired_routes_close(real_number=spec.number.e164, proxy_number=proxy_number, now=now)
-        try:
-            with transaction.atomic():
-                if number_status_locked(number_id=proxy_number.pk) != VirtualNumber.Status.ACTIVE:
-                    raise _NumberReleasedMeanwhile
-                if participant is not None:
-                    participant.proxy_number = proxy_number
-                    participant.active = True
-                    participant.save(update_fields=["proxy_number", "active"])
-                    return participant
-                return Participant.objects.create(
-                    conversation=conversation,
-                    name=spec.name,
-                    real_number=spec.number.e164,
-                    country=spec.number.country,
-                    proxy_number=proxy_number,
-                )
-        except _NumberReleasedMeanwhile:
-            logger.info("Proxy number %s was released meanwhile; trying the next one", proxy_number)
-        except IntegrityError:
-            # A concurrent request gave this real number the same proxy number first.
-            logger.info(
-                "Proxy number %s was taken for %s concurrently; trying the next one",
-                proxy_number.msisdn,
-                mask_number(spec.number.e164),
+        proxy_number = candidate.number
+        tried.append(proxy_number.pk)
+        if candidate.held_by_conversation_id is not None:
+            # Expired, not swept yet: it still holds the route's unique slot (rule 7: it is
+            # dead already), so it is closed here as the sweep would close it.
+            conversations_close_expired(conversation_ids=[candidate.held_by_conversation_id])
+        if participant is not None:
+            if _participant_move(participant=participant, proxy_number=proxy_number):
+                return participant
+        else:
+            created = participant_insert(
+                conversation=conversation,
+                name=spec.name,
+                real_number=spec.number.e164,
+                country=spec.number.country,
+                number=proxy_number,
             )
+            if created is not None:
+                return created
+        # A concurrent request gave this real number the same proxy number first.
+        logger.info(
+            "Proxy number %s was taken for %s concurrently; trying the next one",
+            proxy_number.msisdn,
+            mask_number(spec.number.e164),
+        )
     raise assignment_conflict_error()
+
+
+def _participant_move(*, participant: Participant, proxy_number: VirtualNumber) -> bool:
+    """Put an inactive participant back on `proxy_number`; False when the route is taken."""
+    participant.proxy_number = proxy_number
+    participant.active = True
+    try:
+        with transaction.atomic():
+            participant.save(update_fields=["proxy_number", "active"])
+    except IntegrityError:
+        participant.active = False
+        return False
+    return True
 
 
 def number_status_locked(*, number_id: int) -> str | None:
@@ -277,14 +294,11 @@ def number_uses_record(*, uses: Iterable[tuple[str, int, datetime]]) -> None:
 def number_loads_adjust(*, changes: Counter[int]) -> None:
     """Add `changes` (number id → participants gained or lost) to the numbers' stored load.
 
-    Call it in the transaction that changes the participants. Rows are updated in id order, so
-    two transactions touching the same numbers queue behind each other instead of deadlocking.
+    Call it in the transaction that changes the participants. One statement; the rows are
+    locked in id order, so two transactions touching the same numbers queue behind each other
+    instead of deadlocking.
     """
-    for number_id in sorted(changes):
-        if changes[number_id]:
-            VirtualNumber.objects.filter(pk=number_id).update(
-                assigned_participants=F("assigned_participants") + changes[number_id]
-            )
+    number_loads_add(changes=changes)
 
 
 def number_loads_recount() -> int:

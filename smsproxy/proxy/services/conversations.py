@@ -26,10 +26,11 @@ from django.utils import timezone
 
 from smsproxy.common.audit import audit_change
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.inserts import row_insert
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.events.record import EventType, event_conversation
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.outbox.queue import message_queue_outbound
+from smsproxy.proxy.outbox.queue import message_queue_outbound_many
 from smsproxy.proxy.selectors import (
     assignable_features_q,
     conversation_is_live,
@@ -106,10 +107,12 @@ def _conversation_write(
 ) -> Conversation:
     with transaction.atomic():
         now = timezone.now()
-        conversation = Conversation.objects.create(
-            reference=reference,
-            ttl=ttl,
-            expires_at=now + timedelta(seconds=ttl) if ttl else None,
+        conversation = row_insert(
+            Conversation(
+                reference=reference,
+                ttl=ttl,
+                expires_at=now + timedelta(seconds=ttl) if ttl else None,
+            )
         )
         # The stored loads are written once, at the end; until then the numbers already given
         # in this conversation count here, so the second participant sees the first one's load.
@@ -136,8 +139,13 @@ def _conversation_write(
             type=EventType.CONVERSATION_CREATED, conversation=conversation, participants=created
         )
         if intro:
-            for participant, other in ((created[0], created[1]), (created[1], created[0])):
-                intro_queue(participant=participant, other=other)
+            message_queue_outbound_many(
+                messages=[
+                    intro_message(participant=participant, other=other)
+                    for participant, other in ((created[0], created[1]), (created[1], created[0]))
+                ]
+            )
+    _participants_prefetched(conversation=conversation, participants=created)
     logger.info(
         "Opened conversation %s (reference %r) on %s and %s",
         conversation.public_id,
@@ -148,13 +156,31 @@ def _conversation_write(
     return conversation
 
 
+def _participants_prefetched(
+    *, conversation: Conversation, participants: Sequence[Participant]
+) -> None:
+    """Give `conversation.participants.all()` the rows just written, in id order, as
+    `prefetch_related` would: the API answers with them without reading them back."""
+    queryset = conversation.participants.get_queryset()
+    queryset._result_cache = sorted(participants, key=lambda participant: participant.pk)
+    queryset._prefetch_done = True  # type: ignore[attr-defined]
+    conversation._prefetched_objects_cache = {"participants": queryset}  # type: ignore[attr-defined]
+
+
 def intro_queue(*, participant: Participant, other: Participant | None) -> Message:
     """Queue rule 5's intro SMS to `participant`, from their proxy number."""
-    return message_queue_outbound(
+    return message_queue_outbound_many(
+        messages=[intro_message(participant=participant, other=other)]
+    )[0]
+
+
+def intro_message(*, participant: Participant, other: Participant | None) -> Message:
+    """Rule 5's intro SMS to `participant`, from their proxy number (not saved yet)."""
+    return Message(
+        purpose=Message.Purpose.INTRO,
         sender=participant.proxy_number.msisdn,
         recipient=participant.real_number,
         text=intro_text(other_name=other.name if other else ""),
-        purpose=Message.Purpose.INTRO,
         conversation=participant.conversation,
     )
 

@@ -1,0 +1,211 @@
+"""The statements of an assignment (DESIGN.md §5 rule 3), written once per process.
+
+Opening a conversation is the API's busiest write, and building its queries through the ORM
+cost more CPU than the database's own work (bench/RESULTS.md). The statements here are built
+from the models' own tables and columns the first time each shape is needed, and then only
+run with bound values, as `participant_route_get` does for the webhook's route:
+
+- `proxy_number_candidate`: rule 3's ranking, the number it picks locked against a release
+  in the same statement, and the expired conversation (if any) that still holds the route;
+- `participant_insert`: the participant, or nothing when the route is taken meanwhile;
+- `number_loads_add`: every number's stored load changed in one statement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+from smsproxy.common.inserts import row_insert_or_skip
+from smsproxy.common.rows import ModelColumns, model_columns
+from smsproxy.numbers.models import VirtualNumber
+from smsproxy.proxy.models import Conversation, NumberUse, Participant
+from smsproxy.proxy.selectors import RECENT_USE_WINDOW
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """The number rule 3 gives a real number, and the expired (not yet swept) conversation
+    whose participant still holds that route's unique slot, if any: close it before the
+    insert."""
+
+    number: VirtualNumber
+    held_by_conversation_id: int | None
+
+
+def proxy_number_candidate(
+    *,
+    real_number: str,
+    country: str,
+    now: datetime,
+    exclude_ids: Sequence[int] = (),
+    pending_load: Mapping[int, int] | None = None,
+    prefer_id: int | None = None,
+) -> Candidate | None:
+    """The best number `real_number` may be given in a new conversation (rule 3), or None.
+
+    Eligible: active, unreserved, with the features a conversation needs (SMS; VOICE too with
+    PROXY_VOICE), not in `exclude_ids`, and not used by this real number in a live
+    conversation. Ranked: `prefer_id` first (prefer-sticky, a reopen's old number); the
+    participant's country; not used by this real number within RECENT_USE_WINDOW, else the
+    least recently used; the least loaded (the stored `assigned_participants` plus
+    `pending_load`, number id → participants given it in the caller's transaction whose load
+    is not written yet); the lowest id.
+
+    On PostgreSQL the chosen row is locked FOR KEY SHARE by this same statement. A release
+    (`number_release` locks the row FOR UPDATE) therefore either commits first — the row is
+    then read again, found released and skipped for the next one — or waits until the caller's
+    transaction ends and then sees the participant (its load). Assignments do not block each
+    other. On SQLite every write transaction is exclusive (IMMEDIATE): nothing can change the
+    pool between this read and the caller's commit.
+    """
+    pending = {number_id: count for number_id, count in (pending_load or {}).items() if count}
+    sql, columns = _candidate_plan(
+        connection.vendor,
+        bool(settings.PROXY_VOICE),
+        len(exclude_ids),
+        len(pending),
+        prefer_id is not None,
+    )
+    adapt = connection.ops.adapt_datetimefield_value
+    params: list[Any] = [real_number, real_number, adapt(now - RECENT_USE_WINDOW)]
+    params += [VirtualNumber.Status.ACTIVE.value, *_feature_patterns()]
+    params += list(exclude_ids)
+    params += [Conversation.Status.ACTIVE.value, adapt(now)]
+    if prefer_id is not None:
+        params.append(prefer_id)
+    params.append(country)
+    for number_id, count in pending.items():
+        params += [number_id, count]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    held_by = row[columns.width]
+    return Candidate(
+        number=columns.instance(row[: columns.width]),
+        held_by_conversation_id=int(held_by) if held_by is not None else None,
+    )
+
+
+def participant_insert(
+    *, conversation: Conversation, name: str, real_number: str, country: str, number: VirtualNumber
+) -> Participant | None:
+    """The new participant on `number`, or None when this real number was given that number in
+    another live conversation meanwhile (the live-route unique index decides; a concurrent
+    uncommitted insert of the same route is waited for)."""
+    return row_insert_or_skip(
+        Participant(
+            conversation=conversation,
+            name=name,
+            real_number=real_number,
+            country=country,
+            proxy_number=number,
+        ),
+        conflict=_live_route_conflict_target(connection.vendor),
+    )
+
+
+def number_loads_add(*, changes: Mapping[int, int]) -> None:
+    """Add `changes` (number id → participants gained or lost) to the numbers' stored load, in
+    one statement. On PostgreSQL the rows are locked in id order first, so two transactions
+    changing the same numbers queue instead of deadlocking (SQLite: writers are serialised)."""
+    deltas = sorted((number_id, delta) for number_id, delta in changes.items() if delta)
+    if not deltas:
+        return
+    params: list[Any] = []
+    for number_id, delta in deltas:
+        params += [number_id, delta]
+    params += [number_id for number_id, _ in deltas]
+    with connection.cursor() as cursor:
+        cursor.execute(_loads_sql(connection.vendor, len(deltas)), params)
+
+
+# --- The statements, built once per shape ----------------------------------------------------
+
+
+def _feature_patterns() -> list[str]:
+    """LIKE patterns on ",features," (`features` is a comma-joined list: whole items only)."""
+    needed = ["SMS", "VOICE"] if settings.PROXY_VOICE else ["SMS"]
+    return [f"%,{feature},%" for feature in needed]
+
+
+@cache
+def _candidate_plan(
+    vendor: str, voice: bool, excluded: int, pending: int, prefer: bool
+) -> tuple[str, ModelColumns[VirtualNumber]]:
+    """`proxy_number_candidate`'s statement for this shape, and the number's columns in it.
+
+    At most one participant row joins each number (the live-route unique index: one active
+    participant per real number and proxy number) and at most one history row (one per pair),
+    so the joins never repeat a number.
+    """
+    quote = connection.ops.quote_name
+    columns = model_columns(VirtualNumber, "n")
+    features = " AND ".join(
+        ["(',' || n.features || ',') LIKE %s"] * (2 if voice else 1)
+    )  # the patterns are parameters
+    exclusion = f" AND n.id NOT IN ({', '.join(['%s'] * excluded)})" if excluded else ""
+    load = "n.assigned_participants"
+    if pending:
+        load += f" + CASE n.id {' '.join(['WHEN %s THEN %s'] * pending)} ELSE 0 END"
+    order = [
+        *(["CASE WHEN n.id = %s THEN 0 ELSE 1 END"] if prefer else []),
+        "CASE WHEN n.country = %s THEN 0 ELSE 1 END",
+        # Not used recently (NULL) first, then the least recently used.
+        "u.last_used_at ASC NULLS FIRST",
+        load,
+        "n.id",
+    ]
+    lock = " FOR KEY SHARE OF n" if vendor == "postgresql" else ""
+    # Only the models' own table and column names are interpolated; the values are parameters.
+    sql = (
+        f"SELECT {columns.sql}, p.conversation_id "  # noqa: S608
+        f"FROM {quote(VirtualNumber._meta.db_table)} n "
+        f"LEFT JOIN {quote(Participant._meta.db_table)} p ON p.proxy_number_id = n.id "
+        "AND p.active AND p.real_number = %s "
+        f"LEFT JOIN {quote(Conversation._meta.db_table)} c ON c.id = p.conversation_id "
+        f"LEFT JOIN {quote(NumberUse._meta.db_table)} u ON u.proxy_number_id = n.id "
+        "AND u.real_number = %s AND u.last_used_at >= %s "
+        f"WHERE n.status = %s AND NOT n.reserved AND {features}{exclusion} "
+        # Free for this real number: no participant on it, or only one whose conversation is
+        # dead (closed, or expired and not swept yet: the caller closes it first).
+        "AND (p.id IS NULL OR NOT (c.status = %s AND (c.expires_at IS NULL OR c.expires_at > %s))) "
+        f"ORDER BY {', '.join(order)} LIMIT 1{lock}"
+    )
+    return sql, columns
+
+
+@cache
+def _live_route_conflict_target(vendor: str) -> str:
+    """ON CONFLICT's target for the live-route unique index (participant_live_route_unique)."""
+    quote = connection.ops.quote_name
+    meta = Participant._meta
+    fields = {field.name: str(field.column) for field in meta.concrete_fields}
+    columns = ", ".join(quote(fields[name]) for name in ("real_number", "proxy_number"))
+    return f"({columns}) WHERE {quote(fields['active'])}"
+
+
+@cache
+def _loads_sql(vendor: str, count: int) -> str:
+    table = connection.ops.quote_name(VirtualNumber._meta.db_table)
+    ids = ", ".join(["%s"] * count)
+    if vendor == "postgresql":
+        rows = (
+            f"SELECT id FROM {table} WHERE id IN ({ids}) "  # noqa: S608
+            "ORDER BY id FOR NO KEY UPDATE"
+        )
+    else:
+        rows = ids
+    # Only the model's own table and column names are interpolated; the values are parameters.
+    return (
+        f"UPDATE {table} SET assigned_participants = assigned_participants + "  # noqa: S608
+        f"CASE id {' '.join(['WHEN %s THEN %s'] * count)} ELSE 0 END WHERE id IN ({rows})"
+    )
