@@ -46,11 +46,13 @@ class NumberSelection(StrEnum):
 
 
 class PoolExhausted(Exception):
-    """No eligible number for a participant; carries what an auto-provisioned number should be."""
+    """No eligible number for a participant; carries what an auto-provisioned number should be
+    and whose (for the log)."""
 
-    def __init__(self, *, country: str) -> None:
+    def __init__(self, *, country: str, real_number: str = "") -> None:
         super().__init__(country)
         self.country = country
+        self.real_number = real_number
 
 
 class _NumberReleasedMeanwhile(Exception):
@@ -94,7 +96,7 @@ def participant_assign(
             now=now,
         ).first()
         if proxy_number is None:
-            raise PoolExhausted(country=spec.number.country)
+            raise PoolExhausted(country=spec.number.country, real_number=spec.number.e164)
         tried.add(proxy_number.pk)
         expired_routes_close(real_number=spec.number.e164, proxy_number=proxy_number, now=now)
         try:
