@@ -49,32 +49,31 @@ def test_every_scrape_counts_every_process(tmp_path: Path) -> None:
             PROMETHEUS_MULTIPROC_DIR=str(directory),
         )
         base_url = gunicorn(start, env=env, workers=3)
-        with requests.Session() as session:
-            for index in range(WEBHOOKS):
-                form = {
-                    "msisdn": ALICE.removeprefix("+"),
-                    "to": ALICE_PROXY.removeprefix("+"),
-                    "messageId": f"0C{index:015X}",
-                    "text": f"Message {index}",
-                    "type": "text",
-                }
-                # A new connection each time, so that the workers share the webhooks.
-                assert requests.post(base_url + INBOUND_URL, data=form, timeout=30).ok
-            sender = start("run_outbox", manage("run_outbox", "--once"), env)
-            assert sender.process.wait(120) == 0, sender.output()
+        for index in range(WEBHOOKS):
+            form = {
+                "msisdn": ALICE.removeprefix("+"),
+                "to": ALICE_PROXY.removeprefix("+"),
+                "messageId": f"0C{index:015X}",
+                "text": f"Message {index}",
+                "type": "text",
+            }
+            # A new connection each time, so that the workers share the webhooks.
+            assert requests.post(base_url + INBOUND_URL, data=form, timeout=30).ok
+        sender = start("run_outbox", manage("run_outbox", "--once"), env)
+        assert sender.process.wait(120) == 0, sender.output()
 
-            queued = Message.objects.filter(status=Message.Status.QUEUED).count()
-            assert queued == 0
-            for _ in range(SCRAPES):
-                with requests.Session() as fresh:  # any worker may answer
-                    samples = scrape(fresh, base_url)
-                routed = ("smsproxy_inbound_sms_total", frozenset({("outcome", "routed")}))
-                timed = (
-                    "smsproxy_webhook_duration_seconds_count",
-                    frozenset({("webhook", "inbound-sms"), ("status", "200")}),
-                )
-                sent = ("smsproxy_sends_total", frozenset({("outcome", "sent"), ("status", "0")}))
-                assert samples[routed] == WEBHOOKS
-                assert samples[timed] == WEBHOOKS
-                assert samples[sent] == WEBHOOKS  # counted by run_outbox, another process
+        queued = Message.objects.filter(status=Message.Status.QUEUED).count()
+        assert queued == 0
+        for _ in range(SCRAPES):
+            with requests.Session() as fresh:  # any worker may answer
+                samples = scrape(fresh, base_url)
+            routed = ("smsproxy_inbound_sms_total", frozenset({("outcome", "routed")}))
+            timed = (
+                "smsproxy_webhook_duration_seconds_count",
+                frozenset({("webhook", "inbound-sms"), ("status", "200")}),
+            )
+            sent = ("smsproxy_sends_total", frozenset({("outcome", "sent"), ("status", "0")}))
+            assert samples[routed] == WEBHOOKS
+            assert samples[timed] == WEBHOOKS
+            assert samples[sent] == WEBHOOKS  # counted by run_outbox, another process
     assert len(list(directory.glob("counter_*.db"))) >= 2  # the workers' files, and the sender's
