@@ -100,7 +100,9 @@ def pool_served(write: Callable[[], _T]) -> _T:
             try:
                 proxy_number_rent(country=exhausted.country)
             except ApplicationError as error:
-                raise pool_exhausted_log(exhausted, error) from error.__cause__
+                if error.code == "pool_exhausted":  # none could be rented
+                    pool_exhausted_log(exhausted, error)
+                raise
             rentals += 1
 
 
