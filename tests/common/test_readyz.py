@@ -142,6 +142,9 @@ def test_the_celery_sweep_beats(client, settings):
     assert client.get("/readyz").status_code == HTTPStatus.OK
 
 
-def test_healthz_does_not_ask_the_broker(client, settings):
-    settings.CELERY_BROKER_URL = closed_port_url()
-    assert client.get("/healthz").status_code == HTTPStatus.OK
+def test_healthz_does_not_ask_the_broker_or_the_heartbeat(
+    client, settings, django_assert_num_queries
+):
+    settings.CELERY_BROKER_URL = closed_port_url()  # down, and no worker ever beat
+    with django_assert_num_queries(1):  # its SELECT 1
+        assert client.get("/healthz").status_code == HTTPStatus.OK
