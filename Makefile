@@ -39,8 +39,11 @@ install: $(VENV)/.installed
 run: export DJANGO_DEBUG ?= 1
 run: export HOST := $(HOST)
 run: export PORT := $(PORT)
+# The server and the delivery worker count into one directory, so /metrics shows both.
+run: export PROMETHEUS_MULTIPROC_DIR := $(CURDIR)/.run/prometheus
 run: install .env
 	@mkdir -p .run && echo "http://$(HOST):$(PORT)" > .run/base-url
+	@rm -rf .run/prometheus && mkdir -p .run/prometheus
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py local_admin --if-local
 	@echo "Serving http://$(HOST):$(PORT)/ (admin: http://$(HOST):$(PORT)/admin/). Ctrl-C stops."

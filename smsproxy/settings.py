@@ -5,6 +5,7 @@ Every variable is documented in `.env.example` and in the README's configuration
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -232,8 +233,21 @@ SANDBOX_DELIVERY_RECEIPTS = env.bool("SANDBOX_DELIVERY_RECEIPTS", default=True)
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
 # Seconds /readyz waits for the broker to answer before calling the process not ready.
 READYZ_BROKER_TIMEOUT = env.float("READYZ_BROKER_TIMEOUT", default=1.0)
+# Seconds since the delivery worker's last heartbeat (run_outbox's loop, or the Celery beat's
+# outbox sweep on a worker, every 30 s) after which /readyz answers 503; 0 = not checked.
+READYZ_WORKER_MAX_AGE = env.int("READYZ_WORKER_MAX_AGE", default=120)
+if READYZ_WORKER_MAX_AGE < 0:
+    raise ImproperlyConfigured("READYZ_WORKER_MAX_AGE must be 0 (off) or a number of seconds.")
 # The bearer token Prometheus scrapes /metrics with; unset, /metrics answers 404.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# prometheus-client's multiprocess mode: every process of the host (gunicorn workers, Celery
+# workers, run_outbox) writes its counters there and /metrics adds them up. prometheus-client
+# reads the variable when first imported, which happens after the settings: exported here so
+# that `.env` may set it too. Unset, each process counts for itself.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default="")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
 SMS_RATE_LIMIT = env.float("SMS_RATE_LIMIT", default=25.0)
 # Messages per second from any one sending number, on top of SMS_RATE_LIMIT; 0 = no per-number
 # cap. US long numbers (10DLC) are throttled by the carriers per number, about 1 SMS a second.
@@ -331,11 +345,19 @@ CELERY_BEAT_SCHEDULE = {
     "events-sweep": {"task": "smsproxy.proxy.deliver_events", "schedule": 10.0},
 }
 
+# `plain` (a line of text per event) or `json` (one JSON object per line: time, level, logger,
+# message, and the event's own fields, for a log shipper).
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain").strip().lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'plain' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "smsproxy.common.logs.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }

@@ -10,7 +10,10 @@ import os
 TEST_CELERY_BROKER_URL = os.environ.pop("CELERY_BROKER_URL", "")
 for _name in list(os.environ):
     if _name.startswith(
-        ("DJANGO_", "VONAGE_", "PROXY_", "SMS_", "SANDBOX_", "API_", "PUBLIC_BASE_URL")
+        (
+            *("DJANGO_", "VONAGE_", "PROXY_", "SMS_", "SANDBOX_", "API_", "PUBLIC_BASE_URL"),
+            *("PROMETHEUS_", "LOG_", "READYZ_", "METRICS_"),
+        )
     ):
         del os.environ[_name]
 

@@ -22,7 +22,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body: dict[str, Any] = {"code": exc.code, "detail": exc.detail}
         if exc.fields:
             body["fields"] = exc.fields
-        return Response(body, status=int(exc.status))
+        refusal = Response(body, status=int(exc.status))
+        if exc.logged:
+            refusal._has_been_logged = True  # type: ignore[attr-defined]  # Django's flag
+        return refusal
 
     response = drf_exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):

@@ -10,6 +10,9 @@ class ApplicationError(Exception):
     """A refusal a caller can act on: `code` is machine-readable, `detail` is for people."""
 
     status: HTTPStatus = HTTPStatus.BAD_REQUEST
+    # Set by a service that logged the refusal with its details: the API then keeps Django
+    # from logging a second, bare line ("Service Unavailable: /api/...") for the same event.
+    logged: bool = False
 
     def __init__(
         self,

@@ -35,6 +35,8 @@ from vonage_http_client import HttpRequestError
 from vonage_numbers import ListOwnedNumbersFilter, SearchAvailableNumbersFilter
 from vonage_numbers.errors import NumbersError
 
+from smsproxy.common.privacy import text_mask_numbers
+
 from .base import (
     DEFAULT_NUMBER_TYPE,
     NUMBER_FEATURES,
@@ -385,7 +387,7 @@ class VonageProvider:
         if not label:
             label = (response.text or response.reason or "").strip()[:200] or f"HTTP {status}"
         text = f"Vonage answered HTTP {status} to {operation}: {label}"
-        logger.warning("%s", text)
+        logger.warning("%s", text_mask_numbers(text))  # Vonage's text may quote a number
         error_class: type[ProviderError]
         if status == 420:
             error_class = http_420

@@ -1,5 +1,9 @@
 """`/metrics` for Prometheus: gauges read from the database on each scrape, and the counters.
 
+The gauges are the database's and the same whichever process answers; the counters and the
+webhook latency histogram are kept by the processes that count (`smsproxy.common.metrics`:
+all the host's processes in multiprocess mode).
+
 Protected by `METRICS_TOKEN` (`Authorization: Bearer <token>`): unset, the endpoint does not
 exist (404), so nothing about the traffic is public by default.
 """
@@ -14,11 +18,11 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from smsproxy.common.metrics import COUNTERS
+from smsproxy.common.metrics import metrics_registry
 from smsproxy.proxy.dashboard import (
     free_numbers_by_country,
     live_conversations_count,
@@ -81,10 +85,7 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
         response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    # A registry per scrape: the database gauges are computed now, and the process's counters
-    # (registered nowhere else) are read as they stand.
-    registry = CollectorRegistry(auto_describe=False)
-    for counter in COUNTERS:
-        registry.register(counter)
-    registry.register(DatabaseCollector())
+    # A registry per scrape: the database gauges are computed now, and the counters (registered
+    # nowhere else) are read as they stand.
+    registry = metrics_registry(DatabaseCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

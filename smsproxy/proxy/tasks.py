@@ -20,6 +20,7 @@ from django.utils import timezone
 # The project's app first: Celery is no longer loaded with Django, and a shared task used
 # (`.delay`, patched in a test) before the app exists would bind to Celery's unconfigured default.
 import smsproxy.celery  # noqa: F401
+from smsproxy.common.heartbeat import OUTBOX_WORKER, heartbeat_record
 from smsproxy.common.privacy import text_mask_numbers
 from smsproxy.proxy.events import dispatch as events_dispatch
 from smsproxy.proxy.events.deliver import event_next_due_at, events_deliver_due
@@ -46,7 +47,13 @@ def deliver_message(message_id: int) -> str:
         deliver_message.apply_async(
             args=(message_id,), eta=result.message.next_attempt_at, **options
         )
-    logger.info("Message %s: %s %s", message_id, result.outcome, text_mask_numbers(result.detail))
+    logger.info(
+        "Message %s: %s %s",
+        message_id,
+        result.outcome,
+        text_mask_numbers(result.detail),
+        extra={"event": "send", "outcome": str(result.outcome), "message_id": message_id},
+    )
     return str(result.outcome)
 
 
@@ -58,6 +65,8 @@ def outbox_sweep() -> dict[str, Any]:
     expired conversations, and re-enqueues due queued rows nobody picked up.
     """
     now = timezone.now()
+    # /readyz reads it: beat, the broker and a worker of the default queue are alive.
+    heartbeat_record(name=OUTBOX_WORKER, now=now)
     swept = sweep.outbox_sweep(now=now)
     for message in swept.recovered:
         if message.status == Message.Status.QUEUED:  # re-queued once: send it again now

@@ -18,6 +18,7 @@ more, and a retry would not change our answer.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any, TypeVar
@@ -28,7 +29,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from smsproxy.common.errors import ApplicationError
-from smsproxy.common.metrics import INBOUND_WEBHOOKS
+from smsproxy.common.metrics import INBOUND_WEBHOOKS, WEBHOOK_SECONDS
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.signatures import (
     MalformedWebhookError,
@@ -73,6 +74,22 @@ def webhook_method_refused(request: HttpRequest, *, name: str) -> JsonResponse |
 
 
 def _webhook(
+    request: HttpRequest, handle: Callable[[dict[str, str]], object], *, name: str
+) -> JsonResponse:
+    """The webhook's answer, timed into `smsproxy_webhook_duration_seconds` (one observe)."""
+    started = time.perf_counter()
+    status = int(HTTPStatus.INTERNAL_SERVER_ERROR)  # an exception: Django answers 500
+    try:
+        response = _webhook_answer(request, handle, name=name)
+        status = response.status_code
+        return response
+    finally:
+        WEBHOOK_SECONDS.labels(webhook=name, status=str(status)).observe(
+            time.perf_counter() - started
+        )
+
+
+def _webhook_answer(
     request: HttpRequest, handle: Callable[[dict[str, str]], object], *, name: str
 ) -> JsonResponse:
     refused = webhook_method_refused(request, name=name)
@@ -140,6 +157,7 @@ def _inbound(params: dict[str, str]) -> None:
         mask_number(sms.sender),
         sms.recipient,
         result.outcome,
+        extra={"event": "inbound_sms", "outcome": str(result.outcome)},
     )
 
 

@@ -114,6 +114,8 @@ def test_provider_defaults_to_vonage_when_a_key_is_set():
         ({"VONAGE_SIGNATURE_METHOD": "crc32"}, "VONAGE_SIGNATURE_METHOD must be"),
         ({"CELERY_BROKER_URL": "amqp://guest@mq.internal//"}, "CELERY_BROKER_URL must be"),
         ({"OUTBOX_STALE_SENDING_AFTER": "30"}, "OUTBOX_STALE_SENDING_AFTER must be"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be"),
+        ({"READYZ_WORKER_MAX_AGE": "-1"}, "READYZ_WORKER_MAX_AGE must be"),
     ],
 )
 def test_bad_settings_are_refused(environment, message):

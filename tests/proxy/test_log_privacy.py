@@ -10,6 +10,7 @@ import pytest
 import responses
 from django.test import Client
 
+from smsproxy.common.logs import JsonFormatter
 from smsproxy.gateway.signatures import sign_params
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox.deliver import message_deliver
@@ -68,7 +69,8 @@ def test_a_whole_conversation_logs_no_number_text_or_secret_at_info(
     forward.refresh_from_db()
     assert forward.status == Message.Status.DELIVERED  # the whole path ran
 
-    logged = "\n".join(record.getMessage() for record in caplog.records)
+    # As LOG_FORMAT=json writes them: the messages and every event field beside them.
+    logged = "\n".join(JsonFormatter().format(record) for record in caplog.records)
     assert logged, "nothing was logged: the test would prove nothing"
     for number in (ALICE, BOB, "+447700901999"):
         assert number not in logged and number.lstrip("+") not in logged, number

@@ -6,23 +6,40 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import pytest
+import responses
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from smsproxy.proxy.models import Conversation, Event, Message
-from smsproxy.proxy.outbox.deliver import message_deliver
+from smsproxy.proxy.outbox.deliver import Outcome, message_deliver
 from tests.factories import (
     ConversationFactory,
     MessageFactory,
     ParticipantFactory,
     VirtualNumberFactory,
 )
-from tests.proxy.fixtures import INBOUND_URL, conversation_make, payload, send_webhook
+from tests.proxy.fixtures import (
+    INBOUND_URL,
+    RECEIPT_URL,
+    conversation_make,
+    payload,
+    send_webhook,
+)
+from tests.proxy.outbox.helpers import answer_ok, answer_status, queued
 
 pytestmark = pytest.mark.django_db
 
 TOKEN = "metrics-token-for-tests"
+
+
+@pytest.fixture
+def vonage(settings, mocked_responses: responses.RequestsMock) -> responses.RequestsMock:
+    settings.SMS_PROVIDER = "vonage"
+    settings.VONAGE_API_KEY = "abcd1234"
+    settings.VONAGE_API_SECRET = "api-secret-for-tests"
+    settings.SMS_RATE_LIMIT = 0
+    return mocked_responses
 
 
 @pytest.fixture
@@ -107,18 +124,71 @@ def test_inbound_webhooks_counted_by_outcome(client, token):
     assert count("duplicate") == duplicate + 1
 
 
-def test_sends_counted_by_outcome(client, token):
-    def count(outcome: str) -> float:
-        return scrape(client).get(("smsproxy_sends_total", (("outcome", outcome),)), 0.0)
+def test_sends_counted_by_outcome_and_vonage_status(client, token):
+    def count(outcome: str, status: str = "none") -> float:
+        key = ("smsproxy_sends_total", (("outcome", outcome), ("status", status)))
+        return scrape(client).get(key, 0.0)
 
     failed, skipped = count("failed"), count("skipped")
-    # Its sender is none of our numbers: refused where every SMS leaves (failed).
+    # Its sender is none of our numbers: refused where every SMS leaves (failed, Vonage not asked).
     message = MessageFactory.create(status=Message.Status.QUEUED, sender="+447700900499")
     message_deliver(message_id=message.pk)
     message_deliver(message_id=message.pk)  # no longer queued: skipped
 
     assert count("failed") == failed + 1
     assert count("skipped") == skipped + 1
+
+
+def test_vonage_answers_counted_with_their_status_and_throttles_counted(
+    client, token, vonage: responses.RequestsMock
+):
+    def count(name: str, **labels: str) -> float:
+        return scrape(client).get((name, tuple(sorted(labels.items()))), 0.0)
+
+    before = {
+        "sent": count("smsproxy_sends_total", outcome="sent", status="0"),
+        "throttled": count("smsproxy_sends_total", outcome="retry", status="1"),
+        "barred": count("smsproxy_sends_total", outcome="failed", status="7"),
+        "throttles": count("smsproxy_throttles_total"),
+    }
+    throttled, barred, accepted = queued(), queued(), queued()
+    answer_status(vonage, "1", "Throughput Rate Exceeded")
+    assert message_deliver(message_id=throttled.pk).outcome == Outcome.RETRY
+    answer_status(vonage, "7", "Number barred")
+    assert message_deliver(message_id=barred.pk).outcome == Outcome.FAILED
+    answer_ok(vonage, accepted)
+    assert message_deliver(message_id=accepted.pk).outcome == Outcome.SENT
+
+    assert count("smsproxy_sends_total", outcome="sent", status="0") == before["sent"] + 1
+    assert count("smsproxy_sends_total", outcome="retry", status="1") == before["throttled"] + 1
+    assert count("smsproxy_sends_total", outcome="failed", status="7") == before["barred"] + 1
+    assert count("smsproxy_throttles_total") == before["throttles"] + 1
+
+
+def test_webhook_latency_observed_by_webhook_and_status(client, token, settings):
+    def observed(webhook: str, status: str) -> float:
+        key = (
+            "smsproxy_webhook_duration_seconds_count",
+            (("status", status), ("webhook", webhook)),
+        )
+        return scrape(client).get(key, 0.0)
+
+    ok, refused = observed("inbound-sms", "200"), observed("inbound-sms", "401")
+    receipts = observed("delivery-receipt", "200")
+    assert send_webhook(client, INBOUND_URL, payload("inbound_sms_text"), "get").status_code == 200
+    assert client.get(RECEIPT_URL, payload("delivery_receipt_delivered")).status_code == 200
+    settings.VONAGE_SIGNATURE_SECRET = "a-secret-the-webhook-does-not-sign-with"
+    assert client.get(INBOUND_URL, payload("inbound_sms_text")).status_code == 401
+
+    assert observed("inbound-sms", "200") == ok + 1
+    assert observed("inbound-sms", "401") == refused + 1
+    assert observed("delivery-receipt", "200") == receipts + 1
+    samples = scrape(client)
+    bucket = (
+        "smsproxy_webhook_duration_seconds_bucket",
+        (("le", "+Inf"), ("status", "200"), ("webhook", "inbound-sms")),
+    )
+    assert samples[bucket] == ok + 1
 
 
 def test_metrics_scrape_takes_a_fixed_number_of_queries(

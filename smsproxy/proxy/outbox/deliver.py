@@ -80,7 +80,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from smsproxy.common.metrics import SENDS
+from smsproxy.common.metrics import NO_STATUS, SENDS, THROTTLES
 from smsproxy.common.phone import phone_receives_sms
 from smsproxy.common.privacy import mask_number
 from smsproxy.gateway import get_provider
@@ -109,6 +109,8 @@ SENDER_NOT_PROXY = "sender_not_proxy"
 RECIPIENT_NOT_MOBILE = "recipient_not_mobile"
 # Vonage's SMS status for "throttled"; the HTTP API answers 429 instead.
 THROTTLED_STATUS = "1"
+# Vonage's SMS status for "accepted".
+ACCEPTED_STATUS = "0"
 
 __all__ = ["DeliveryResult", "Outcome", "message_deliver", "receipt_callback_url"]
 
@@ -125,15 +127,25 @@ def is_throttled(error: ProviderError) -> bool:
 
 def message_deliver(*, message_id: int) -> DeliveryResult:
     """Send one queued outbound message if it is due and nobody else is sending it."""
-    result = _message_deliver(message_id=message_id)
-    SENDS.labels(outcome=result.outcome).inc()
+    result, status = _message_deliver(message_id=message_id)
+    SENDS.labels(outcome=result.outcome, status=status).inc()
     return result
 
 
-def _message_deliver(*, message_id: int) -> DeliveryResult:
+def vonage_status(error: ProviderError) -> str:
+    """The status Vonage answered a failed send with (its SMS status, else the HTTP code)."""
+    if error.code:
+        return error.code
+    return str(error.http_status) if error.http_status is not None else NO_STATUS
+
+
+def _message_deliver(*, message_id: int) -> tuple[DeliveryResult, str]:
+    """The result, and Vonage's status for the metrics (NO_STATUS when it was not asked)."""
     claim = message_claim(message_id=message_id, now=timezone.now())
     if claim is None:
-        return DeliveryResult(Outcome.SKIPPED, detail="not due, or claimed by another worker")
+        return DeliveryResult(
+            Outcome.SKIPPED, detail="not due, or claimed by another worker"
+        ), NO_STATUS
     message = claim.message
     if not claim.sender_is_ours:
         # Rule 9, enforced where every SMS leaves: only our own numbers ever send, so no bug
@@ -145,7 +157,7 @@ def _message_deliver(*, message_id: int) -> DeliveryResult:
                 text=f"Refused to send from {mask_number(message.sender)}: not one of our "
                 "active proxy numbers.",
             )
-        )
+        ), NO_STATUS
     if not phone_receives_sms(message.recipient):
         # Premium, toll-free, landline and non-geographic numbers: whatever queued this text
         # (rule 6's replies above all, where the sender picks the number), it must not go out.
@@ -156,14 +168,16 @@ def _message_deliver(*, message_id: int) -> DeliveryResult:
                 text=f"Refused to send to {mask_number(message.recipient)}: not a number that "
                 "receives SMS (premium, toll-free, landline or non-geographic).",
             )
-        )
+        ), NO_STATUS
     if claim.accepted_before:
         # Vonage has no idempotency key: sending again would deliver the text twice.
-        return outcome_write(lambda: record_sent(message=message, result=SendResult(parts=())))
+        return outcome_write(
+            lambda: record_sent(message=message, result=SendResult(parts=()))
+        ), NO_STATUS
     # The marketplace's verdict on a forward (DESIGN.md §11), before it takes a send token.
     intercepted = forward_intercept(message=message)
     if intercepted is not None:
-        return intercepted
+        return intercepted, NO_STATUS
     limiter = rate_limiter_get()
     try:
         limiter.acquire(message.sender)
@@ -188,7 +202,7 @@ def _message_deliver(*, message_id: int) -> DeliveryResult:
             return DeliveryResult(
                 Outcome.SKIPPED,
                 detail="taken back by the stale sweep while waiting for the limiter",
-            )
+            ), NO_STATUS
         message.claimed_at = restamped_at
     try:
         result = get_provider().send_sms(
@@ -199,14 +213,16 @@ def _message_deliver(*, message_id: int) -> DeliveryResult:
             callback_url=receipt_callback_url(),
         )
     except ProviderError as error:
+        status = vonage_status(error)
         if is_throttled(error):
+            THROTTLES.inc()
             outcome = outcome_write(partial(record_throttled, message_id=message_id, error=error))
             _slow_down(limiter)
-            return outcome
+            return outcome, status
         if error.transient:
             return outcome_write(
                 partial(record_transient_failure, message_id=message_id, error=error)
-            )
+            ), status
         return outcome_write(
             partial(
                 record_failure,
@@ -215,7 +231,7 @@ def _message_deliver(*, message_id: int) -> DeliveryResult:
                 text=error.text,
                 accepted_parts=error.accepted_parts,
             )
-        )
+        ), status
     except Exception as error:
         logger.exception("Sending message %s failed unexpectedly.", message_id)
         return outcome_write(
@@ -225,8 +241,8 @@ def _message_deliver(*, message_id: int) -> DeliveryResult:
                 code=INTERNAL_ERROR,
                 text=f"{type(error).__name__}: {error}",
             )
-        )
-    return outcome_write(lambda: record_sent(message=message, result=result))
+        ), NO_STATUS
+    return outcome_write(lambda: record_sent(message=message, result=result)), ACCEPTED_STATUS
 
 
 def _slow_down(limiter: RateLimiter) -> None:

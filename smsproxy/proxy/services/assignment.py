@@ -52,11 +52,13 @@ class NumberSelection(StrEnum):
 
 
 class PoolExhausted(Exception):
-    """No eligible number for a participant; carries what an auto-provisioned number should be."""
+    """No eligible number for a participant; carries what an auto-provisioned number should be
+    and whose (for the log)."""
 
-    def __init__(self, *, country: str) -> None:
+    def __init__(self, *, country: str, real_number: str = "") -> None:
         super().__init__(country)
         self.country = country
+        self.real_number = real_number
 
 
 def assignment_conflict_error() -> ApplicationError:
@@ -100,7 +102,7 @@ def participant_assign(
             prefer_id=prefer_number_id,
         )
         if candidate is None:
-            raise PoolExhausted(country=spec.number.country)
+            raise PoolExhausted(country=spec.number.country, real_number=spec.number.e164)
         proxy_number = candidate.number
         tried.append(proxy_number.pk)
         if candidate.held_by_conversation_id is not None:

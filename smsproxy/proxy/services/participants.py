@@ -19,7 +19,7 @@ from django.db import connection
 from smsproxy import gateway
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import RealNumber, country_clean, is_e164
-from smsproxy.common.privacy import mask_number
+from smsproxy.common.privacy import mask_number, text_mask_numbers
 from smsproxy.gateway.base import InvalidNumberError, ProviderError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Participant
@@ -77,13 +77,13 @@ def real_number_confirm(*, number: RealNumber) -> RealNumber:
             logging.WARNING if exc.transient else logging.ERROR,
             "Number Insight failed for %s (%s); using the local parse",
             mask_number(number.e164),
-            exc,
+            text_mask_numbers(str(exc)),
         )
         return number
     if not is_e164(insight.e164):
         logger.error(
             "Number Insight answered %r for %s; using the local parse",
-            insight.e164,
+            text_mask_numbers(insight.e164),
             mask_number(number.e164),
         )
         return number

@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import OperationalError
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.privacy import mask_number
+from smsproxy.proxy.models import Participant
 from smsproxy.proxy.services.assignment import PoolExhausted, proxy_number_rent
 
 logger = logging.getLogger(__name__)
@@ -65,7 +67,7 @@ def pool_served(write: Callable[[], _T]) -> _T:
     """Run `write`; when the pool is exhausted, rent a number and run it again (rule 4).
 
     Without PROXY_AUTO_PROVISION, or after AUTO_PROVISION_MAX_RENTALS rentals, the answer is
-    503 `pool_exhausted`.
+    503 `pool_exhausted`, logged once (`pool_exhausted_log`).
     """
     rentals = 0
     while True:
@@ -73,20 +75,59 @@ def pool_served(write: Callable[[], _T]) -> _T:
             return write()
         except PoolExhausted as exhausted:
             if not settings.PROXY_AUTO_PROVISION:
-                raise ApplicationError(
-                    "No proxy number is free for this conversation: every number in the pool "
-                    "is already used by one of these participants. Add numbers to the pool.",
-                    code="pool_exhausted",
-                    status=HTTPStatus.SERVICE_UNAVAILABLE,
+                raise pool_exhausted_log(
+                    exhausted,
+                    ApplicationError(
+                        "No proxy number is free for this conversation: every number in the "
+                        "pool is already used by one of these participants. Add numbers to the "
+                        "pool.",
+                        code="pool_exhausted",
+                        status=HTTPStatus.SERVICE_UNAVAILABLE,
+                    ),
                 ) from None
             if rentals >= AUTO_PROVISION_MAX_RENTALS:
-                raise ApplicationError(
-                    "No proxy number is free for this conversation, even after renting "
-                    f"{rentals} more. Try again.",
-                    code="pool_exhausted",
-                    status=HTTPStatus.SERVICE_UNAVAILABLE,
+                raise pool_exhausted_log(
+                    exhausted,
+                    ApplicationError(
+                        "No proxy number is free for this conversation, even after renting "
+                        f"{rentals} more. Try again.",
+                        code="pool_exhausted",
+                        status=HTTPStatus.SERVICE_UNAVAILABLE,
+                    ),
                 ) from None
             # Renting calls the provider: done between transactions, so a rented number is
             # committed to the pool even if this conversation then fails.
-            proxy_number_rent(country=exhausted.country)
+            try:
+                proxy_number_rent(country=exhausted.country)
+            except ApplicationError as error:
+                if error.code == "pool_exhausted":  # none could be rented
+                    pool_exhausted_log(exhausted, error)
+                raise
             rentals += 1
+
+
+def pool_exhausted_log(exhausted: PoolExhausted, error: ApplicationError) -> ApplicationError:
+    """Log the refusal with what an operator needs (the country, how many live conversations
+    the person is in: rule 3 needs that many numbers plus one) and return `error`, marked
+    logged. Only on this failure path: one COUNT, none on the way of a served request."""
+    live = (
+        Participant.objects.filter(real_number=exhausted.real_number, active=True).count()
+        if exhausted.real_number
+        else None
+    )
+    logger.warning(
+        "pool_exhausted: no proxy number free for %s (country %s, in %s live conversation(s)): %s",
+        mask_number(exhausted.real_number) if exhausted.real_number else "a participant",
+        exhausted.country or "unknown",
+        "an unknown number of" if live is None else live,
+        error.detail,
+        extra={
+            "event": "pool_exhausted",
+            "country": exhausted.country,
+            "live_conversations": live,
+            "real_number": mask_number(exhausted.real_number) if exhausted.real_number else "",
+            "auto_provision": settings.PROXY_AUTO_PROVISION,
+        },
+    )
+    error.logged = True
+    return error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import signal
 import threading
@@ -10,10 +11,11 @@ from types import FrameType
 from typing import Any
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 from django.db import InterfaceError, OperationalError, close_old_connections, connections
 from django.utils import timezone
 
+from smsproxy.common.heartbeat import HEARTBEAT_EVERY, OUTBOX_WORKER, heartbeat_record
 from smsproxy.common.privacy import mask_number, text_mask_numbers
 from smsproxy.numbers.services.provisioning import provisioning_jobs_run_pending
 from smsproxy.proxy.events.deliver import events_deliver_due
@@ -31,6 +33,20 @@ BATCH_SIZE = 100
 # and a burst of reconnections every second.
 BACKOFF_START = 1.0
 BACKOFF_MAX = 30.0
+
+
+class _LogLines(io.StringIO):
+    """A stream that logs each line written to it (LOG_FORMAT=json)."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        super().__init__()
+        self._log = log
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                self._log.info("%s", line)
+        return len(text)
 
 
 def _wait(stop: threading.Event, seconds: float) -> bool:
@@ -66,10 +82,16 @@ class Command(BaseCommand):
     def handle(self, *args: Any, once: bool, interval: float, **options: Any) -> None:
         if interval <= 0:
             raise CommandError("--interval must be a positive number of seconds.")
+        if settings.LOG_FORMAT == "json":
+            # Every line a JSON object: what the worker prints goes through logging, and its
+            # stderr lines, which repeat log lines already written, are dropped.
+            self.stdout = OutputWrapper(_LogLines(logger))
+            self.stderr = OutputWrapper(io.StringIO())
         self._stop = threading.Event()
         previous = self._install_signal_handlers() if not once else {}
         try:
             if once:
+                heartbeat_record(name=OUTBOX_WORKER)
                 self._sweep()
                 provisioning_jobs_run_pending()
                 while self._deliver_due():
@@ -96,12 +118,17 @@ class Command(BaseCommand):
 
     def _loop(self, interval: float) -> None:
         last_sweep = None
+        last_heartbeat = None
         backoff = 0.0  # > 0 while iterations fail
         database_down = False
         while not self._stop.is_set():
             close_old_connections()
             try:
                 now = timezone.now()
+                # /readyz reads it: this loop turns, and reaches the database.
+                if last_heartbeat is None or now - last_heartbeat >= HEARTBEAT_EVERY:
+                    heartbeat_record(name=OUTBOX_WORKER, now=now)
+                    last_heartbeat = now
                 if last_sweep is None or now - last_sweep >= SWEEP_EVERY:
                     self._sweep()
                     last_sweep = now
@@ -207,6 +234,23 @@ class Command(BaseCommand):
             f"{mask_number(message.sender)} → {mask_number(message.recipient)}" if message else ""
         )
         detail = text_mask_numbers(result.detail)
+        if settings.LOG_FORMAT == "json":
+            # One JSON line per send with the log shipper's fields, not a line of text beside.
+            if result.outcome != Outcome.SKIPPED:
+                logger.log(
+                    logging.ERROR if result.outcome == Outcome.FAILED else logging.INFO,
+                    "%s #%s %s: %s",
+                    result.outcome,
+                    message_id,
+                    route,
+                    detail,
+                    extra={
+                        "event": "send",
+                        "outcome": str(result.outcome),
+                        "message_id": message_id,
+                    },
+                )
+            return
         if result.outcome == Outcome.SENT:
             self.stdout.write(self.style.SUCCESS(f"sent #{message_id} {route}: {detail}"))
         elif result.outcome == Outcome.RETRY:
