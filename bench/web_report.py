@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime
+import math
 import os
 import platform
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +49,7 @@ def machine(command: str) -> str:
     )
 
 
-def table(headers: list[str], rows: list[list[object]]) -> str:
+def table(headers: list[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -172,9 +174,14 @@ def creations_table(rows: list[tuple[int, WrkResult, int]]) -> str:
 
 def memory_table(checkpoints: list[tuple[str, int, list[float], float]]) -> str:
     """(moment, webhooks answered so far, RSS MB of each web worker, run_outbox RSS MB)."""
+    # The long run's lines thinned to about eight (its first and last kept).
+    soak = [n for n, line in enumerate(checkpoints) if line[0].startswith("more webhooks")]
+    step = max(1, math.ceil(len(soak) / 8))
+    dropped = set(soak) - set(soak[::step]) - set(soak[-1:])
     body = [
         [moment, f"{webhooks:,}", " / ".join(f"{rss:.0f}" for rss in workers), f"{outbox:.0f}"]
-        for moment, webhooks, workers, outbox in checkpoints
+        for n, (moment, webhooks, workers, outbox) in enumerate(checkpoints)
+        if n not in dropped
     ]
     text = table(["after", "webhooks answered", "web workers RSS MB", "run_outbox RSS MB"], body)
     if len(checkpoints) >= 2:
@@ -183,7 +190,8 @@ def memory_table(checkpoints: list[tuple[str, int, list[float], float]]) -> str:
         verdict = "flat" if growth < 10 else "**growing**"
         text += (
             f"\n\nLargest web worker growth from the first to the last line: {growth:+.1f} MB "
-            f"over {last[1] - first[1]:,} webhooks — {verdict} (≥ 10 MB counts as growing)."
+            f"over {last[1] - first[1]:,} webhooks — {verdict} (≥ 10 MB counts as growing); "
+            f"run_outbox {last[3] - first[3]:+.1f} MB."
         )
     return text
 
