@@ -12,7 +12,7 @@ help:
 	@echo "make run    serve smsproxy on http://$(HOST):$(PORT) (SQLite, sandbox provider, delivery worker)"
 	@echo "make test   run the test suite"
 	@echo "make lint   ruff, mypy and the import-layer contracts (import-linter)"
-	@echo "make bench  the inbound webhook over HTTP (gunicorn, PostgreSQL on 127.0.0.1); BENCH_ARGS=--large: 100k conversations"
+	@echo "make bench  the benchmarks of bench/RESULTS.md (PostgreSQL on 127.0.0.1; ~15 min); QUICK=1: < 5 min"
 
 # The virtualenv is rebuilt when the requirements change.
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -65,9 +65,25 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# bench/web.py: gunicorn per the Procfile on 127.0.0.1, a throwaway PostgreSQL database; bench/RESULTS.md.
-bench: install
-	$(PY) -m bench.web $(BENCH_ARGS)
+# The benchmarks of bench/RESULTS.md: the web side over HTTP (bench/web.py: gunicorn per the
+# Procfile, wrk, a throwaway PostgreSQL database; 1k/100k/1M conversations), then pool
+# efficiency and delivery under throttling (bench/pool.py, bench/throttling.py) when present.
+# QUICK=1: 100k conversations and short runs, under 5 minutes. BENCH_ARGS go to bench/web.py
+# (e.g. BENCH_ARGS="--output web.md"). Every step runs; the status is 1 if any check failed.
+BENCH_QUICK := $(if $(filter 1,$(QUICK)),--quick,)
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@touch $@
+
+bench: install $(VENV)/.bench-installed
+	@status=0; \
+	$(PY) -m bench.web $(BENCH_QUICK) $(BENCH_ARGS) || status=1; \
+	for module in pool throttling; do \
+		if [ -f bench/$$module.py ]; then $(PY) -m bench.$$module $(BENCH_QUICK) || status=1; \
+		else echo "bench/$$module.py is not there: skipped."; fi; \
+	done; \
+	exit $$status
 
 migrations-check: install
 	DJANGO_DEBUG=1 $(PY) manage.py makemigrations --check --dry-run
