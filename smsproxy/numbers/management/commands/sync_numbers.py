@@ -15,7 +15,7 @@ class Command(BaseCommand):
     help = (
         "Import the numbers the Vonage account (or the sandbox) already rents, refresh their "
         "features and webhook, and mark numbers the account no longer rents as released. Runs "
-        "as a sync job, like the admin's \"Sync from Vonage\", here in the foreground."
+        'as a sync job, like the admin\'s "Sync from Vonage", here in the foreground.'
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
