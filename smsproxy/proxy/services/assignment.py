@@ -105,14 +105,17 @@ def participant_assign(
                     participant.proxy_number = proxy_number
                     participant.active = True
                     participant.save(update_fields=["proxy_number", "active"])
-                    return participant
-                return Participant.objects.create(
-                    conversation=conversation,
-                    name=spec.name,
-                    real_number=spec.number.e164,
-                    country=spec.number.country,
-                    proxy_number=proxy_number,
-                )
+                    assigned = participant
+                else:
+                    assigned = Participant.objects.create(
+                        conversation=conversation,
+                        name=spec.name,
+                        real_number=spec.number.e164,
+                        country=spec.number.country,
+                        proxy_number=proxy_number,
+                    )
+            _foreign_number_log(participant=assigned)
+            return assigned
         except _NumberReleasedMeanwhile:
             logger.info("Proxy number %s was released meanwhile; trying the next one", proxy_number)
         except IntegrityError:
@@ -123,6 +126,27 @@ def participant_assign(
                 mask_number(spec.number.e164),
             )
     raise assignment_conflict_error()
+
+
+def _foreign_number_log(*, participant: Participant) -> None:
+    """Say when a participant was given a number of another country (the API's `proxy_country`).
+
+    Rule 3 prefers the participant's own country; a foreign number means that country's pool
+    ran short, and the participant texts an international number: operators should rent more.
+    """
+    number = participant.proxy_number
+    if participant.country and number.country != participant.country:
+        logger.warning(
+            "Participant %s of conversation %s (%s, %s) was given %s from %s: no free %s number "
+            "in the pool",
+            participant.pk,
+            participant.conversation_id,
+            mask_number(participant.real_number),
+            participant.country,
+            number.msisdn,
+            number.country,
+            participant.country,
+        )
 
 
 def number_status_locked(*, number_id: int) -> str | None:
