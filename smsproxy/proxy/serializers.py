@@ -298,9 +298,8 @@ class MessageOutputSerializer(serializers.Serializer[Message]):
         # The list view passes the conversation's participants once for the whole page.
         participants = self.context.get("participants")
         if participants is None:
-            participants = (
-                list(message.conversation.participants.all()) if message.conversation_id else []
-            )
+            conversation = message.conversation
+            participants = list(conversation.participants.all()) if conversation else []
         return message_parties(message=message, participants=participants)
 
     @extend_schema_field(serializers.CharField(allow_null=True))

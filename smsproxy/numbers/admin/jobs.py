@@ -81,13 +81,13 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     ]
     fields = tuple(readonly_fields)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
         fields = list(self.readonly_fields)
         if obj is not None and obj.kind == ProvisioningJob.Kind.SYNC:
             # A sync rents nothing: what it asked for is only its country.
             for name in ("number_type", "features", "pattern", "quantity", "rented_numbers"):
                 fields.remove(name)
-        return fields
+        return tuple(fields)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ProvisioningJob]:
         return super().get_queryset(request).annotate(rented_count=Count("numbers"))

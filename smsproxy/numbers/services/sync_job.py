@@ -15,7 +15,7 @@ from smsproxy.numbers.services.sync import numbers_sync
 Outcome = JobNumberOutcome.Outcome
 
 # How each group of a sync result reads in the pool's admin history.
-_HISTORY = {
+_HISTORY: dict[str, tuple[int, str]] = {
     Outcome.ADDED: (ADDITION, "Imported by {job} from {source}."),
     Outcome.UPDATED: (CHANGE, "Updated by {job} from {source}."),
     Outcome.RETIRED: (

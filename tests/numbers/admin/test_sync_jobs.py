@@ -72,6 +72,7 @@ def test_sync_button_starts_a_job_that_the_worker_runs(
     ]
     page = _page(admin_client, job)
     assert 'http-equiv="refresh"' not in page
+    assert "<label>Quantity:</label>" not in page  # a sync rents nothing
     assert (
         "Succeeded: 3 number(s) synced (1 added, 1 no longer rented, released, 1 unchanged)."
         in page
@@ -182,6 +183,7 @@ def test_a_purchase_lists_each_number_bought_or_failed_with_the_reason(
         ("+447700900102", "configured", ""),
     ]
     page = _page(admin_client, job)
+    assert "<label>Quantity:</label>" in page
     assert "Succeeded: 1 of 1 bought, 1 configured, 1 failed." in page
     assert "no longer available (Vonage answered HTTP 420" in page
     assert '<table class="job-outcomes">' in page
