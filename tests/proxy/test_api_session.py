@@ -48,6 +48,27 @@ def test_a_staff_session_reads_the_api_as_json_and_as_the_browsable_api(
     assert 'class="response-info"' in as_html.content.decode()  # DRF's browsable page
 
 
+def test_every_api_page_renders_in_the_browser(client: Client, staff: Any) -> None:
+    VirtualNumberFactory.create_batch(2)
+    conversation = open_between(person(1), person(2))
+    client.force_login(staff)
+    public_id = str(conversation.public_id)
+    urls = [
+        LIST_URL,
+        reverse("conversation-detail", kwargs={"public_id": public_id}),
+        reverse("conversation-messages", kwargs={"public_id": public_id}),
+        reverse("conversation-close", kwargs={"public_id": public_id}),
+        reverse("conversation-reopen", kwargs={"public_id": public_id}),
+        "/api/events/",
+        "/api/numbers/",
+    ]
+    for url in urls:
+        response = client.get(url, HTTP_ACCEPT="text/html")
+        # close and reopen are POST only: the browsable page says so (405), with its form.
+        assert response.status_code in (HTTPStatus.OK, HTTPStatus.METHOD_NOT_ALLOWED), url
+        assert response["Content-Type"].startswith("text/html"), url
+
+
 def test_a_staff_session_must_send_the_csrf_token_to_change_anything(staff: Any) -> None:
     VirtualNumberFactory.create_batch(2)
     browser = Client(enforce_csrf_checks=True)
