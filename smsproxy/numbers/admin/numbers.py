@@ -339,6 +339,8 @@ class VirtualNumberAdmin(admin.ModelAdmin):
         if not self.has_change_permission(request):
             raise PermissionDenied
         job = sync_job_create(requested_by=request.user)
-        self.log_addition(request, job, f"Requested a sync with {provider_description()}.")
-        self.message_user(request, *job_start_message(job))
+        source = provider_description()
+        self.log_addition(request, job, f"Requested a sync with {source}.")
+        started, level = job_start_message(job)
+        self.message_user(request, f"Syncing from {source}. {started}", level)
         return HttpResponseRedirect(reverse("admin:numbers_provisioningjob_change", args=[job.pk]))

@@ -104,6 +104,8 @@ def test_sync_in_sandbox_mode_says_it_synced_from_the_sandbox(admin_client: Clie
     assert "imports the numbers the sandbox provider" in changelist
 
     response = admin_client.post(SYNC, follow=True)
+    [started] = [m.message for m in response.context["messages"]]
+    assert started.startswith("Syncing from the sandbox provider (SMS_PROVIDER=sandbox")
     run_worker()
 
     job = ProvisioningJob.objects.get(kind="sync")
