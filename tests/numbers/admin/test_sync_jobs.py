@@ -129,6 +129,14 @@ def test_a_sync_that_cannot_list_fails_the_job_with_the_reason(
     assert "Could not list the account's numbers" in job.error
     assert "Run again" in _page(admin_client, job)
 
+    # Vonage answers again: "Run again" syncs.
+    vonage.list_failure = None
+    vonage.rent("447700900101", url=WEBHOOK_URL)
+    admin_client.post(reverse("admin:numbers_provisioningjob_run", args=[job.pk]))
+    run_worker()
+    job.refresh_from_db()
+    assert (job.status, _outcomes(job)) == ("succeeded", [("+447700900101", "added", "")])
+
 
 def test_the_sync_job_goes_to_celery_when_a_broker_is_set(
     admin_client: Client, settings: Any, monkeypatch: pytest.MonkeyPatch
