@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, pagination, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
@@ -62,3 +62,16 @@ class ErrorSerializer(serializers.Serializer[Any]):
             help_text="Validation errors: messages per request field.",
         )
         return fields
+
+
+class PageNumberPagination(pagination.PageNumberPagination):
+    """DRF's page-number pagination (DESIGN.md §7), whose OpenAPI examples read like a real
+    first page (one page, no next) instead of DRF's `count: 123` on api.example.org."""
+
+    def get_paginated_response_schema(self, schema: Any) -> dict[str, Any]:
+        paginated = super().get_paginated_response_schema(schema)
+        properties = paginated["properties"]
+        properties["count"]["example"] = 1
+        properties["next"]["example"] = None
+        properties["previous"]["example"] = None
+        return paginated

@@ -1,10 +1,16 @@
-"""The API's token authentication, its lookup written once per process.
+"""The API's authentication: tokens for the marketplace, sessions for logged-in staff.
 
-DRF's `TokenAuthentication` finds the token with `select_related("user").get(key=...)`,
-which the ORM builds and compiles on every request: on the busiest API call (opening a
-conversation) that cost more CPU than the database's work. This subclass runs the same
-lookup — the token joined to its user, one statement — with its SQL built once, and
-answers exactly as DRF does (same errors, same `(user, token)`).
+`CachedSqlTokenAuthentication`: DRF's `TokenAuthentication` finds the token with
+`select_related("user").get(key=...)`, which the ORM builds and compiles on every request: on
+the busiest API call (opening a conversation) that cost more CPU than the database's work. This
+subclass runs the same lookup — the token joined to its user, one statement — with its SQL built
+once, and answers exactly as DRF does (same errors, same `(user, token)`).
+
+`StaffSessionAuthentication`: staff who are logged in to the admin can also use DRF's browsable
+API and the "Try it out" of /api/docs/ with their session. Only staff: a session of any other
+user is ignored (the request is then unauthenticated, 401). Unsafe methods need the CSRF token,
+as every session-authenticated form does, so another site cannot make a staff member's browser
+open or close conversations.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
-from rest_framework.authentication import TokenAuthentication
+from rest_framework.authentication import SessionAuthentication, TokenAuthentication
 from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
 
 from smsproxy.common.rows import ModelColumns, model_columns
 
@@ -56,3 +63,12 @@ def _token_lookup(vendor: str) -> tuple[str, ModelColumns[Token], ModelColumns[A
         f"WHERE t.{quote(str(Token._meta.pk.column))} = %s"
     )
     return sql, token_columns, user_columns
+
+
+class StaffSessionAuthentication(SessionAuthentication):
+    def authenticate(self, request: Request) -> tuple[Any, None] | None:
+        user = getattr(request._request, "user", None)
+        if user is None or not user.is_active or not user.is_staff:
+            return None
+        self.enforce_csrf(request)
+        return (user, None)

@@ -77,7 +77,16 @@ class VirtualNumber(models.Model):
 
 
 class ProvisioningJob(models.Model):
-    """A request to rent numbers (from staff in the admin or a command), with its log."""
+    """Work on the pool that runs off the request path, with its log and per-number outcomes.
+
+    Two kinds: renting numbers ("Buy numbers", `provision_numbers`) and making the pool match
+    the provider account ("Sync from Vonage", `sync_numbers`). Both start through
+    `provisioning_job_start` and run on a Celery worker or the embedded worker.
+    """
+
+    class Kind(models.TextChoices):
+        BUY = "buy", "Buy numbers"
+        SYNC = "sync", "Sync from provider"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"
@@ -86,12 +95,15 @@ class ProvisioningJob(models.Model):
         PARTIAL = "partial", "Partially done"
         FAILED = "failed", "Failed"
 
-    country = models.CharField(max_length=2)
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.BUY)
+    # A sync job's country is empty when it syncs every country.
+    country = models.CharField(max_length=2, blank=True)
     number_type = models.CharField("type", max_length=32, default=DEFAULT_NUMBER_TYPE)
     features = models.CharField(max_length=64, default="SMS")
     pattern = models.CharField(
         max_length=20, blank=True, help_text="Digits the number should contain, e.g. 7700."
     )
+    # Numbers to rent; 0 for a sync job, which rents nothing.
     quantity = models.PositiveIntegerField()
     status = models.CharField(
         max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True
@@ -110,17 +122,47 @@ class ProvisioningJob(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.CheckConstraint(
-                name="job_quantity_positive", condition=models.Q(quantity__gt=0)
+                name="job_quantity_positive",
+                condition=models.Q(quantity__gt=0) | models.Q(kind="sync", quantity=0),
             ),
             models.CheckConstraint(
-                name="job_country_alpha2", condition=models.Q(country__regex=r"^[A-Z]{2}$")
+                name="job_country_alpha2",
+                condition=models.Q(country__regex=r"^[A-Z]{2}$")
+                | models.Q(kind="sync", country=""),
             ),
         ]
 
     def __str__(self) -> str:
+        if self.kind == self.Kind.SYNC:
+            return f"Job #{self.pk}: sync {self.country or 'all countries'}"
         return f"Job #{self.pk}: {self.quantity} x {self.country} {self.number_type}"
 
     def log_entry(self, message: str, *, level: str = "info") -> dict[str, Any]:
         entry = {"at": timezone.now().isoformat(), "level": level, "message": message}
         self.log.append(entry)
         return entry
+
+
+class JobNumberOutcome(models.Model):
+    """What a job did to one number: the rows the job page lists, in order."""
+
+    class Outcome(models.TextChoices):
+        BOUGHT = "bought", "Bought"
+        CONFIGURED = "configured", "Configured"
+        FAILED = "failed", "Failed"
+        ADDED = "added", "Synced: added"
+        UPDATED = "updated", "Synced: updated"
+        UNCHANGED = "unchanged", "Synced: unchanged"
+        RETIRED = "retired", "Synced: no longer rented, released"
+
+    job = models.ForeignKey(ProvisioningJob, on_delete=models.CASCADE, related_name="outcomes")
+    msisdn = models.CharField("number (E.164)", max_length=16)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["at", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.msisdn}: {self.get_outcome_display()}"

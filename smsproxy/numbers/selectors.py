@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import msisdn_normalize
-from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.models import JobNumberOutcome, ProvisioningJob, VirtualNumber
 
 # A "running" job that logged nothing for this long lost its worker (killed, redeployed): it
 # may run again. A live run logs every search, purchase and configuration, each bounded by the
@@ -108,3 +108,33 @@ def provisioning_job_numbers(*, job: ProvisioningJob) -> QuerySet[VirtualNumber]
     return VirtualNumber.objects.filter(
         provisioning_job=job, status=VirtualNumber.Status.ACTIVE
     ).order_by("rented_at", "pk")
+
+
+def provisioning_job_progress(*, job: ProvisioningJob) -> str:
+    """Where a job is, in one line: "Running: 2 of 5 bought, 1 failed", "Succeeded: 3 synced"."""
+    counts: dict[str, int] = {}
+    for outcome in job.outcomes.values_list("outcome", flat=True):
+        counts[outcome] = counts.get(outcome, 0) + 1
+    failed = counts.pop(JobNumberOutcome.Outcome.FAILED, 0)
+    if job.kind == ProvisioningJob.Kind.SYNC:
+        done = f"{sum(counts.values())} number(s) synced"
+        if counts:
+            done += (
+                " ("
+                + ", ".join(
+                    f"{count} {JobNumberOutcome.Outcome(name).label.removeprefix('Synced: ')}"
+                    for name, count in sorted(counts.items())
+                )
+                + ")"
+            )
+    else:
+        done = (
+            f"{counts.get(JobNumberOutcome.Outcome.BOUGHT, 0)} of {job.quantity} bought, "
+            f"{counts.get(JobNumberOutcome.Outcome.CONFIGURED, 0)} configured"
+        )
+    if failed:
+        done += f", {failed} failed"
+    state = job.get_status_display()
+    if job.status == ProvisioningJob.Status.PENDING:
+        return f"{state}: waiting for a worker."
+    return f"{state}: {done}."

@@ -11,14 +11,14 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions
-from rest_framework.pagination import PageNumberPagination
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.serializers import Serializer
 from rest_framework.views import APIView
 
-from smsproxy.common.api import ErrorSerializer
+from smsproxy.common.api import ErrorSerializer, PageNumberPagination
 from smsproxy.common.errors import ApplicationError
+from smsproxy.proxy import api_examples
 from smsproxy.proxy.events.payloads import conversation_data
 from smsproxy.proxy.models import Conversation, Event
 from smsproxy.proxy.selectors import (
@@ -112,6 +112,7 @@ class ConversationListCreateApi(APIView):
         operation_id="conversations_create",
         tags=[TAG],
         request=ConversationCreateInputSerializer,
+        examples=[api_examples.CREATE_REQUEST, api_examples.CONVERSATION_RESPONSE],
         responses={
             HTTPStatus.CREATED: ConversationOutputSerializer,
             HTTPStatus.BAD_REQUEST: ErrorSerializer,
@@ -146,6 +147,7 @@ class ConversationDetailApi(APIView):
     @extend_schema(
         operation_id="conversations_retrieve",
         tags=[TAG],
+        examples=[api_examples.CONVERSATION_RESPONSE],
         parameters=[PUBLIC_ID_PARAMETER],
         responses={
             HTTPStatus.OK: ConversationOutputSerializer,
@@ -162,6 +164,7 @@ class ConversationCloseApi(APIView):
     @extend_schema(
         operation_id="conversations_close",
         tags=[TAG],
+        examples=[api_examples.CLOSED_RESPONSE],
         parameters=[PUBLIC_ID_PARAMETER],
         request=None,
         responses={
@@ -188,6 +191,7 @@ class ConversationMessageListApi(APIView):
     @extend_schema(
         operation_id="conversations_messages_list",
         tags=[TAG],
+        examples=[api_examples.INBOUND_MESSAGE, api_examples.FORWARD_MESSAGE],
         parameters=[PUBLIC_ID_PARAMETER],
         responses={
             HTTPStatus.OK: MessageOutputSerializer(many=True),
@@ -203,12 +207,14 @@ class ConversationMessageListApi(APIView):
             request=request,
             queryset=conversation_message_list(conversation=conversation),
             serializer_class=MessageOutputSerializer,
-            context={},
+            # One query for the names of every message on the page.
+            context={"participants": list(conversation.participants.all())},
         )
 
     @extend_schema(
         operation_id="conversations_messages_create",
         tags=[TAG],
+        examples=[api_examples.SYSTEM_MESSAGE_REQUEST, api_examples.SYSTEM_MESSAGE_RESPONSE],
         parameters=[PUBLIC_ID_PARAMETER],
         request=SystemMessageInputSerializer,
         responses={
@@ -233,7 +239,10 @@ class ConversationMessageListApi(APIView):
         payload = SystemMessageInputSerializer(data=request.data)
         payload.is_valid(raise_exception=True)
         message = system_message_send(conversation=conversation, **payload.validated_data)
-        return Response(MessageOutputSerializer(message).data, status=HTTPStatus.CREATED)
+        context = {"participants": list(conversation.participants.all())}
+        return Response(
+            MessageOutputSerializer(message, context=context).data, status=HTTPStatus.CREATED
+        )
 
 
 class ConversationReopenApi(APIView):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -22,6 +23,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from smsproxy.numbers.models import VirtualNumber
+from smsproxy.numbers.usage import LiveUse
 from smsproxy.proxy.models import Conversation, Event, Message, Participant
 
 # A number this real number used within this window counts as "used recently" (rule 3): a late
@@ -263,3 +265,38 @@ def event_list(*, after: Event | None = None) -> QuerySet[Event]:
     if after is not None:
         queryset = queryset.filter(pk__gt=after.pk)
     return queryset
+
+
+def number_live_use_list(numbers: Sequence[VirtualNumber]) -> dict[int, list[LiveUse]]:
+    """The conversations whose active participants use `numbers` (what a release would close).
+
+    Registered with the numbers app (`smsproxy.numbers.usage`) in ProxyConfig.ready. Active
+    participants are the numbers' stored load: an expired conversation the sweep has not closed
+    yet still holds its number and is named too. Two queries, whatever the number of numbers.
+    """
+    on_numbers = Participant.objects.filter(
+        proxy_number__in=[number.pk for number in numbers], active=True
+    ).values_list("proxy_number_id", "conversation_id")
+    conversation_ids = {conversation_id for _, conversation_id in on_numbers}
+    conversations = {
+        conversation.pk: conversation
+        for conversation in Conversation.objects.filter(pk__in=conversation_ids)
+        .prefetch_related("participants")
+        .order_by("created_at", "pk")
+    }
+    uses: dict[int, list[LiveUse]] = {}
+    for number_id, conversation_id in sorted(set(on_numbers)):
+        conversation = conversations[conversation_id]
+        names = " ↔ ".join(
+            participant.name or f"participant #{participant.pk}"
+            for participant in conversation.participants.all()
+        )
+        use = LiveUse(
+            conversation_pk=conversation.pk,
+            conversation_id=str(conversation.public_id),
+            reference=conversation.reference,
+            participants=names,
+        )
+        if use not in uses.setdefault(number_id, []):
+            uses[number_id].append(use)
+    return uses

@@ -13,6 +13,7 @@ from rest_framework import exceptions, serializers
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.phone import phone_parse
 from smsproxy.common.redaction import text_redact_numbers
+from smsproxy.proxy.events.payloads import message_parties
 from smsproxy.proxy.models import Conversation, Event, Message, Participant
 from smsproxy.proxy.selectors import conversation_close_reason, conversation_is_live
 from smsproxy.proxy.services.assignment import NumberSelection
@@ -205,6 +206,14 @@ class ParticipantOutputSerializer(serializers.Serializer[Participant]):
     proxy_number = serializers.CharField(
         source="proxy_number.msisdn", help_text="The number this participant texts (E.164)."
     )
+    proxy_country = serializers.CharField(
+        source="proxy_number.country",
+        help_text=(
+            "The country of `proxy_number`. It differs from `country` when the pool had no "
+            "free number in the participant's country (rule 3 prefers it): the participant "
+            "then texts an international number."
+        ),
+    )
 
 
 class ConversationOutputSerializer(serializers.Serializer[Conversation]):
@@ -265,11 +274,41 @@ class MessageOutputSerializer(serializers.Serializer[Message]):
     )
     sender = serializers.CharField()
     recipient = serializers.CharField()
+    sender_name = serializers.SerializerMethodField(
+        help_text=(
+            "The participant whose text or call it is (for a forward: the author, not the "
+            "proxy number it comes from); null for intro, system and out-of-session messages."
+        )
+    )
+    recipient_name = serializers.SerializerMethodField(
+        help_text="The participant it is for (for an inbound text: the other participant)."
+    )
+    forwarded_from = serializers.IntegerField(
+        source="forwarded_from_id",
+        allow_null=True,
+        help_text="For a forward: the `id` of the inbound message whose text it carries.",
+    )
     text = serializers.CharField()
     status = serializers.ChoiceField(choices=Message.Status.choices)
     error_code = serializers.CharField()
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+
+    def _parties(self, message: Message) -> tuple[str | None, str | None]:
+        # The list view passes the conversation's participants once for the whole page.
+        participants = self.context.get("participants")
+        if participants is None:
+            conversation = message.conversation
+            participants = list(conversation.participants.all()) if conversation else []
+        return message_parties(message=message, participants=participants)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_sender_name(self, message: Message) -> str | None:
+        return self._parties(message)[0]
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_recipient_name(self, message: Message) -> str | None:
+        return self._parties(message)[1]
 
 
 class SystemMessageInputSerializer(serializers.Serializer[Any]):

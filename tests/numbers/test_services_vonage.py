@@ -16,8 +16,8 @@ from smsproxy.numbers.selectors import JOB_STALE_AFTER
 from smsproxy.numbers.services import provisioning
 from smsproxy.numbers.services import sync as sync_services
 from smsproxy.numbers.services.common import RELEASE_CANCEL_WINDOW
+from smsproxy.numbers.services.offer import numbers_available_search
 from smsproxy.numbers.services.provisioning import (
-    numbers_available_search,
     provisioning_job_create,
     provisioning_job_run,
 )

@@ -460,8 +460,15 @@ def test_detail(api_client: APIClient, pool: list[Any]) -> None:
             "number": ALICE,
             "country": "GB",
             "proxy_number": alice.proxy_number.msisdn,
+            "proxy_country": "GB",
         },
-        {"name": "Bob", "number": BOB, "country": "GB", "proxy_number": bob.proxy_number.msisdn},
+        {
+            "name": "Bob",
+            "number": BOB,
+            "country": "GB",
+            "proxy_number": bob.proxy_number.msisdn,
+            "proxy_country": "GB",
+        },
     ]
 
 
@@ -596,6 +603,9 @@ def test_messages_list(api_client: APIClient, pool: list[Any]) -> None:
             "purpose",
             "sender",
             "recipient",
+            "sender_name",
+            "recipient_name",
+            "forwarded_from",
             "text",
             "status",
             "error_code",
@@ -637,11 +647,11 @@ def test_messages_query_count_does_not_grow_with_messages(
 ) -> None:
     conversation = open_between(ALICE, BOB)
     url = messages_url(conversation.public_id)
-    # token, conversation, count, page
-    with django_assert_num_queries(4):
+    # token, conversation, its participants (the names), count, page
+    with django_assert_num_queries(5):
         assert len(api_client.get(url).json()["results"]) == 2
     MessageFactory.create_batch(10, conversation=conversation)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(5):
         assert len(api_client.get(url).json()["results"]) == 12
 
 

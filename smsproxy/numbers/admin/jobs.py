@@ -1,4 +1,4 @@
-"""Admin for provisioning jobs: read-only pages that follow a job, and "Run again"."""
+"""Admin for jobs on the pool (buy, sync): read-only pages that follow a job, and "Run again"."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ from django.views.decorators.http import require_POST
 from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.admin_display import status_badge
 from smsproxy.common.errors import ApplicationError
-from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.models import JobNumberOutcome, ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
     number_is_configured,
     provisioning_job_is_runnable,
     provisioning_job_is_stale,
+    provisioning_job_progress,
 )
 from smsproxy.numbers.services.provisioning_start import JobHandOff, provisioning_job_start
 
@@ -45,6 +46,7 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     change_form_template = "admin/numbers/provisioningjob/change_form.html"
     list_display = [
         "id",
+        "kind",
         "country",
         "number_type",
         "features",
@@ -57,10 +59,12 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "finished_at",
     ]
     list_display_links = ["id", "country"]
-    list_filter = ["status", "country"]
+    list_filter = ["kind", "status", "country"]
     list_select_related = ["requested_by"]
     readonly_fields = [
+        "kind",
         "status",
+        "progress",
         "error",
         "country",
         "number_type",
@@ -68,6 +72,7 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "pattern",
         "quantity",
         "rented_numbers",
+        "number_outcomes",
         "requested_by",
         "created_at",
         "started_at",
@@ -75,6 +80,14 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "log_lines",
     ]
     fields = tuple(readonly_fields)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        fields = list(self.readonly_fields)
+        if obj is not None and obj.kind == ProvisioningJob.Kind.SYNC:
+            # A sync rents nothing: what it asked for is only its country.
+            for name in ("number_type", "features", "pattern", "quantity", "rented_numbers"):
+                fields.remove(name)
+        return tuple(fields)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ProvisioningJob]:
         return super().get_queryset(request).annotate(rented_count=Count("numbers"))
@@ -86,6 +99,35 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="status", ordering="status")
     def status_badge(self, obj: ProvisioningJob) -> str:
         return status_badge(obj.status, obj.get_status_display(), title=obj.error or "")
+
+    @admin.display(description="progress")
+    def progress(self, obj: ProvisioningJob) -> str:
+        """One line that says where the job is; the page reloads while it changes."""
+        return provisioning_job_progress(job=obj)
+
+    @admin.display(description="per number")
+    def number_outcomes(self, obj: ProvisioningJob) -> str:
+        outcomes = list(obj.outcomes.all())
+        if not outcomes:
+            return "—"
+        rows = format_html_join(
+            "",
+            '<tr class="{}"><td>{}</td><td>{}</td><td>{}</td></tr>',
+            (
+                (
+                    "errornote" if outcome.outcome == JobNumberOutcome.Outcome.FAILED else "",
+                    outcome.msisdn,
+                    status_badge(outcome.outcome, outcome.get_outcome_display()),
+                    outcome.reason,
+                )
+                for outcome in outcomes
+            ),
+        )
+        return format_html(
+            '<table class="job-outcomes"><thead><tr><th>number</th><th>outcome</th>'
+            "<th>reason</th></tr></thead><tbody>{}</tbody></table>",
+            rows,
+        )
 
     @admin.display(description="numbers rented")
     def rented_numbers(self, obj: ProvisioningJob) -> str:

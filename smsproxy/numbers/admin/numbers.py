@@ -2,7 +2,8 @@
 
 Every change goes through the numbers services and is written to the admin history (LogEntry).
 Numbers are never added or deleted by hand: they come from "Buy numbers" or "Sync from Vonage"
-and leave by "Release", so the pool always matches the provider account.
+(both jobs that a worker runs) and leave by "Release", so the pool always matches the provider
+account.
 """
 
 from __future__ import annotations
@@ -27,14 +28,15 @@ from smsproxy.numbers.admin.jobs import job_start_message
 from smsproxy.numbers.forms import BuyNumbersForm, ReleaseConfirmForm
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.numbers.selectors import inbound_webhook_url, number_is_configured
-from smsproxy.numbers.services.provisioning import provisioning_job_create
+from smsproxy.numbers.services.common import provider_description
+from smsproxy.numbers.services.provisioning_start import provisioning_job_submit, sync_job_create
+from smsproxy.numbers.services.release import numbers_release, numbers_release_preview
 from smsproxy.numbers.services.rental import (
-    number_release,
     number_reserve,
     number_unreserve,
     numbers_configure,
 )
-from smsproxy.numbers.services.sync import numbers_sync
+from smsproxy.numbers.usage import live_uses_text
 
 
 def _nothing_changed(
@@ -193,13 +195,12 @@ class VirtualNumberAdmin(admin.ModelAdmin):
                 already += 1
                 continue
             try:
-                service(number=number)
+                # The service writes the history entry, old → new, in its transaction.
+                service(number=number, actor=request.user)
             except ApplicationError as exc:
                 self.message_user(request, exc.detail, messages.ERROR)
                 failed += 1
                 continue
-            # Numbers already in the asked state were skipped: this one was in the other.
-            self.log_change(request, number, f"{verb} (was {'not ' if reserved else ''}reserved).")
             done += 1
         skipped = f" {already} already {state}." if already else ""
         if done:
@@ -211,19 +212,27 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     def release(
         self, request: HttpRequest, queryset: QuerySet[VirtualNumber]
     ) -> TemplateResponse | None:
-        numbers = list(queryset.order_by("msisdn"))
-        counts = {number.pk: number.assigned_participants for number in numbers}
         form = ReleaseConfirmForm(request.POST if request.POST.get("post") else None)
         if form.is_bound and form.is_valid():
-            self._release_confirmed(request, numbers, counts, force=form.cleaned_data["force"])
+            self._release_confirmed(request, list(queryset), force=form.cleaned_data["force"])
             return None
+        preview = numbers_release_preview(numbers=list(queryset))
         rows = [
             {
                 "number": number,
-                "live": counts[number.pk],
-                "released": number.status == VirtualNumber.Status.RELEASED,
+                "live": 0 if number in preview.already_released else number.assigned_participants,
+                "released": number in preview.already_released,
+                "conversations": [
+                    {
+                        "use": use,
+                        "url": reverse(
+                            "admin:proxy_conversation_change", args=[use.conversation_pk]
+                        ),
+                    }
+                    for use in preview.uses[number.pk]
+                ],
             }
-            for number in numbers
+            for number in preview.numbers
         ]
         context = {
             **self.admin_site.each_context(request),
@@ -231,8 +240,8 @@ class VirtualNumberAdmin(admin.ModelAdmin):
             "subtitle": None,
             "opts": self.opts,
             "rows": rows,
-            "in_use": sum(1 for row in rows if row["live"] and not row["released"]),
-            "releasable": sum(1 for row in rows if not row["released"]),
+            "in_use": len(preview.in_use),
+            "releasable": len(preview.numbers) - len(preview.already_released),
             "form": form,
             "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             "media": self.media,
@@ -243,43 +252,32 @@ class VirtualNumberAdmin(admin.ModelAdmin):
         )
 
     def _release_confirmed(
-        self,
-        request: HttpRequest,
-        numbers: list[VirtualNumber],
-        counts: dict[int, int],
-        *,
-        force: bool,
+        self, request: HttpRequest, numbers: list[VirtualNumber], *, force: bool
     ) -> None:
-        released = failed = already = 0
-        for number in numbers:
-            if number.status == VirtualNumber.Status.RELEASED:
-                already += 1
-                continue
-            was = number.get_status_display().lower()
-            try:
-                number_release(number=number, force=force)
-            except ApplicationError as exc:
-                self.message_user(request, exc.detail, messages.ERROR)
-                failed += 1
-                continue
-            closed = counts[number.pk]
-            self.log_change(
+        # The rule shared with `release_numbers` (smsproxy.numbers.services.release): in-use
+        # numbers without force refuse the whole release; the history is written by the service.
+        try:
+            outcome = numbers_release(numbers=numbers, force=force, actor=request.user)
+        except ApplicationError as exc:
+            self.message_user(request, exc.detail, messages.ERROR)
+            return
+        for number, why in outcome.failed:
+            self.message_user(request, f"{number.msisdn}: {why}", messages.ERROR)
+        skipped = (
+            f" {len(outcome.already_released)} already released."
+            if outcome.already_released
+            else ""
+        )
+        closed = [use for uses in outcome.closed.values() for use in uses]
+        closing = f" Closed: {live_uses_text(closed)}." if closed else ""
+        if outcome.released:
+            self.message_user(
                 request,
-                number,
-                f"Released (was {was})"
-                + (
-                    f"; forced, closed the conversations of {closed} participant(s)"
-                    if closed
-                    else ""
-                )
-                + ".",
+                f"Released {len(outcome.released)} number(s).{closing}{skipped}",
+                messages.SUCCESS,
             )
-            released += 1
-        skipped = f" {already} already released." if already else ""
-        if released:
-            self.message_user(request, f"Released {released} number(s).{skipped}", messages.SUCCESS)
         else:
-            _nothing_changed(self, request, "released", failed=failed, already=skipped)
+            _nothing_changed(self, request, "released", failed=len(outcome.failed), already=skipped)
 
     # --- Buttons: "Buy numbers" and "Sync from Vonage" ---------------------------------------
 
@@ -298,7 +296,11 @@ class VirtualNumberAdmin(admin.ModelAdmin):
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> HttpResponse:
-        extra_context = {**(extra_context or {}), "can_manage": self.has_change_permission(request)}
+        extra_context = {
+            **(extra_context or {}),
+            "can_manage": self.has_change_permission(request),
+            "sync_source": provider_description(),
+        }
         return super().changelist_view(request, extra_context)
 
     def buy_view(self, request: HttpRequest) -> HttpResponse:
@@ -307,9 +309,10 @@ class VirtualNumberAdmin(admin.ModelAdmin):
         form = BuyNumbersForm(request.POST if request.method == "POST" else None)
         if form.is_bound and form.is_valid():
             try:
-                job = provisioning_job_create(requested_by=request.user, **form.cleaned_data)
+                job = provisioning_job_submit(requested_by=request.user, **form.cleaned_data)
             except ApplicationError as exc:
-                # The form checks what it can; the service has the last word (e.g. country).
+                # The form checks what it can; the service has the last word (a country the
+                # provider offers no such numbers in is refused here, before any job exists).
                 field_name = next((name for name in exc.fields if name in form.fields), None)
                 form.add_error(field_name, exc.detail)
             else:
@@ -332,27 +335,12 @@ class VirtualNumberAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/numbers/virtualnumber/buy.html", context)
 
     def sync_view(self, request: HttpRequest) -> HttpResponse:
+        """Start a sync job (off the request path, like "Buy numbers") and show its page."""
         if not self.has_change_permission(request):
             raise PermissionDenied
-        changelist = reverse("admin:numbers_virtualnumber_changelist")
-        try:
-            result = numbers_sync()
-        except ApplicationError as exc:
-            self.message_user(request, exc.detail, messages.ERROR)
-            return HttpResponseRedirect(changelist)
-        for number in result.added:
-            self.log_addition(request, number, "Imported by Sync from Vonage.")
-        for number in result.updated:
-            self.log_change(request, number, "Updated by Sync from Vonage.")
-        for number in result.retired:
-            self.log_change(
-                request, number, "Released by Sync from Vonage: the account no longer rents it."
-            )
-        for failure in result.failed:
-            self.message_user(request, f"Not synced: {failure}", messages.ERROR)
-        self.message_user(
-            request,
-            f"Synced from Vonage: {result.summary}.",
-            messages.WARNING if result.failed else messages.SUCCESS,
-        )
-        return HttpResponseRedirect(changelist)
+        job = sync_job_create(requested_by=request.user)
+        source = provider_description()
+        self.log_addition(request, job, f"Requested a sync with {source}.")
+        started, level = job_start_message(job)
+        self.message_user(request, f"Syncing from {source}. {started}", level)
+        return HttpResponseRedirect(reverse("admin:numbers_provisioningjob_change", args=[job.pk]))

@@ -6,12 +6,13 @@ from datetime import timedelta
 from http import HTTPStatus
 
 import phonenumbers
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import NUMBER_FEATURES, NUMBER_TYPES, AvailableNumber, ProviderError
-from smsproxy.numbers.models import VirtualNumber
+from smsproxy.numbers.models import JobNumberOutcome, ProvisioningJob, VirtualNumber
 
 # A release commits the number released, then cancels the rental at the provider (two calls at
 # most, each bounded by VONAGE_TIMEOUT). A listing taken within this window after the release
@@ -98,3 +99,17 @@ def number_require_active(number: VirtualNumber) -> None:
             code="number_released",
             status=HTTPStatus.CONFLICT,
         )
+
+
+def job_outcome_record(
+    *, job: ProvisioningJob, msisdn: str, outcome: str, reason: str = ""
+) -> JobNumberOutcome:
+    """What a job did to one number, for its page (call it inside the step's transaction)."""
+    return JobNumberOutcome.objects.create(job=job, msisdn=msisdn, outcome=outcome, reason=reason)
+
+
+def provider_description() -> str:
+    """Where numbers come from, as staff read it: the sandbox never passes for Vonage."""
+    if settings.SMS_PROVIDER == "sandbox":
+        return "the sandbox provider (SMS_PROVIDER=sandbox: fictitious numbers, no Vonage account)"
+    return "the Vonage account"

@@ -26,7 +26,7 @@ from smsproxy.gateway.base import (
     ProviderError,
     SmsProvider,
 )
-from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
+from smsproxy.numbers.models import JobNumberOutcome, ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import (
     inbound_webhook_url,
     number_is_configured,
@@ -36,18 +36,20 @@ from smsproxy.numbers.selectors import (
 from smsproxy.numbers.services.common import (
     country_code_clean,
     features_clean,
+    job_outcome_record,
     number_mark_configured,
     number_type_clean,
     pattern_clean,
     pool_active_msisdns,
 )
+from smsproxy.numbers.services.offer import MAX_SEARCH_SIZE
+from smsproxy.numbers.services.sync_job import sync_job_body
 
 logger = logging.getLogger(__name__)
 
 # Called with each job log entry as it is written (commands print them as progress).
 StepCallback = Callable[[dict[str, Any]], None]
 
-MAX_SEARCH_SIZE = 100  # Vonage's largest page
 # Searches in a row that rent nothing before a run gives up. A search that rents something
 # always runs again: what was bought is no longer offered, so the next page shows new numbers.
 MAX_FRUITLESS_SEARCHES = 3
@@ -151,10 +153,21 @@ class _JobRun:
                 country=number.country, msisdn=number.msisdn, inbound_url=self.webhook_url
             )
         except ProviderError as exc:
+            with transaction.atomic():
+                job_outcome_record(
+                    job=self.job,
+                    msisdn=number.msisdn,
+                    outcome=JobNumberOutcome.Outcome.FAILED,
+                    reason=f"bought, but configuring its webhook failed: {exc}",
+                )
             self.log(f"Configuring {number.msisdn} failed: {exc}", level="error")
             self.failure = f"configuring {number.msisdn} failed: {exc}"
             return False
         number_mark_configured(number=number, url=self.webhook_url)
+        with transaction.atomic():
+            job_outcome_record(
+                job=self.job, msisdn=number.msisdn, outcome=JobNumberOutcome.Outcome.CONFIGURED
+            )
         self.log(f"Configured {number.msisdn}: inbound SMS go to {self.webhook_url}.")
         return True
 
@@ -162,6 +175,13 @@ class _JobRun:
         try:
             self.provider.buy_number(country=candidate.country, msisdn=candidate.msisdn)
         except NumberUnavailableError as exc:
+            with transaction.atomic():
+                job_outcome_record(
+                    job=self.job,
+                    msisdn=candidate.msisdn,
+                    outcome=JobNumberOutcome.Outcome.FAILED,
+                    reason=f"no longer available ({exc.text})",
+                )
             self.log(
                 f"{candidate.msisdn} is no longer available ({exc.text}); trying the next one.",
                 level="error",
@@ -257,7 +277,10 @@ def provisioning_job_run(
     step = _JobRun(job, on_step)
     step.log("Run started.")
     try:
-        step.run()
+        if job.kind == ProvisioningJob.Kind.SYNC:
+            step.failure = sync_job_body(job=job, log=step.log)
+        else:
+            step.run()
     except ProviderError as exc:
         step.failure = str(exc)
         step.log(f"Provider error: {exc}", level="error")
@@ -272,6 +295,8 @@ def provisioning_job_run(
 
 def _provisioning_job_finish(step: _JobRun) -> ProvisioningJob:
     job = step.job
+    if job.kind == ProvisioningJob.Kind.SYNC:
+        return _sync_job_finish(step)
     numbers = step.rented()
     configured = [number for number in numbers if number_is_configured(number=number)]
     if len(configured) >= job.quantity:
@@ -285,6 +310,24 @@ def _provisioning_job_finish(step: _JobRun) -> ProvisioningJob:
         summary = f"{job.get_status_display()}: {job.error}"
     job.finished_at = timezone.now()
     entry = job.log_entry(summary, level="info" if job.status == job.Status.SUCCEEDED else "error")
+    with transaction.atomic():
+        job.save(update_fields=["status", "error", "finished_at", "log"])
+    step.emit(entry)
+    return job
+
+
+def _sync_job_finish(step: _JobRun) -> ProvisioningJob:
+    """Succeeded, or partial when some numbers were not synced, or failed with nothing synced."""
+    job = step.job
+    if not step.failure:
+        job.status, job.error = ProvisioningJob.Status.SUCCEEDED, ""
+    else:
+        synced = job.outcomes.exclude(outcome=JobNumberOutcome.Outcome.FAILED).exists()
+        job.status = ProvisioningJob.Status.PARTIAL if synced else ProvisioningJob.Status.FAILED
+        job.error = step.failure
+    job.finished_at = timezone.now()
+    summary = f"{job.get_status_display()}" + (f": {job.error}" if job.error else ".")
+    entry = job.log_entry(summary, level="info" if not job.error else "error")
     with transaction.atomic():
         job.save(update_fields=["status", "error", "finished_at", "log"])
     step.emit(entry)
@@ -311,46 +354,5 @@ def _number_record_rented(*, candidate: AvailableNumber, job: ProvisioningJob) -
                 "provisioning_job": job,
             },
         )
+        job_outcome_record(job=job, msisdn=number.msisdn, outcome=JobNumberOutcome.Outcome.BOUGHT)
     return number
-
-
-def numbers_available_search(
-    *,
-    country: str,
-    count: int,
-    number_type: str = DEFAULT_NUMBER_TYPE,
-    features: str | tuple[str, ...] | list[str] = ("SMS",),
-    pattern: str = "",
-) -> list[AvailableNumber]:
-    """What a provisioning job would rent, without renting anything (the `--dry-run`).
-
-    Pages through the provider's search (at most 100 numbers a page) until `count` numbers
-    are found or the offer ends.
-    """
-    if count < 1:
-        raise ApplicationError("The count must be at least 1.", code="invalid_quantity")
-    country = country_code_clean(country)
-    number_type = number_type_clean(number_type)
-    wanted_features = features_clean(features)
-    pattern = pattern_clean(pattern)
-    provider = gateway.get_provider()
-    size = min(MAX_SEARCH_SIZE, count + 10)
-    offers: list[AvailableNumber] = []
-    seen: set[str] = set()
-    index = 1
-    while len(offers) < count:
-        page = provider.search_numbers(
-            country=country,
-            type=number_type,
-            features=wanted_features,
-            pattern=pattern,
-            size=size,
-            index=index,
-        )
-        skipped = seen | pool_active_msisdns(page)
-        offers.extend(offer for offer in page if offer.msisdn not in skipped)
-        seen.update(offer.msisdn for offer in page)
-        if len(page) < size:  # the last page
-            break
-        index += 1
-    return offers[:count]

@@ -1,4 +1,4 @@
-"""Starting a provisioning job: running it here, or handing it to a worker.
+"""Submitting and starting jobs on the pool: running one here, or handing it to a worker.
 
 Its own module because it queues the Celery task, and the task (smsproxy.numbers.tasks) runs
 the job through `provisioning`: kept apart, neither module imports the other's importer.
@@ -10,14 +10,27 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 from http import HTTPStatus
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.gateway.base import DEFAULT_NUMBER_TYPE
 from smsproxy.numbers.models import ProvisioningJob
 from smsproxy.numbers.selectors import provisioning_job_is_runnable
-from smsproxy.numbers.services.provisioning import StepCallback, provisioning_job_run
+from smsproxy.numbers.services.common import (
+    country_code_clean,
+    features_clean,
+    number_type_clean,
+    provider_description,
+)
+from smsproxy.numbers.services.offer import offer_check
+from smsproxy.numbers.services.provisioning import (
+    StepCallback,
+    provisioning_job_create,
+    provisioning_job_run,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +52,8 @@ def provisioning_job_start(
 ) -> JobStart:
     """Start a job, or start again one that is pending, partial, failed or left running stale.
 
-    The one way the admin ("Buy numbers", "Run again") and `provision_numbers` run a job.
+    The one way the admin ("Buy numbers", "Sync from Vonage", "Run again"), `provision_numbers`
+    and `sync_numbers` run a job, whatever its kind.
     In the foreground it runs here, step by step (the command prints them). Otherwise it never
     runs in the caller's process (an admin request would rent up to 50 numbers while staff
     wait): with CELERY_BROKER_URL it is queued as a Celery task; without a broker it is left
@@ -93,4 +107,59 @@ def _provisioning_job_queue(*, job: ProvisioningJob) -> ProvisioningJob:
             job.status = ProvisioningJob.Status.PENDING
             job.log_entry("Waiting for a worker to run it again.")
             job.save(update_fields=["status", "log"])
+    return job
+
+
+def provisioning_job_submit(
+    *,
+    country: str,
+    quantity: int,
+    number_type: str = DEFAULT_NUMBER_TYPE,
+    features: str | tuple[str, ...] | list[str] = ("SMS",),
+    pattern: str = "",
+    requested_by: Any = None,
+) -> ProvisioningJob:
+    """Record a rental that staff asked for, refusing up front one the provider cannot serve.
+
+    Staff learn at submission, not from a failed job minutes later, that the provider offers no
+    number of this type and features in the country (the pattern is left out: a pattern that
+    matches nothing today is the job's to report). A provider that cannot be asked right now
+    does not block the request: the job then reports what happens.
+    """
+    if quantity < 1:
+        raise ApplicationError(
+            "The quantity must be at least 1.",
+            code="invalid_quantity",
+            fields={"quantity": ["Must be at least 1."]},
+        )
+    country = country_code_clean(country)
+    number_type = number_type_clean(number_type)
+    wanted = features_clean(features)
+    offer_check(country=country, number_type=number_type, features=wanted)
+    return provisioning_job_create(
+        country=country,
+        quantity=quantity,
+        number_type=number_type,
+        features=wanted,
+        pattern=pattern,
+        requested_by=requested_by,
+    )
+
+
+def sync_job_create(*, country: str = "", requested_by: Any = None) -> ProvisioningJob:
+    """Record a request to make the pool match the provider account (every country by default)."""
+    job = ProvisioningJob(
+        kind=ProvisioningJob.Kind.SYNC,
+        country=country_code_clean(country) if country else "",
+        quantity=0,
+        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
+    )
+    job.log_entry(
+        f"Requested a sync with {provider_description()}"
+        + (f" in {job.country}" if job.country else ", every country")
+        + (f" by {requested_by}" if job.requested_by else "")
+        + "."
+    )
+    with transaction.atomic():
+        job.save()
     return job

@@ -17,6 +17,7 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import NumberNotOwnedError, ProviderError
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import inbound_webhook_url, provisioning_job_numbers
+from smsproxy.numbers.services.audit import admin_log
 from smsproxy.numbers.services.common import (
     RELEASE_CANCEL_WINDOW,
     number_mark_configured,
@@ -25,6 +26,7 @@ from smsproxy.numbers.services.common import (
 )
 from smsproxy.numbers.services.provisioning import provisioning_job_create, provisioning_job_run
 from smsproxy.numbers.signals import RetireReason, numbers_retired_send
+from smsproxy.numbers.usage import LiveUse, live_uses_text, number_live_uses
 
 logger = logging.getLogger(__name__)
 
@@ -93,27 +95,50 @@ def numbers_configure(
     return outcomes
 
 
-def number_reserve(*, number: VirtualNumber) -> VirtualNumber:
+def number_reserve(*, number: VirtualNumber, actor: Any = None) -> VirtualNumber:
     """Keep the number out of automatic assignment (conversations already on it go on)."""
-    return _number_set_reserved(number=number, reserved=True)
+    return _number_set_reserved(number=number, reserved=True, actor=actor)
 
 
-def number_unreserve(*, number: VirtualNumber) -> VirtualNumber:
-    return _number_set_reserved(number=number, reserved=False)
+def number_unreserve(*, number: VirtualNumber, actor: Any = None) -> VirtualNumber:
+    return _number_set_reserved(number=number, reserved=False, actor=actor)
 
 
-def _number_set_reserved(*, number: VirtualNumber, reserved: bool) -> VirtualNumber:
+def _number_set_reserved(*, number: VirtualNumber, reserved: bool, actor: Any) -> VirtualNumber:
+    """Set the flag; `actor` (staff) gets an admin history entry old → new when it changed."""
     with transaction.atomic():
         current = VirtualNumber.objects.select_for_update().get(pk=number.pk)
         number_require_active(current)
         if current.reserved != reserved:
             current.reserved = reserved
             current.save(update_fields=["reserved"])
+            admin_log(
+                actor=actor,
+                obj=current,
+                message=f"Reserved: {_yes_no(not reserved)} → {_yes_no(reserved)}.",
+            )
     number.refresh_from_db()
     return number
 
 
-def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumber:
+def _yes_no(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _release_message(current: VirtualNumber, uses: list[LiveUse]) -> str:
+    message = "Status: active → released."
+    if current.assigned_participants:
+        named = live_uses_text(uses)
+        message += (
+            f" Forced: it served {current.assigned_participants} participant(s) of live "
+            "conversations, closed with reason staff" + (f": {named}." if named else ".")
+        )
+    return message
+
+
+def number_release(
+    *, number: VirtualNumber, force: bool = False, actor: Any = None
+) -> VirtualNumber:
     """Retire the number from the pool, then cancel its rental at the provider.
 
     Refused while participants are assigned to it (its stored load), unless forced. Whatever
@@ -123,6 +148,8 @@ def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumb
     The pool is changed first and the provider second: a process that dies in between leaves a
     number released in the pool that Vonage still rents (costly, visible, repaired by
     `sync_numbers`), never a number Vonage no longer rents that the pool would still assign.
+
+    `actor` (staff) gets an admin history entry, written in the transaction that releases it.
     """
     number_require_active(number)
     with transaction.atomic():
@@ -140,9 +167,13 @@ def number_release(*, number: VirtualNumber, force: bool = False) -> VirtualNumb
                 code="number_in_use",
                 status=HTTPStatus.CONFLICT,
             )
+        uses = (
+            number_live_uses(numbers=[current])[current.pk] if current.assigned_participants else []
+        )
         current.status = VirtualNumber.Status.RELEASED
         current.released_at = timezone.now()
         current.save(update_fields=["status", "released_at"])
+        admin_log(actor=actor, obj=current, message=_release_message(current, uses))
     try:
         # The provider first, so that the window in which a sync could list the number as still
         # rented (RELEASE_CANCEL_WINDOW) does not include closing its conversations.

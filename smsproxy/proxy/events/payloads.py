@@ -57,20 +57,57 @@ def conversation_data(
                 "number": participant.real_number,
                 "country": participant.country,
                 "proxy_number": participant.proxy_number.msisdn,
+                "proxy_country": participant.proxy_number.country,
             }
             for participant in sorted(participants, key=lambda participant: participant.pk)
         ],
     }
 
 
-def message_data(*, message: Message, conversation: Conversation | None) -> dict[str, Any]:
+def message_parties(
+    *, message: Message, participants: Iterable[Participant]
+) -> tuple[str | None, str | None]:
+    """The names of who a message is from and to, as the thread reads ("Alice → Bob").
+
+    A participant is recognised by their real number (as sender or recipient). In a
+    participant's own text (purpose `conversation`: the inbound SMS, its forward, a call) the
+    other side is the conversation's other participant: the forward Bob receives from his proxy
+    number is Alice's text. Intro, system and out-of-session messages come from the service:
+    their sender has no name (None).
+    """
+    people = list(participants)
+    by_number = {participant.real_number: participant for participant in people}
+    sender = by_number.get(message.sender)
+    recipient = by_number.get(message.recipient)
+    if message.purpose == Message.Purpose.CONVERSATION:
+        if sender is not None and recipient is None:
+            recipient = _other(people, sender)
+        elif recipient is not None and sender is None:
+            sender = _other(people, recipient)
+    return (
+        sender.name if sender is not None else None,
+        recipient.name if recipient is not None else None,
+    )
+
+
+def _other(people: list[Participant], one: Participant) -> Participant | None:
+    return next((p for p in people if p.real_number != one.real_number), None)
+
+
+def message_data(
+    *, message: Message, conversation: Conversation | None, participants: Iterable[Participant]
+) -> dict[str, Any]:
     """A message as the messages list shows it, plus its conversation's `id` and `reference`."""
+    sender_name, recipient_name = message_parties(message=message, participants=participants)
     return {
         "id": message.pk,
         "direction": message.direction,
         "purpose": message.purpose,
         "sender": message.sender,
         "recipient": message.recipient,
+        "sender_name": sender_name,
+        "recipient_name": recipient_name,
+        "forwarded_from": message.forwarded_from_id,
         "text": message.text,
         "status": message.status,
         "error_code": message.error_code,

@@ -91,15 +91,22 @@ def events_conversations_closed(*, conversation_ids: list[int]) -> None:
 
 
 def event_message(
-    *, type: EventType, message: Message, conversation: Conversation | None
+    *,
+    type: EventType,
+    message: Message,
+    conversation: Conversation | None,
+    participants: Iterable[Participant] | None = None,
 ) -> Event | None:
-    """A `message.*` event; `conversation` is the message's, already loaded by the caller."""
+    """A `message.*` event; `conversation` is the message's, already loaded by the caller, and
+    `participants` its participants when the caller has them (else read once, for the names)."""
     if not events_enabled():
         return None
+    if participants is None:
+        participants = list(conversation.participants.all()) if conversation is not None else []
     return event_record(
         type=type,
         conversation=conversation,
-        data=message_data(message=message, conversation=conversation),
+        data=message_data(message=message, conversation=conversation, participants=participants),
     )
 
 

@@ -111,6 +111,7 @@ def participant_assign(
             conversations_close_expired(conversation_ids=[candidate.held_by_conversation_id])
         if participant is not None:
             if _participant_move(participant=participant, proxy_number=proxy_number):
+                _foreign_number_log(participant=participant)
                 return participant
         else:
             created = participant_insert(
@@ -121,6 +122,7 @@ def participant_assign(
                 number=proxy_number,
             )
             if created is not None:
+                _foreign_number_log(participant=created)
                 return created
         # A concurrent request gave this real number the same proxy number first.
         logger.info(
@@ -142,6 +144,27 @@ def _participant_move(*, participant: Participant, proxy_number: VirtualNumber) 
         participant.active = False
         return False
     return True
+
+
+def _foreign_number_log(*, participant: Participant) -> None:
+    """Say when a participant was given a number of another country (the API's `proxy_country`).
+
+    Rule 3 prefers the participant's own country; a foreign number means that country's pool
+    ran short, and the participant texts an international number: operators should rent more.
+    """
+    number = participant.proxy_number
+    if participant.country and number.country != participant.country:
+        logger.warning(
+            "Participant %s of conversation %s (%s, %s) was given %s from %s: no free %s number "
+            "in the pool",
+            participant.pk,
+            participant.conversation_id,
+            mask_number(participant.real_number),
+            participant.country,
+            number.msisdn,
+            number.country,
+            participant.country,
+        )
 
 
 def number_status_locked(*, number_id: int) -> str | None:

@@ -144,8 +144,13 @@ def _message_forward(*, message: Message, route: Participant | None) -> InboundR
         reply = _out_of_session_reply(message=message)
         return InboundResult(Outcome.UNROUTED, message, reply)
     conversation_expiry_push(conversation=route.conversation)
-    event_message(type=EventType.MESSAGE_RECEIVED, message=message, conversation=route.conversation)
     other = route.partner
+    event_message(
+        type=EventType.MESSAGE_RECEIVED,
+        message=message,
+        conversation=route.conversation,
+        participants=[route] if other is None else [route, other],
+    )
     if other is None:
         logger.error("Conversation %s has no second participant.", route.conversation_id)
         return InboundResult(Outcome.ROUTED, message)

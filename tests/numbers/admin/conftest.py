@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.core.management import call_command
 from django.test import Client
 from django.urls import reverse
@@ -27,7 +28,9 @@ def action(client: Client, name: str, numbers: list[VirtualNumber], **extra: str
 
 def history(number: VirtualNumber | ProvisioningJob) -> list[tuple[int, str]]:
     return list(
-        LogEntry.objects.filter(object_id=str(number.pk))
+        LogEntry.objects.filter(
+            object_id=str(number.pk), content_type=ContentType.objects.get_for_model(number)
+        )
         .order_by("pk")
         .values_list("action_flag", "change_message")
     )

@@ -10,11 +10,11 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import DEFAULT_NUMBER_TYPE, NUMBER_TYPES, ProviderError
 from smsproxy.numbers.models import ProvisioningJob
 from smsproxy.numbers.selectors import provisioning_job_numbers
-from smsproxy.numbers.services.provisioning import (
-    numbers_available_search,
-    provisioning_job_create,
+from smsproxy.numbers.services.offer import numbers_available_search
+from smsproxy.numbers.services.provisioning_start import (
+    provisioning_job_start,
+    provisioning_job_submit,
 )
-from smsproxy.numbers.services.provisioning_start import provisioning_job_start
 
 
 class Command(BaseCommand):
@@ -68,7 +68,7 @@ class Command(BaseCommand):
             self.dry_run(count=count, **request)
             return
         try:
-            job = provisioning_job_create(quantity=count, **request)
+            job = provisioning_job_submit(quantity=count, **request)
         except ApplicationError as exc:
             raise CommandError(exc.detail) from exc
         self.stdout.write(f"Provisioning job #{job.pk}: {count} x {job.country} {job.number_type}.")
