@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def memory_total_gb() -> float:
@@ -81,6 +82,16 @@ def rss_mb(pid: int) -> float | None:
     except (FileNotFoundError, ProcessLookupError):
         return None
     return int(fields[1]) * PAGE_SIZE / 1024 / 1024
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of one process so far, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 def child_pids(pid: int) -> list[int]:

@@ -166,21 +166,23 @@ def record_throttled(*, message_id: int, error: ProviderError) -> DeliveryResult
     )
 
 
-def record_sender_busy(*, message_id: int, wait: float) -> DeliveryResult:
-    """The sending number's own rate limit holds the send back: due again in `wait` seconds,
-    the attempt given back, nothing else changed (one statement: this is not a failure)."""
+def record_sender_busy(*, message: Message, wait: float) -> DeliveryResult:
+    """The sending number's own rate limit holds the claimed `message` back: due again in
+    `wait` seconds, the attempt given back, nothing else changed (one statement: this is not
+    a failure, and it happens to many messages of a busy pool)."""
     now = timezone.now()
     due = now + timedelta(seconds=wait)
-    requeued = Message.objects.filter(pk=message_id, status=Message.Status.SENDING).update(
+    requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=Message.Status.QUEUED,
         attempts=F("attempts") - 1,
         claimed_at=None,
         next_attempt_at=due,
         updated_at=now,
     )
-    message = Message.objects.filter(pk=message_id).first()
-    if not requeued or message is None:
+    if not requeued:
         return DeliveryResult(Outcome.SKIPPED, message, "no longer sending")
+    message.status, message.attempts = Message.Status.QUEUED, message.attempts - 1
+    message.claimed_at, message.next_attempt_at, message.updated_at = None, due, now
     return DeliveryResult(
         Outcome.DEFERRED,
         message,
