@@ -41,7 +41,7 @@ def product_env(*, database: str, fake: FakeSms) -> dict[str, str]:
             "VONAGE_API_SECRET": "bench-api-secret",
             "VONAGE_REST_HOST": fake.host,
             "REQUESTS_CA_BUNDLE": str(fake.ca_file),
-            "SMS_RATE_LIMIT": str(ACCOUNT_RATE),
+            "SMS_RATE_LIMIT": str(fake.account_rate),
             "SMS_RATE_LIMIT_PER_SENDER": "1",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
@@ -107,7 +107,7 @@ def statuses() -> Counter[str]:
     )
 
 
-def allowed_rate(ids: list[int]) -> float:
+def allowed_rate(ids: list[int], *, account_rate: int) -> float:
     """What a perfect scheduler achieves on this backlog: the account's rate, unless one US
     number carries more than one second's worth of it."""
     from smsproxy.proxy.models import Message
@@ -115,4 +115,4 @@ def allowed_rate(ids: list[int]) -> float:
     _gb, us = senders()
     per_us = Counter(Message.objects.filter(sender__in=us).values_list("sender", flat=True))
     busiest = max(per_us.values(), default=0)
-    return len(ids) / max(len(ids) / ACCOUNT_RATE, float(busiest))
+    return len(ids) / max(len(ids) / account_rate, float(busiest))

@@ -1,13 +1,14 @@
 """Delivery under throttling: a backlog of SMS through the real delivery workers, against a
 local fake of Vonage's SMS endpoint that throttles.
 
-    .venv/bin/python -m bench.throttling [--quick] [--messages N] [--output FILE]
+    .venv/bin/python -m bench.throttling [--quick] [--messages N] [--account-rate N]
+        [--output FILE]
 
-The fake (bench/fake_sms.py) allows ACCOUNT_RATE sends a second to the account and one a second
-to each US long number of the pool, and answers status 1 (throttled) beyond. smsproxy is
-configured as an operator of that account would: SMS_PROVIDER=vonage pointed at the fake
-(VONAGE_REST_HOST, REQUESTS_CA_BUNDLE), SMS_RATE_LIMIT = the account's rate and
-SMS_RATE_LIMIT_PER_SENDER=1 (the pool has US long numbers), production settings, on a
+The fake (bench/fake_sms.py) allows --account-rate sends a second to the account (30: Vonage's
+default) and one a second to each US long number of the pool, and answers status 1 (throttled)
+beyond. smsproxy is configured as an operator of that account would: SMS_PROVIDER=vonage
+pointed at the fake (VONAGE_REST_HOST, REQUESTS_CA_BUNDLE), SMS_RATE_LIMIT = the account's rate
+and SMS_RATE_LIMIT_PER_SENDER=1 (the pool has US long numbers), production settings, on a
 throwaway PostgreSQL database (created and dropped; its name contains "bench_sim").
 
 The backlog (10,000 messages, 2,000 with --quick; senders drawn at random from a pool of GB and
@@ -17,8 +18,9 @@ US numbers) is written as `queued` rows, then delivered:
    to them as the product does (`message_dispatch`); skipped when Redis does not answer.
 Reported for each: the achieved rate against the allowed rate (target at least 90 %), throttled
 answers, messages lost (never accepted by the fake), sent twice (accepted twice, by client-ref),
-failed, and the resident memory of every delivery process (sampled every 2 s). Each run is
-bounded: it stops at 3 x the time the allowed rate needs, plus a minute.
+failed, and the resident memory (sampled every 2 s) and CPU time of every delivery process.
+Each run is bounded: it stops at 3 x the time the allowed rate needs, plus a minute. Without
+PostgreSQL the benchmark is skipped with a message (exit 0).
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 messages instead of 10,000")
     parser.add_argument("--messages", type=int)
+    parser.add_argument(
+        "--account-rate",
+        type=int,
+        default=ACCOUNT_RATE,
+        help=f"sends a second the fake allows the account (default {ACCOUNT_RATE})",
+    )
     parser.add_argument(
         "--admin-url",
         default=os.environ.get(
@@ -225,7 +233,8 @@ def main() -> int:
     _gb, us = senders()
     capped = frozenset(msisdn.lstrip("+") for msisdn in us)
     try:
-        with fake_sms_server(workdir, account_rate=ACCOUNT_RATE, capped_senders=capped) as fake:
+        rate = args.account_rate
+        with fake_sms_server(workdir, account_rate=rate, capped_senders=capped) as fake:
             env = product_env(database=database_url(args.admin_url, name), fake=fake)
             redis_why = redis_reachable(args.redis_url)
             # The bench hands the rows to Celery as the product does (`message_dispatch`).
@@ -242,15 +251,15 @@ def main() -> int:
                 database=f"PostgreSQL {postgres_version()}; Redis {args.redis_url}",
             )
             out.add(
-                f"Fake Vonage: {ACCOUNT_RATE} sends/s per account and 1/s per US long number "
+                f"Fake Vonage: {args.account_rate} sends/s per account and 1/s per US long number "
                 f"(fixed one-second windows); pool of {GB_SENDERS} GB and {US_SENDERS} US numbers, "
                 "senders drawn at random. smsproxy: SMS_RATE_LIMIT="
-                f"{ACCOUNT_RATE}, SMS_RATE_LIMIT_PER_SENDER=1, production settings.\n"
+                f"{args.account_rate}, SMS_RATE_LIMIT_PER_SENDER=1, production settings.\n"
             )
             pool_write()
             runs = []
             ids = backlog_write(args.messages, seed=SEED)
-            allowed = allowed_rate(ids)
+            allowed = allowed_rate(ids, account_rate=args.account_rate)
             progress(f"Embedded worker: {len(ids)} messages, allowed {allowed:.1f}/s")
             python = sys.executable
             outbox = Child(
