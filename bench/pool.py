@@ -339,7 +339,8 @@ def main() -> int:
     met = report(out, day, bound, runs, (peak_conversations, peak_people))
     if runs[1].refused == 0:
         out.add(f"Note: the pool of L - 1 = {bound - 1} served the day: L is not tight.")
-    out.add(f"Whole run: {time.perf_counter() - total:.0f} s.\n")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    out.add(f"Whole run: {time.perf_counter() - total:.0f} s; load average at the end: {load}.\n")
     return 0 if met else 1
 
 

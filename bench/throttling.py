@@ -313,7 +313,9 @@ def main() -> int:
 
             connections.close_all()
         database_drop(args.admin_url, name)
-    out.add(f"Whole run: {time.monotonic() - total:.0f} s; logs of the workers in {workdir}.\n")
+    load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    out.add(f"Whole run: {time.monotonic() - total:.0f} s; load average at the end: {load}.\n")
+    progress(f"Logs of the workers: {workdir}")
     return 0 if met else 1
 
 
