@@ -25,7 +25,14 @@ def memory_total_gb() -> float:
 
 
 def command_line(module: str) -> str:
-    return " ".join([".venv/bin/python", "-m", module, *(shlex.quote(a) for a in sys.argv[1:])])
+    """The command that ran, without `--output FILE` (a path of this machine)."""
+    words, skip = [], False
+    for word in sys.argv[1:]:
+        if skip or word == "--output" or word.startswith("--output="):
+            skip = word == "--output"
+            continue
+        words.append(shlex.quote(word))
+    return " ".join([".venv/bin/python", "-m", module, *words])
 
 
 class Output:
