@@ -334,6 +334,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TIMEZONE = "UTC"
+# Celery's Django fix-up closes the database connections around every task unless this many
+# tasks ran on them: a new PostgreSQL connection per SMS. Never, in effect: a task_prerun
+# handler (smsproxy/celery.py) replaces a connection that is broken or past CONN_MAX_AGE.
+CELERY_DB_REUSE_MAX = 1_000_000
 # Redis redelivers a task that was not acknowledged within this time (acks are late): longer
 # than any delivery can take, and longer than the longest retry ETA (30 minutes). The socket
 # timeouts bound a publish to a Redis that accepts connections but does not answer (kombu waits

@@ -39,7 +39,8 @@ EVENTS_SOON = timedelta(seconds=60)
 @shared_task(name=dispatch.DELIVER_TASK, ignore_result=True)
 def deliver_message(message_id: int) -> str:
     result = message_deliver(message_id=message_id)
-    if result.outcome == Outcome.RETRY and result.message and result.message.next_attempt_at:
+    retried = result.outcome in (Outcome.RETRY, Outcome.DEFERRED)
+    if retried and result.message and result.message.next_attempt_at:
         # Retry on time; the sweep would also find it, later.
         options: dict[str, Any] = {}
         if result.message.purpose == Message.Purpose.OUT_OF_SESSION:

@@ -15,17 +15,19 @@ import time
 from datetime import timedelta
 from http import HTTPStatus
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
 import pytest
-from celery.signals import task_postrun
+from celery.signals import task_postrun, task_prerun
 from django.conf import settings as django_settings
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from smsproxy import celery_app
+from smsproxy.celery import database_connections_checked
 from smsproxy.gateway import get_provider
 from smsproxy.gateway.base import SendResult, TransientProviderError
 from smsproxy.proxy.models import Message
@@ -244,3 +246,45 @@ def test_a_real_worker_sends_a_duplicated_text_exactly_once(
     assert len(CountingProvider.sends) == 1
     assert CountingProvider.sends[0]["client_ref"] == str(forward.pk)
     assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
+
+
+# --- the workers' database connections -----------------------------------------------------------
+
+
+def worker_task() -> Any:
+    """What Celery passes to its task signals for a task a worker runs (not eagerly)."""
+    return SimpleNamespace(request=SimpleNamespace(is_eager=False))
+
+
+def test_celery_workers_keep_their_database_connection_from_task_to_task() -> None:
+    from celery.fixups.django import DjangoWorkerFixup  # type: ignore[attr-defined]
+
+    fixup = DjangoWorkerFixup(celery_app)
+    with mock.patch.object(fixup, "_close_database") as close:
+        for _ in range(1000):
+            fixup.on_task_prerun(sender=worker_task())
+            fixup.on_task_postrun(sender=worker_task())
+
+    assert close.call_count == 0
+
+
+def test_before_each_task_a_broken_connection_is_replaced_and_a_sound_one_kept() -> None:
+    sound, broken = mock.Mock(in_atomic_block=False), mock.Mock(in_atomic_block=False)
+    sound.is_usable.return_value, broken.is_usable.return_value = True, False
+
+    with mock.patch("django.db.connections.all", return_value=[sound, broken]):
+        task_prerun.send(sender=deliver_message, task=worker_task(), task_id="t", args=())
+
+    sound.close_if_unusable_or_obsolete.assert_called_once_with()  # CONN_MAX_AGE, errors
+    sound.close.assert_not_called()
+    broken.close.assert_called_once_with()
+
+
+def test_an_eager_task_leaves_the_connections_alone() -> None:
+    connection = mock.Mock(in_atomic_block=False)
+    eager = SimpleNamespace(request=SimpleNamespace(is_eager=True))
+
+    with mock.patch("django.db.connections.all", return_value=[connection]):
+        database_connections_checked(task=eager)
+
+    connection.close_if_unusable_or_obsolete.assert_not_called()

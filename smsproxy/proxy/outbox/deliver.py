@@ -8,6 +8,9 @@ called.
 Outcomes:
 - Vonage accepted every part → `sent`, with one MessagePart per part (its message id and price)
   for the receipts.
+- The sending number is at SMS_RATE_LIMIT_PER_SENDER (its own bucket, not the shared one, is
+  empty) → back to `queued` at once, due when its token is there, the attempt given back, and
+  nothing sent: the worker goes on with other numbers' messages instead of sleeping (`ratelimit`).
 - Throttled (status 1, HTTP 429) → back to `queued`, due again in about a second
   (THROTTLE_RETRY_DELAY, jittered), the attempt given back: throttling is not a failure, so no
   throttle however long fails a message. The limiter is told, and slows the shared rate down
@@ -88,12 +91,13 @@ from smsproxy.gateway.base import ProviderError, SendResult
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox.claim import message_claim
 from smsproxy.proxy.outbox.intercept import forward_intercept
-from smsproxy.proxy.outbox.ratelimit import RateLimiter, rate_limiter_get
+from smsproxy.proxy.outbox.ratelimit import RateLimiter, SenderBusy, rate_limiter_get
 from smsproxy.proxy.outbox.record import (
     DeliveryResult,
     Outcome,
     outcome_write,
     record_failure,
+    record_sender_busy,
     record_sent,
     record_throttled,
     record_transient_failure,
@@ -180,7 +184,10 @@ def _message_deliver(*, message_id: int) -> tuple[DeliveryResult, str]:
         return intercepted, NO_STATUS
     limiter = rate_limiter_get()
     try:
-        limiter.acquire(message.sender)
+        limiter.acquire(message.sender, defer_busy_sender=True)
+    except SenderBusy as busy:
+        # Sleeping here would hold every other number's messages behind this one's cap.
+        return outcome_write(partial(record_sender_busy, message=message, wait=busy.wait))
     except Exception:
         # The limiter's store (Redis) is unreachable: give the claim back untouched.
         Message.objects.filter(pk=message_id, status=Message.Status.SENDING).update(

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.db import InterfaceError, OperationalError, connections, router, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from smsproxy.gateway.base import ProviderError, SendResult, SentPart
@@ -41,6 +42,8 @@ _sleep = time.sleep  # replaced by tests
 class Outcome(StrEnum):
     SENT = "sent"
     RETRY = "retry"
+    # The sending number is at SMS_RATE_LIMIT_PER_SENDER: due again when its token is there.
+    DEFERRED = "deferred"
     FAILED = "failed"
     SKIPPED = "skipped"  # not claimed: not queued, not due, or another worker has it
     BLOCKED = "blocked"  # the intercept hook refused the forward
@@ -160,6 +163,30 @@ def record_throttled(*, message_id: int, error: ProviderError) -> DeliveryResult
         message,
         f"throttled: {error.text} (code {error.code or '-'}); attempt not counted, "
         f"next in {delay.total_seconds():.1f}s",
+    )
+
+
+def record_sender_busy(*, message: Message, wait: float) -> DeliveryResult:
+    """The sending number's own rate limit holds the claimed `message` back: due again in
+    `wait` seconds, the attempt given back, nothing else changed (one statement: this is not
+    a failure, and it happens to many messages of a busy pool)."""
+    now = timezone.now()
+    due = now + timedelta(seconds=wait)
+    requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.QUEUED,
+        attempts=F("attempts") - 1,
+        claimed_at=None,
+        next_attempt_at=due,
+        updated_at=now,
+    )
+    if not requeued:
+        return DeliveryResult(Outcome.SKIPPED, message, "no longer sending")
+    message.status, message.attempts = Message.Status.QUEUED, message.attempts - 1
+    message.claimed_at, message.next_attempt_at, message.updated_at = None, due, now
+    return DeliveryResult(
+        Outcome.DEFERRED,
+        message,
+        f"the sending number is at SMS_RATE_LIMIT_PER_SENDER; due again in {wait:.2f}s",
     )
 
 

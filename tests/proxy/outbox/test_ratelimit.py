@@ -106,8 +106,10 @@ def test_the_redis_limiter_caps_each_sending_number() -> None:
     worker_a = RedisRateLimiter(BROKER_URL, 0, per_sender=1, key=key)
     worker_b = RedisRateLimiter(BROKER_URL, 0, per_sender=1, key=key)
 
-    assert worker_a._call("take", "+15555550100") == 0
-    # The same number again, from another worker: about a second to wait.
-    assert 0 < worker_b._call("take", "+15555550100") <= 1
+    assert worker_a._take("+15555550100") == (0, 0)
+    # The same number again, from another worker: about a second to wait, for that number.
+    shared_wait, sender_wait = worker_b._take("+15555550100")
+    assert shared_wait == 0
+    assert 0 < sender_wait <= 1
     # Another number is not held up.
-    assert worker_b._call("take", "+15555550101") == 0
+    assert worker_b._take("+15555550101") == (0, 0)

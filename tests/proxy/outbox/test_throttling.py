@@ -205,7 +205,7 @@ def test_delivery_takes_the_token_of_the_sending_number(
     taken: list[str] = []
 
     class Recording:
-        def acquire(self, sender: str = "") -> float:
+        def acquire(self, sender: str = "", *, defer_busy_sender: bool = False) -> float:
             taken.append(sender)
             return 0.0
 

@@ -1,0 +1,155 @@
+"""SMS_RATE_LIMIT_PER_SENDER never makes a worker sleep for one number: a message whose number
+is at its cap goes back to the queue, due when its token is there, and the worker sends other
+numbers' messages meanwhile (bench/throttling.py measured 6 a second instead of 30 before)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+import responses
+from django.utils import timezone
+
+from smsproxy.proxy.models import Message
+from smsproxy.proxy.outbox import deliver as delivery
+from smsproxy.proxy.outbox.deliver import Outcome, message_deliver
+from smsproxy.proxy.outbox.ratelimit import LocalRateLimiter, RedisRateLimiter, SenderBusy
+from smsproxy.proxy.tasks import deliver_message
+from tests.proxy.outbox.helpers import BROKER_URL, answer_ok, needs_broker, queued
+
+pytestmark = pytest.mark.django_db
+
+US_LONG_NUMBER = "+15555550100"
+OTHER_NUMBER = "+15555550101"
+
+
+class FakeClock:
+    """A monotonic clock that only moves when the limiter sleeps or the test says so."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        self.slept += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def limiter(monkeypatch, clock: FakeClock) -> LocalRateLimiter:
+    limiter = LocalRateLimiter(100, per_sender=1, clock=clock, sleep=clock.sleep)
+    monkeypatch.setattr(delivery, "rate_limiter_get", lambda: limiter)
+    return limiter
+
+
+def test_a_busy_sender_is_refused_at_once_and_nothing_is_taken(
+    limiter: LocalRateLimiter, clock: FakeClock
+) -> None:
+    limiter.acquire(US_LONG_NUMBER, defer_busy_sender=True)
+    clock.now += 0.2
+
+    with pytest.raises(SenderBusy) as busy:
+        limiter.acquire(US_LONG_NUMBER, defer_busy_sender=True)
+
+    assert busy.value.wait == pytest.approx(0.8)
+    assert clock.slept == 0
+    # Another number waits only for the shared bucket (1/100 s, refilled by now).
+    assert limiter.acquire(OTHER_NUMBER, defer_busy_sender=True) == 0
+    # The refused send took no token: once its second is up, the number sends at once.
+    clock.now += 0.8
+    assert limiter.acquire(US_LONG_NUMBER, defer_busy_sender=True) == 0
+
+
+def test_without_deferral_the_limiter_still_waits_for_the_sender(
+    limiter: LocalRateLimiter, clock: FakeClock
+) -> None:
+    limiter.acquire(US_LONG_NUMBER)
+
+    assert limiter.acquire(US_LONG_NUMBER) == pytest.approx(1.0)
+
+
+def test_a_message_of_a_number_at_its_cap_is_deferred_and_the_next_one_goes_out(
+    vonage: responses.RequestsMock, limiter: LocalRateLimiter, clock: FakeClock
+) -> None:
+    first = queued(sender=US_LONG_NUMBER)
+    second = queued(sender=US_LONG_NUMBER, error_code="1", error_text="Throttled before")
+    other = queued(sender=OTHER_NUMBER)
+    answer_ok(vonage, first)
+    answer_ok(vonage, other)
+    assert message_deliver(message_id=first.pk).outcome == Outcome.SENT
+    before = timezone.now()
+
+    result = message_deliver(message_id=second.pk)
+
+    assert result.outcome == Outcome.DEFERRED
+    second.refresh_from_db()
+    assert second.status == Message.Status.QUEUED
+    assert second.attempts == 0  # the claim's attempt given back
+    assert second.claimed_at is None
+    assert second.next_attempt_at is not None
+    assert timedelta(0) < second.next_attempt_at - before <= timedelta(seconds=1.1)
+    # Not a failure: what the last real attempt said stays.
+    assert (second.error_code, second.error_text) == ("1", "Throttled before")
+    assert clock.slept == 0  # the worker did not sleep for that number
+    assert message_deliver(message_id=other.pk).outcome == Outcome.SENT
+    assert len(vonage.calls) == 2  # the deferred message was not sent
+
+
+def test_a_deferred_message_is_sent_once_due(
+    vonage: responses.RequestsMock, limiter: LocalRateLimiter, clock: FakeClock, monkeypatch
+) -> None:
+    first, second = queued(sender=US_LONG_NUMBER), queued(sender=US_LONG_NUMBER)
+    answer_ok(vonage, first)
+    answer_ok(vonage, second)
+    message_deliver(message_id=first.pk)
+    assert message_deliver(message_id=second.pk).outcome == Outcome.DEFERRED
+    second.refresh_from_db()
+    assert second.next_attempt_at is not None
+
+    # Not due yet: nobody claims it.
+    assert message_deliver(message_id=second.pk).outcome == Outcome.SKIPPED
+    clock.now += 1.0
+    due = second.next_attempt_at
+    monkeypatch.setattr(timezone, "now", lambda: due)
+
+    assert message_deliver(message_id=second.pk).outcome == Outcome.SENT
+    second.refresh_from_db()
+    assert (second.status, second.attempts) == (Message.Status.SENT, 1)
+
+
+def test_the_celery_task_schedules_a_deferred_message_for_when_it_is_due(
+    limiter: LocalRateLimiter, vonage: responses.RequestsMock
+) -> None:
+    first, second = queued(sender=US_LONG_NUMBER), queued(sender=US_LONG_NUMBER)
+    answer_ok(vonage, first)
+    deliver_message(first.pk)
+
+    with mock.patch.object(deliver_message, "apply_async") as enqueue:
+        assert deliver_message(second.pk) == "deferred"
+
+    second.refresh_from_db()
+    assert enqueue.call_args.kwargs == {"args": (second.pk,), "eta": second.next_attempt_at}
+
+
+@needs_broker
+def test_the_redis_limiter_refuses_a_busy_sender_without_taking_anything() -> None:
+    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
+    worker_a = RedisRateLimiter(BROKER_URL, 100, per_sender=1, key=key)
+    worker_b = RedisRateLimiter(BROKER_URL, 100, per_sender=1, key=key)
+    worker_a.acquire(US_LONG_NUMBER, defer_busy_sender=True)
+
+    with pytest.raises(SenderBusy) as busy:
+        worker_b.acquire(US_LONG_NUMBER, defer_busy_sender=True)
+
+    assert 0 < busy.value.wait <= 1
+    assert worker_b.acquire(OTHER_NUMBER, defer_busy_sender=True) < 0.1
