@@ -187,7 +187,9 @@ def _message_deliver(*, message_id: int) -> tuple[DeliveryResult, str]:
         limiter.acquire(message.sender, defer_busy_sender=True)
     except SenderBusy as busy:
         # Sleeping here would hold every other number's messages behind this one's cap.
-        return outcome_write(partial(record_sender_busy, message=message, wait=busy.wait))
+        return outcome_write(
+            partial(record_sender_busy, message=message, wait=busy.wait)
+        ), NO_STATUS
     except Exception:
         # The limiter's store (Redis) is unreachable: give the claim back untouched.
         Message.objects.filter(pk=message_id, status=Message.Status.SENDING).update(
