@@ -44,15 +44,22 @@ def message_queue_outbound(
             forwarded_from=forwarded_from,
         )
     )
+    message_dispatch_on_commit(message=message)
+    return message
+
+
+def message_dispatch_on_commit(*, message: Message) -> None:
+    """Hand the queued `message`, written in the caller's transaction (or just committed in
+    autocommit), to the dispatcher once that transaction commits."""
     # robust: a hand-off that fails is logged and the other callbacks still run (two intro SMS
     # of one conversation); it never raises into the request that committed the row, since the
     # sweep re-dispatches what was committed but not handed over.
-    low_priority = purpose == Message.Purpose.OUT_OF_SESSION
+    message_id = message.pk
+    low_priority = message.purpose == Message.Purpose.OUT_OF_SESSION
     transaction.on_commit(
-        lambda: dispatch.message_dispatch(message_id=message.pk, low_priority=low_priority),
+        lambda: dispatch.message_dispatch(message_id=message_id, low_priority=low_priority),
         robust=True,
     )
-    return message
 
 
 def message_due_q(*, now: datetime) -> Q:
