@@ -12,7 +12,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from smsproxy.common.redaction import REDACTED_NUMBER, text_redact_numbers
+from smsproxy.common.redaction import (
+    REDACTED_NUMBER,
+    text_may_hold_a_number,
+    text_redact_numbers,
+)
 from smsproxy.gateway.webhooks import InboundSms, WebhookIgnored, inbound_sms_parse
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import InboundPart, Message
@@ -398,10 +402,28 @@ def test_no_reply_to_a_number_that_cannot_receive_sms(sender: str) -> None:
         ("£ 0770 0900 123", f"£ {REDACTED_NUMBER}"),
         # Seven or more digits go, whatever they were meant to be: a local number looks the same.
         ("order 1234567", f"order {REDACTED_NUMBER}"),
+        # Arabic-Indic digits are digits too.
+        ("\u0660\u0667\u0667\u0660\u0660 \u0669\u0660\u0660\u0661\u0662\u0663", REDACTED_NUMBER),
     ],
 )
 def test_text_redact_numbers(text: str, expected: str) -> None:
     assert text_redact_numbers(text=text, region="GB") == expected
+
+
+@pytest.mark.parametrize(
+    "text,may",
+    [
+        ("On my way, 10 minutes", False),
+        ("code 492 and 123", False),  # six digits in all
+        ("1 2 3 4 5 6 7", True),
+        ("\uff10\uff17\uff17\uff10\uff10\uff19\uff10", True),  # fullwidth
+        ("\u0660\u0667\u0667\u0660\u0660\u0669\u0660", True),  # Arabic-Indic
+    ],
+)
+def test_only_a_text_with_seven_digits_may_hold_a_number(text: str, may: bool) -> None:
+    assert text_may_hold_a_number(text) is may
+    if not may:
+        assert text_redact_numbers(text=text, region="GB") == text
 
 
 def test_forwarded_text_is_redacted(settings) -> None:

@@ -35,7 +35,7 @@ from django.utils import timezone
 from smsproxy.common.inserts import row_insert
 from smsproxy.common.phone import phone_receives_sms, phone_region
 from smsproxy.common.privacy import mask_number
-from smsproxy.common.redaction import text_redact_numbers
+from smsproxy.common.redaction import text_may_hold_a_number, text_redact_numbers
 from smsproxy.gateway.webhooks import InboundSms
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.events.record import (
@@ -112,7 +112,7 @@ def _receive_in_one_statement(*, sms: InboundSms) -> InboundResult | None:
         "+"
     )
     forward_text = sms.text
-    if forward_text and settings.PROXY_REDACT_NUMBERS:
+    if settings.PROXY_REDACT_NUMBERS and text_may_hold_a_number(forward_text):
         forward_text = text_redact_numbers(text=forward_text, region=phone_region(sms.sender))
     # Alone, the statement is its own transaction; the event or the expiry joins it in one.
     with transaction.atomic() if events_or_expiry else nullcontext():
