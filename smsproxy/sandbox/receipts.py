@@ -5,8 +5,9 @@ SMS's callback URL, the real receipt webhook, signed when `VONAGE_SIGNATURE_SECR
 Vonage's, it leaves a moment after the send, once the caller has stored the message ids.
 
 One daemon thread sends them in order of their due time, on one keep-alive HTTP session. Being
-a daemon, it never holds a process open by itself; at exit `stop()` gives what is still queued a few seconds, so a worker
-that exits right after sending (`run_outbox --once`) still delivers its receipts when it can.
+a daemon, it never holds a process open by itself; at exit `stop()` gives what is still queued
+a few seconds, so a worker that exits right after sending (`run_outbox --once`) still delivers
+its receipts when it can.
 A receipt that cannot be delivered (connection refused, a non-2xx answer) is logged once and
 dropped: the send it belongs to has already succeeded, and a demo needs no retries.
 """
