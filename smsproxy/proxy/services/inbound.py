@@ -8,7 +8,8 @@ Idempotency: Vonage retries a webhook until it gets a 2xx, so one `messageId` ma
 times, even concurrently. The unique constraints on `Message.vonage_message_id` and
 `InboundPart.vonage_message_id` decide: the second insert fails, its transaction (or the
 part's savepoint) rolls back, and the repeat is answered as a duplicate without changing
-anything.
+anything. On PostgreSQL a whole text (not a part) is usually one statement
+(`inbound_statement`): there the repeat inserts nothing (`ON CONFLICT DO NOTHING`).
 
 Concatenated SMS (rule 8): each part is kept as an InboundPart until all `concat-total` parts of
 (`msisdn`, `to`, `concat-ref`) are there, in whatever order they came; then they are joined in
