@@ -28,6 +28,18 @@ _CURRENCY_SIGNS = "£$€¥₹₽₺₩₪₦₱฿"
 _AMOUNT_RE = re.compile(r"[1-9]\d{0,2}([ ,.])\d{3}(?:\1\d{3})*(?:[.,]\d{1,2})?")
 
 
+# Fewer digits than this in a whole text, and nothing in it is redacted (both passes below
+# need seven).
+_MIN_DIGITS = 7
+
+
+def text_may_hold_a_number(text: str) -> bool:
+    """Whether `text` has enough digits for `text_redact_numbers` to change anything: most
+    texts do not, and then neither `phonenumbers`' matcher nor the sender's region is needed.
+    `str.isdigit` counts every digit either pass could see (`\\d` and `phonenumbers` alike)."""
+    return sum(map(str.isdigit, text)) >= _MIN_DIGITS
+
+
 def text_redact_numbers(*, text: str, region: str) -> str:
     """Rule 9: replace every phone number in `text` with REDACTED_NUMBER.
 
@@ -39,16 +51,14 @@ def text_redact_numbers(*, text: str, region: str) -> str:
     codes, "5 minutes", a 6-digit order number), time ranges ("10.30-11.45"), dates
     ("24.11.2026", "2026-11-24") and amounts after a currency sign ("£1 250 000").
     """
-    if sum(char.isdigit() for char in text) < 7:
-        # Nothing below could be redacted: every number found needs seven digits. Most texts
-        # (and names) take this way, without the matcher's cost.
+    if not text_may_hold_a_number(text):
         return text
     spans = []
     for match in phonenumbers.PhoneNumberMatcher(
         text, region, leniency=phonenumbers.Leniency.POSSIBLE
     ):
         digits = sum(char.isdigit() for char in match.raw_string)
-        if digits < 7 or _not_a_phone_number(text, match.start, match.raw_string):
+        if digits < _MIN_DIGITS or _not_a_phone_number(text, match.start, match.raw_string):
             continue
         spans.append((match.start, match.end))
     # Joined once, not spliced match by match: splicing copies the text for every number found,

@@ -12,7 +12,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from smsproxy.common.redaction import REDACTED_NUMBER, text_redact_numbers
+from smsproxy.common.redaction import (
+    REDACTED_NUMBER,
+    text_may_hold_a_number,
+    text_redact_numbers,
+)
 from smsproxy.gateway.webhooks import InboundSms, WebhookIgnored, inbound_sms_parse
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import InboundPart, Message
@@ -157,9 +161,11 @@ def test_routing_is_one_query() -> None:
     assert len(queries) == 1
 
 
-def test_a_routed_sms_is_one_transaction_of_three_statements() -> None:
-    """The webhook's hot path: the route (with the other participant), the inbound row, the
-    forward; no savepoint of its own (a repeat's IntegrityError rolls the transaction back)."""
+def test_a_routed_sms_is_one_statement_on_postgresql_and_three_on_sqlite() -> None:
+    """The webhook's hot path. PostgreSQL: the route, the inbound row and the forward are one
+    statement, its own transaction. SQLite (no INSERT inside WITH): the route (with the other
+    participant), the inbound row, the forward, in a transaction without a savepoint of its own
+    (a repeat's IntegrityError rolls the transaction back)."""
     conversation_make()
 
     with CaptureQueriesContext(connection) as queries:
@@ -167,8 +173,11 @@ def test_a_routed_sms_is_one_transaction_of_three_statements() -> None:
 
     assert result.outcome == Outcome.ROUTED and result.forward is not None
     statements = [query["sql"].split()[0].upper() for query in queries.captured_queries]
-    # Inside the test's transaction the service's own transaction is one savepoint.
-    assert statements == ["SAVEPOINT", "SELECT", "INSERT", "INSERT", "RELEASE"]
+    if connection.vendor == "postgresql":
+        assert statements == ["WITH"]
+    else:
+        # Inside the test's transaction the service's own transaction is one savepoint.
+        assert statements == ["SAVEPOINT", "SELECT", "INSERT", "INSERT", "RELEASE"]
     assert (result.forward.sender, result.forward.recipient) == (BOB_PROXY, BOB)
 
 
@@ -393,10 +402,28 @@ def test_no_reply_to_a_number_that_cannot_receive_sms(sender: str) -> None:
         ("£ 0770 0900 123", f"£ {REDACTED_NUMBER}"),
         # Seven or more digits go, whatever they were meant to be: a local number looks the same.
         ("order 1234567", f"order {REDACTED_NUMBER}"),
+        # Arabic-Indic digits are digits too.
+        ("\u0660\u0667\u0667\u0660\u0660 \u0669\u0660\u0660\u0661\u0662\u0663", REDACTED_NUMBER),
     ],
 )
 def test_text_redact_numbers(text: str, expected: str) -> None:
     assert text_redact_numbers(text=text, region="GB") == expected
+
+
+@pytest.mark.parametrize(
+    "text,may",
+    [
+        ("On my way, 10 minutes", False),
+        ("code 492 and 123", False),  # six digits in all
+        ("1 2 3 4 5 6 7", True),
+        ("\uff10\uff17\uff17\uff10\uff10\uff19\uff10", True),  # fullwidth
+        ("\u0660\u0667\u0667\u0660\u0660\u0669\u0660", True),  # Arabic-Indic
+    ],
+)
+def test_only_a_text_with_seven_digits_may_hold_a_number(text: str, may: bool) -> None:
+    assert text_may_hold_a_number(text) is may
+    if not may:
+        assert text_redact_numbers(text=text, region="GB") == text
 
 
 def test_forwarded_text_is_redacted(settings) -> None:

@@ -175,6 +175,20 @@ def test_the_beat_schedule_runs_the_sweep() -> None:
     }
 
 
+def test_the_celery_app_has_every_celery_setting_under_celerys_own_name() -> None:
+    names = [name for name in dir(django_settings) if name.startswith("CELERY_")]
+
+    assert {"CELERY_TASK_ROUTES", "CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_BEAT_SCHEDULE"} <= set(
+        names
+    )
+    for name in names:
+        if name != "CELERY_BROKER_URL":  # the Redis tests point the app at their own database
+            key = name.removeprefix("CELERY_").lower()
+            assert celery_app.conf[key] == getattr(django_settings, name), name
+    assert celery_app.conf.task_acks_late is True
+    assert celery_app.conf.task_routes["smsproxy.proxy.deliver_events"] == {"queue": "events"}
+
+
 # --- a real worker on Redis ----------------------------------------------------------------------
 
 

@@ -11,13 +11,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
+from unittest import mock
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
+import requests
 import responses
 from django.db import transaction
 
 from smsproxy.gateway.signatures import verify_signature
+from smsproxy.sandbox import receipts as receipts_module
 from smsproxy.sandbox.models import SandboxMessage
 from smsproxy.sandbox.provider import SandboxProvider
 from smsproxy.sandbox.receipts import RECEIPT_DELAY_SECONDS, ReceiptSender, receipt_sender
@@ -85,6 +88,25 @@ def test_a_delivered_receipt_per_part_after_the_callers_commit(
     }
     assert {"network-code", "price", "scts", "message-timestamp"} <= set(first)
     assert "sig" not in first  # no secret, no signature
+
+
+def test_the_sender_sends_every_receipt_on_one_session(
+    sandbox: SandboxProvider,
+    receipts: Received,
+    django_capture_on_commit_callbacks: Callable[..., Any],
+) -> None:
+    """One keep-alive connection for them all, not a new connection per receipt."""
+    with mock.patch.object(receipts_module.requests, "Session", wraps=requests.Session) as new:
+        with django_capture_on_commit_callbacks(execute=True):
+            first = send(sandbox, "x" * 200)
+            second = send(sandbox, "Hello")
+        receipt_sender.stop()
+
+    assert [receipt["messageId"] for receipt in receipts] == [
+        *first.message_ids,
+        *second.message_ids,
+    ]
+    assert new.call_count == 1
 
 
 def test_receipts_are_signed_when_a_secret_is_set(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -57,21 +57,22 @@ def message_queue_outbound_many(*, messages: Sequence[Message]) -> list[Message]
         message.status = Message.Status.QUEUED
     saved = rows_insert(messages)
     for message in saved:
-        # robust: a hand-off that fails is logged and the other callbacks still run (two intro
-        # SMS of one conversation); it never raises into the request that committed the row,
-        # since the sweep re-dispatches what was committed but not handed over.
-        transaction.on_commit(
-            _dispatch_later(
-                message_id=message.pk,
-                low_priority=message.purpose == Message.Purpose.OUT_OF_SESSION,
-            ),
-            robust=True,
-        )
+        message_dispatch_on_commit(message=message)
     return saved
 
 
-def _dispatch_later(*, message_id: int, low_priority: bool) -> Callable[[], None]:
-    return lambda: dispatch.message_dispatch(message_id=message_id, low_priority=low_priority)
+def message_dispatch_on_commit(*, message: Message) -> None:
+    """Hand the queued `message`, written in the caller's transaction (or just committed in
+    autocommit), to the dispatcher once that transaction commits."""
+    # robust: a hand-off that fails is logged and the other callbacks still run (two intro SMS
+    # of one conversation); it never raises into the request that committed the row, since the
+    # sweep re-dispatches what was committed but not handed over.
+    message_id = message.pk
+    low_priority = message.purpose == Message.Purpose.OUT_OF_SESSION
+    transaction.on_commit(
+        lambda: dispatch.message_dispatch(message_id=message_id, low_priority=low_priority),
+        robust=True,
+    )
 
 
 def message_due_q(*, now: datetime) -> Q:

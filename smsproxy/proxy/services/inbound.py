@@ -8,7 +8,8 @@ Idempotency: Vonage retries a webhook until it gets a 2xx, so one `messageId` ma
 times, even concurrently. The unique constraints on `Message.vonage_message_id` and
 `InboundPart.vonage_message_id` decide: the second insert fails, its transaction (or the
 part's savepoint) rolls back, and the repeat is answered as a duplicate without changing
-anything.
+anything. On PostgreSQL a whole text (not a part) is usually one statement
+(`inbound_statement`): there the repeat inserts nothing (`ON CONFLICT DO NOTHING`).
 
 Concatenated SMS (rule 8): each part is kept as an InboundPart until all `concat-total` parts of
 (`msisdn`, `to`, `concat-ref`) are there, in whatever order they came; then they are joined in
@@ -22,6 +23,7 @@ Vonage's own webhook retries after a short outage of ours.
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -34,14 +36,20 @@ from django.utils import timezone
 from smsproxy.common.inserts import row_insert
 from smsproxy.common.phone import phone_receives_sms, phone_region
 from smsproxy.common.privacy import mask_number
-from smsproxy.common.redaction import text_redact_numbers
+from smsproxy.common.redaction import text_may_hold_a_number, text_redact_numbers
 from smsproxy.gateway.webhooks import InboundSms
 from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.events.record import EventType, event_message, event_message_unrouted
+from smsproxy.proxy.events.record import (
+    EventType,
+    event_message,
+    event_message_unrouted,
+    events_enabled,
+)
 from smsproxy.proxy.models import InboundPart, Message, Participant
-from smsproxy.proxy.outbox.queue import message_queue_outbound
+from smsproxy.proxy.outbox.queue import message_dispatch_on_commit, message_queue_outbound
 from smsproxy.proxy.selectors import participant_route_get
-from smsproxy.proxy.services.lifetime import conversation_expiry_push
+from smsproxy.proxy.services.inbound_statement import inbound_statement_run
+from smsproxy.proxy.services.lifetime import TTL_FROM_LAST_MESSAGE, conversation_expiry_push
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +81,10 @@ def inbound_receive(*, sms: InboundSms) -> InboundResult:
     """Store, route and forward one inbound SMS (or one part of a concatenated one)."""
     if sms.is_part:
         return _part_receive(sms=sms)
+    if connection.vendor == "postgresql" and len(sms.text) <= settings.PROXY_MAX_TEXT_LENGTH:
+        result = _receive_in_one_statement(sms=sms)
+        if result is not None:
+            return result
     try:
         # No savepoint around the insert: nothing is written before it, so a repeat's
         # IntegrityError may roll the whole transaction back (two round trips fewer per SMS).
@@ -91,6 +103,50 @@ def inbound_receive(*, sms: InboundSms) -> InboundResult:
             logger.info("Inbound SMS %s received again: ignored.", sms.vonage_message_id)
             return InboundResult(Outcome.DUPLICATE)
         raise
+
+
+def _receive_in_one_statement(*, sms: InboundSms) -> InboundResult | None:
+    """The common cases in one statement (`inbound_statement`); None when it declined (rule 6
+    may answer this sender): nothing was written, the full path decides."""
+    events_or_expiry = events_enabled() or settings.PROXY_TTL_FROM == TTL_FROM_LAST_MESSAGE
+    reply_possible = bool(settings.PROXY_OUT_OF_SESSION_REPLY.strip()) and sms.sender.startswith(
+        "+"
+    )
+    forward_text = sms.text
+    if settings.PROXY_REDACT_NUMBERS and text_may_hold_a_number(forward_text):
+        forward_text = text_redact_numbers(text=forward_text, region=phone_region(sms.sender))
+    # Alone, the statement is its own transaction; the event or the expiry joins it in one.
+    with transaction.atomic() if events_or_expiry else nullcontext():
+        stored = inbound_statement_run(
+            sender=sms.sender,
+            recipient=sms.recipient,
+            text=sms.text,
+            forward_text=forward_text,
+            vonage_message_id=sms.vonage_message_id,
+            reply_possible=reply_possible,
+            now=timezone.now(),
+        )
+        if stored.declined:
+            return None
+        message = stored.message
+        if message is None:
+            logger.info("Inbound SMS %s received again: ignored.", sms.vonage_message_id)
+            return InboundResult(Outcome.DUPLICATE)
+        conversation = stored.conversation
+        if conversation is None:
+            event_message_unrouted(message=message)
+            if reply_possible and not stored.recipient_is_ours and phone_receives_sms(sms.sender):
+                _not_ours_warn(message=message)
+            return InboundResult(Outcome.UNROUTED, message)
+        conversation_expiry_push(conversation=conversation)
+        event_message(type=EventType.MESSAGE_RECEIVED, message=message, conversation=conversation)
+        if not stored.partner_found:
+            logger.error("Conversation %s has no second participant.", conversation.pk)
+        elif stored.forward is None:
+            logger.info("Inbound SMS #%s has no text to forward.", message.pk)
+        else:
+            message_dispatch_on_commit(message=stored.forward)
+        return InboundResult(Outcome.ROUTED, message, stored.forward)
 
 
 def _inbound_store(
@@ -189,11 +245,7 @@ def _out_of_session_reply(*, message: Message) -> Message | None:
         ).values_list("msisdn", "pk")
     )
     if message.recipient not in our_numbers:
-        logger.warning(
-            "Inbound SMS #%s to %s, not an active number of ours.",
-            message.pk,
-            mask_number(message.recipient),
-        )
+        _not_ours_warn(message=message)
         return None
     if message.sender in our_numbers:
         # Two of our own numbers must never answer each other in a loop.
@@ -225,6 +277,14 @@ def _out_of_session_reply(*, message: Message) -> Message | None:
         recipient=message.sender,
         text=reply_text,
         purpose=Message.Purpose.OUT_OF_SESSION,
+    )
+
+
+def _not_ours_warn(*, message: Message) -> None:
+    logger.warning(
+        "Inbound SMS #%s to %s, not an active number of ours.",
+        message.pk,
+        mask_number(message.recipient),
     )
 
 

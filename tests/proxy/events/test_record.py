@@ -115,8 +115,12 @@ def test_a_routed_sms_costs_one_insert_more_with_events(events_on) -> None:
         inbound_receive(sms=sms("On my way"))
 
     statements = [query["sql"].split()[0].upper() for query in queries.captured_queries]
-    # The route (with the partner), the inbound row, the event, the forward.
-    assert statements == ["SAVEPOINT", "SELECT", "INSERT", "INSERT", "INSERT", "RELEASE"]
+    if connection.vendor == "postgresql":
+        # The route, the inbound row and the forward in one statement; then the event.
+        assert statements == ["SAVEPOINT", "WITH", "INSERT", "RELEASE"]
+    else:
+        # The route (with the partner), the inbound row, the event, the forward.
+        assert statements == ["SAVEPOINT", "SELECT", "INSERT", "INSERT", "INSERT", "RELEASE"]
 
 
 def test_an_unrouted_sms_names_the_last_conversation_of_that_sender_on_that_number(
