@@ -18,6 +18,7 @@ from tests.browser.conftest import Browsing
 from tests.browser.scenario import (
     ALICE,
     BOB,
+    ERR_ANTI_SPAM,
     conversation_with_failed_forward,
     worker_run_once,
 )
@@ -67,3 +68,111 @@ def test_staff_log_in_and_the_dashboard_renders_on_its_own(browsing: Browsing, s
     browsing.screenshot("dashboard")
     assert browsing.console_errors == []
     assert browsing.foreign_requests == []
+
+
+def test_a_conversation_reads_as_a_thread_and_closes_after_a_confirmation(
+    browsing: Browsing, staff: Any
+) -> None:
+    conversation, forward = conversation_with_failed_forward()
+    browsing.log_in("admin", PASSWORD)
+    page = browsing.page
+
+    # A complaint names Alice's number as she writes it: the search finds her conversation.
+    browsing.open(reverse("admin:proxy_conversation_changelist"))
+    page.locator("#searchbar").fill(national(ALICE))
+    page.locator("#searchbar").press("Enter")
+    results = page.locator("#result_list tbody tr")
+    expect(results).to_have_count(1)
+    browsing.screenshot("conversations")
+    expect(results).to_contain_text("booking-42")
+    results.locator("th a").click()  # the conversation's id
+
+    thread = page.locator(".conversation-thread")
+    expect(thread).to_contain_text("Alice")
+    expect(thread).to_contain_text("Bob")
+    # Staff with every permission see the real numbers.
+    expect(thread).to_contain_text(ALICE)
+    inbound_row = thread.locator("tr", has_text="Running 5 minutes late")
+    expect(inbound_row).to_contain_text("Received")
+    forward_row = thread.locator("tr.thread-forward")
+    expect(forward_row).to_contain_text("forwarded to")
+    expect(forward_row).to_contain_text("Failed")
+    expect(forward_row).to_contain_text(ERR_ANTI_SPAM)
+    browsing.screenshot("conversation")
+
+    page.get_by_role("link", name="Close…").click()
+    expect(page.locator("h1")).to_have_text("Close this conversation: are you sure?")
+    browsing.screenshot("conversation-close")
+    page.get_by_role("button", name="Yes, close it").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Closed (was active)")
+    expect(page.get_by_role("link", name="Close…")).to_have_count(0)
+    expect(page.get_by_role("link", name="Reopen…")).to_be_visible()
+    conversation.refresh_from_db()
+    assert conversation.status == Conversation.Status.CLOSED
+    assert conversation.close_reason == Conversation.CloseReason.STAFF
+    assert LogEntry.objects.filter(object_id=str(conversation.pk)).count() == 1
+
+
+def test_staff_retry_a_failed_message_and_the_worker_sends_it_again(
+    browsing: Browsing, staff: Any
+) -> None:
+    _, forward = conversation_with_failed_forward()
+    browsing.log_in("admin", PASSWORD)
+    page = browsing.page
+
+    browsing.open(reverse("admin:proxy_message_changelist") + "?status__exact=failed")
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(1)
+    expect(rows.locator(".field-status_badge")).to_have_text("Failed")
+    browsing.screenshot("messages-failed")
+    rows.locator("input.action-select").check()
+    page.locator("select[name=action]").select_option("retry")
+    page.get_by_role("button", name=re.compile(r"^(Go|Run)$")).click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Queued 1 message(s) again.")
+    forward.refresh_from_db()
+    assert forward.status == Message.Status.QUEUED
+    assert forward.attempts == 0
+
+    worker_run_once()
+    browsing.open(reverse("admin:proxy_message_change", args=[forward.pk]))
+    expect(page.locator(".field-status .readonly")).to_have_text("Sent")
+    expect(page.locator(".field-error_code .readonly")).not_to_contain_text(ERR_ANTI_SPAM)
+    browsing.screenshot("message")
+
+
+def test_a_support_user_sees_real_numbers_masked(browsing: Browsing, django_user_model: Any) -> None:
+    conversation, forward = conversation_with_failed_forward()
+    support = django_user_model.objects.create_user("support", password=PASSWORD, is_staff=True)
+    support.groups.add(Group.objects.get(name="Support (read-only)"))
+    browsing.log_in("support", PASSWORD)
+    page = browsing.page
+
+    def assert_masked(*shown: str) -> None:
+        """None of Alice's and Bob's numbers in full in any way it is written, in the page's
+        text or markup (a tooltip, a link); the masked form of each of `shown` in its text."""
+        html = page.content()
+        for written in (ALICE, ALICE[1:], national(ALICE), BOB, BOB[1:], national(BOB)):
+            assert written not in html, f"{written} in full on {page.url}"
+        text = page.locator("body").inner_text()
+        for number in shown:
+            assert mask_number(number) in text, f"{mask_number(number)} not on {page.url}"
+
+    # Followed by clicking, as support would: a number typed in the search box would show.
+    browsing.open(reverse("admin:proxy_conversation_changelist"))
+    page.locator("#result_list tbody tr", has_text="booking-42").locator("th a").click()
+    expect(page.locator(".conversation-thread")).to_contain_text("Alice")
+    assert_masked(ALICE, BOB)
+    # Read-only: no button to change anything.
+    expect(page.get_by_role("link", name="Close…")).to_have_count(0)
+    browsing.screenshot("support-conversation")
+
+    browsing.open(reverse("admin:proxy_message_changelist"))
+    expect(page.locator("#result_list tbody tr")).to_have_count(conversation.messages.count())
+    assert_masked(ALICE, BOB)
+    expect(page.locator("select[name=action] option[value=retry]")).to_have_count(0)
+    browsing.screenshot("support-messages")
+
+    browsing.open(reverse("admin:proxy_message_change", args=[forward.pk]))  # to Bob
+    assert_masked(BOB)
