@@ -23,7 +23,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, Route, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Request,
+    Route,
+    expect,
+    sync_playwright,
+)
 
 # The folder the README names; .ci/run keeps it as the run's artifacts.
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
@@ -70,6 +79,9 @@ def playwright() -> Iterator[Playwright]:
 @pytest.fixture(scope="session")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     browser = playwright.chromium.launch(executable_path=chromium_executable(), headless=True)
+    # A run's screenshots only: none left over from an earlier run to be taken for this one's.
+    for old in SCREENSHOTS.glob("*.png"):
+        old.unlink()
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
     yield browser
     browser.close()
@@ -122,18 +134,18 @@ def browsing(browser: Browser, live_server: Any) -> Iterator[Browsing]:
             tab.foreign_requests.append(route.request.url)
             route.abort()
 
+    def observe(request: Request) -> None:
+        # Also what the route cannot see (a request a service worker makes, say).
+        if not tab.is_local(request.url):
+            tab.foreign_requests.append(request.url)
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            tab.console_errors.append(f"{message.text} ({message.location})")
+
     context.route("**/*", guard)
-    # Also what the route cannot see (a request a service worker makes, say).
-    context.on(
-        "request",
-        lambda request: None if tab.is_local(request.url) else tab.foreign_requests.append(request.url),
-    )
-    page.on(
-        "console",
-        lambda message: tab.console_errors.append(f"{message.text} ({message.location})")
-        if message.type == "error"
-        else None,
-    )
+    context.on("request", observe)
+    page.on("console", console)
     page.on("pageerror", lambda error: tab.console_errors.append(f"uncaught: {error}"))
     yield tab
     context.close()

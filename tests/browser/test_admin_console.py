@@ -95,7 +95,9 @@ def test_a_conversation_reads_as_a_thread_and_closes_after_a_confirmation(
     inbound_row = thread.locator("tr", has_text="Running 5 minutes late")
     expect(inbound_row).to_contain_text("Received")
     forward_row = thread.locator("tr.thread-forward")
-    expect(forward_row).to_contain_text("forwarded to")
+    expect(forward_row.get_by_role("link", name="forwarded to Bob")).to_have_attribute(
+        "href", reverse("admin:proxy_message_change", args=[forward.pk])
+    )
     expect(forward_row).to_contain_text("Failed")
     expect(forward_row).to_contain_text(ERR_ANTI_SPAM)
     browsing.screenshot("conversation")
@@ -142,7 +144,9 @@ def test_staff_retry_a_failed_message_and_the_worker_sends_it_again(
     browsing.screenshot("message")
 
 
-def test_a_support_user_sees_real_numbers_masked(browsing: Browsing, django_user_model: Any) -> None:
+def test_a_support_user_sees_real_numbers_masked(
+    browsing: Browsing, django_user_model: Any
+) -> None:
     conversation, forward = conversation_with_failed_forward()
     support = django_user_model.objects.create_user("support", password=PASSWORD, is_staff=True)
     support.groups.add(Group.objects.get(name="Support (read-only)"))
