@@ -128,14 +128,14 @@ def browsing(browser: Browser, live_server: Any) -> Iterator[Browsing]:
     tab = Browsing(page=page, base_url=live_server.url)
 
     def guard(route: Route) -> None:
+        # Stopped in the browser; `observe` records it.
         if tab.is_local(route.request.url):
             route.continue_()
         else:
-            tab.foreign_requests.append(route.request.url)
             route.abort()
 
     def observe(request: Request) -> None:
-        # Also what the route cannot see (a request a service worker makes, say).
+        # Every request the pages make, routed or not (one a service worker makes, say).
         if not tab.is_local(request.url):
             tab.foreign_requests.append(request.url)
 
