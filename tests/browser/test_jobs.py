@@ -51,5 +51,4 @@ def test_staff_buy_numbers_and_watch_the_job_finish(
 
     browsing.open(reverse("admin:numbers_virtualnumber_changelist"))
     expect(page.locator("#result_list tbody tr")).to_have_count(3)
-    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
     browsing.screenshot("numbers")
