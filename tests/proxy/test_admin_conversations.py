@@ -1,4 +1,8 @@
-"""Admin smoke tests: every conversation page, the close action, participant reassignment."""
+"""Admin smoke tests: every conversation page, its filters and search.
+
+The staff actions have their own files: test_admin_thread (Close, Reopen), test_admin_reassign,
+test_admin_close_action (closing from the list), test_admin_audit (the history they write).
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,12 @@ from http import HTTPStatus
 from typing import Any
 
 import pytest
-from django.contrib.admin.models import CHANGE, LogEntry
-from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from smsproxy.numbers.models import VirtualNumber
-from smsproxy.proxy.admin import conversations as admin_conversations
 from smsproxy.proxy.admin.conversations import MESSAGE_INLINE_LIMIT
 from smsproxy.proxy.models import Conversation, Message
 from smsproxy.proxy.services.conversations import conversation_close
@@ -228,203 +228,10 @@ def test_reference_is_read_only(admin_client: Client, conversation: Conversation
     assert conversation.participants.filter(active=True).count() == 2
 
 
-# --- Close action ---------------------------------------------------------------------------------
-
-
-def test_close_action_closes_and_records_history(
-    admin_client: Client, admin_user: Any, conversation: Conversation
-) -> None:
-    already = open_between(person(10), person(11))
-    conversation_close(conversation=already, reason=Conversation.CloseReason.API)
-
-    response = admin_client.post(
-        CHANGELIST,
-        {"action": "close_conversations", "_selected_action": [conversation.pk, already.pk]},
-        follow=True,
-    )
-
-    assert response.status_code == HTTPStatus.OK
-    assert "Closed 1 conversation(s); 1 already closed." in response.content.decode()
-    conversation.refresh_from_db()
-    assert conversation.status == Conversation.Status.CLOSED
-    assert conversation.close_reason == Conversation.CloseReason.STAFF
-    assert not conversation.participants.filter(active=True).exists()
-    already.refresh_from_db()
-    assert already.close_reason == Conversation.CloseReason.API
-    entries = LogEntry.objects.filter(object_id=str(conversation.pk), action_flag=CHANGE)
-    assert [(entry.user_id, entry.change_message) for entry in entries] == [
-        (admin_user.pk, "Closed (was active), reason staff; its proxy numbers are free.")
-    ]
-    assert not LogEntry.objects.filter(object_id=str(already.pk)).exists()
-
-
-def staff_client(client: Client, django_user_model: Any, *, model: str, perms: list[str]) -> Client:
-    staff = django_user_model.objects.create_user("staff", password="pw-for-tests-1", is_staff=True)
-    staff.user_permissions.add(
-        *Permission.objects.filter(
-            content_type__app_label="proxy", codename__in=[f"{p}_{model}" for p in perms]
-        )
-    )
-    client.force_login(staff)
-    return client
-
-
-def test_close_action_needs_the_change_permission(
-    client: Client, django_user_model: Any, conversation: Conversation
-) -> None:
-    viewer = staff_client(client, django_user_model, model="conversation", perms=["view"])
-
-    response = viewer.get(CHANGELIST)
-    assert response.status_code == HTTPStatus.OK
-    assert response.context["action_form"] is None  # no action offered to a viewer
-
-    viewer.post(
-        CHANGELIST, {"action": "close_conversations", "_selected_action": [conversation.pk]}
-    )
-    conversation.refresh_from_db()
-    assert conversation.status == Conversation.Status.ACTIVE
-
-
-def test_close_action_with_the_change_permission(
-    client: Client, django_user_model: Any, conversation: Conversation
-) -> None:
-    editor = staff_client(client, django_user_model, model="conversation", perms=["view", "change"])
-
-    response = editor.post(
-        CHANGELIST,
-        {"action": "close_conversations", "_selected_action": [conversation.pk]},
-        follow=True,
-    )
-
-    assert "Closed 1 conversation(s)." in response.content.decode()
-    conversation.refresh_from_db()
-    assert conversation.close_reason == Conversation.CloseReason.STAFF
-
-
-# --- Reassigning a participant's proxy number -----------------------------------------------------
-
-
-def reassign_data(admin_client: Client, conversation: Conversation, number: VirtualNumber) -> Any:
-    data = change_form_data(admin_client.get(change_url(conversation)))
-    participants = list(conversation.participants.order_by("id"))
-    data["participants-0-proxy_number"] = number.pk
-    assert data["participants-0-id"] == participants[0].pk
-    return data
-
-
-def test_reassign_through_the_inline(admin_client: Client, conversation: Conversation) -> None:
-    alice = conversation.participants.order_by("id")[0]
-    was = alice.proxy_number.msisdn
-    spare = VirtualNumberFactory.create()
-
-    response = admin_client.post(
-        change_url(conversation), reassign_data(admin_client, conversation, spare)
-    )
-
-    assert response.status_code == HTTPStatus.FOUND, response.context["errors"]
-    alice.refresh_from_db()
-    assert alice.proxy_number == spare
-    intro = conversation.messages.order_by("-id")[0]
-    assert (intro.purpose, intro.sender, intro.recipient) == ("intro", spare.msisdn, person(0))
-    change = LogEntry.objects.get(object_id=str(conversation.pk), action_flag=CHANGE)
-    assert change.get_change_message() == f"Proxy number {was} → {spare.msisdn} for Alice."
-
-
-def test_reassign_refused_when_the_person_uses_the_number_live_elsewhere(
-    admin_client: Client, conversation: Conversation
-) -> None:
-    alice = conversation.participants.order_by("id")[0]
-    elsewhere = open_between(person(0), person(5))
-    taken = elsewhere.participants.get(real_number=person(0)).proxy_number
-    assert taken != alice.proxy_number
-
-    response = admin_client.post(
-        change_url(conversation), reassign_data(admin_client, conversation, taken)
-    )
-
-    assert response.status_code == HTTPStatus.OK  # the form again, with the error
-    content = response.content.decode()
-    assert "already uses" in content and taken.msisdn in content
-    alice.refresh_from_db()
-    assert alice.proxy_number != taken
-
-
-def test_a_reassignment_refused_at_save_keeps_the_form_and_saves_nothing(
-    admin_client: Client, conversation: Conversation, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The form's check passed, then the service refused under lock (a concurrent request gave
-    Bob that number meanwhile): the form comes back with the reason, the other participant's
-    reassignment of the same submit is rolled back, nothing is reported as saved."""
-    alice, bob = conversation.participants.order_by("id")
-    spare = VirtualNumberFactory.create()
-    elsewhere = open_between(person(5), person(1))
-    taken = elsewhere.participants.get(real_number=person(1)).proxy_number
-    assert taken != bob.proxy_number
-    data = reassign_data(admin_client, conversation, spare)
-    data["participants-1-proxy_number"] = taken.pk
-    # The form's check sees the state before the concurrent request.
-    monkeypatch.setattr(admin_conversations, "participant_reassign_validate", lambda **_: None)
-    before = Message.objects.count()
-
-    response = admin_client.post(change_url(conversation), data)
-
-    assert response.status_code == HTTPStatus.OK  # the form again, with the error
-    content = response.content.decode()
-    assert "already uses" in content and taken.msisdn in content
-    assert "successfully" not in content
-    forms = response.context["inline_admin_formsets"][0].formset.forms
-    assert forms[1].errors["proxy_number"] and "already uses" in forms[1].errors["proxy_number"][0]
-    assert [form["proxy_number"].value() for form in forms] == [str(spare.pk), str(taken.pk)]
-    alice.refresh_from_db()
-    bob.refresh_from_db()
-    assert (alice.proxy_number, bob.proxy_number) != (spare, taken)
-    assert alice.proxy_number != spare  # rolled back with the refused one
-    assert Message.objects.count() == before  # no intro from either number
-    assert not LogEntry.objects.filter(object_id=str(conversation.pk)).exists()
-
-
-def test_reassign_offers_rented_numbers_only(
-    admin_client: Client, conversation: Conversation
-) -> None:
-    released = VirtualNumberFactory.create(
-        status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
-    )
-    page = admin_client.get(change_url(conversation))
-    form = page.context["inline_admin_formsets"][0].formset.forms[0]
-    offered = {str(value) for value, _label in form.fields["proxy_number"].choices if value}
-    rented = VirtualNumber.objects.filter(status=VirtualNumber.Status.ACTIVE)
-    assert offered == {str(number.pk) for number in rented}
-    assert released.msisdn not in page.content.decode()
-
-    response = admin_client.post(
-        change_url(conversation), reassign_data(admin_client, conversation, released)
-    )
-    assert response.status_code == HTTPStatus.OK  # the form again, with the error
-    alice = conversation.participants.order_by("id")[0]
-    assert alice.proxy_number != released
-
-
-def test_closed_conversation_shows_the_proxy_numbers_read_only(
-    admin_client: Client, conversation: Conversation
-) -> None:
-    Conversation.objects.filter(pk=conversation.pk).update(
-        expires_at=timezone.now() - timedelta(seconds=1)
-    )
-    response = admin_client.get(change_url(conversation))
-    assert response.status_code == HTTPStatus.OK
-    assert 'name="participants-0-proxy_number"' not in response.content.decode()
-
-
-def test_close_action_records_an_expired_conversation_as_such(
-    admin_client: Client, conversation: Conversation
-) -> None:
-    Conversation.objects.filter(pk=conversation.pk).update(
-        expires_at=timezone.now() - timedelta(seconds=1)
-    )
-    admin_client.post(
-        CHANGELIST, {"action": "close_conversations", "_selected_action": [conversation.pk]}
-    )
-    entry = LogEntry.objects.get(object_id=str(conversation.pk), action_flag=CHANGE)
-    assert (
-        entry.change_message == "Closed (was expired), reason expired; its proxy numbers are free."
-    )
+def test_the_page_edits_nothing_in_place(admin_client: Client, conversation: Conversation) -> None:
+    """Proxy numbers change through Reassign (a confirmation, the service's history), so the
+    participants are read-only and there is nothing to save."""
+    content = admin_client.get(change_url(conversation)).content.decode()
+    assert 'name="participants-0-proxy_number"' not in content
+    assert 'name="_save"' not in content
+    assert reverse("admin:proxy_conversation_reassign", args=[conversation.pk]) in content

@@ -1,4 +1,4 @@
-"""Smoke tests of the message admin and its retry action."""
+"""Smoke tests of the message admin and its retry action (the Retry button: test_admin_retry)."""
 
 from __future__ import annotations
 
@@ -96,7 +96,9 @@ def test_retry_action_queues_failed_messages_and_logs_it(admin_client: Client) -
     assert delivered.status == Message.Status.DELIVERED
     entry = LogEntry.objects.get(object_id=str(failed.pk))
     assert entry.action_flag == CHANGE
-    assert entry.get_change_message() == "Retried: status failed → queued, attempts 8 → 0."
+    assert entry.get_change_message() == (
+        "Retried: status failed → queued, attempts 8 → 0, error code 9 → -."
+    )
 
 
 def test_retry_needs_the_change_permission(client: Client, django_user_model: Any) -> None:

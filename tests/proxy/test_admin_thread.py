@@ -11,7 +11,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from django.urls import reverse
 
-from smsproxy.proxy.models import Conversation, Message
+from smsproxy.proxy.models import Conversation, Message, MessagePart
 from tests.factories import MessageFactory, VirtualNumberFactory
 from tests.proxy.specs import open_between
 
@@ -102,22 +102,26 @@ def test_close_asks_then_closes_and_records_it(
     admin_client: Client, admin_user: Any, conversation: Conversation
 ) -> None:
     url = reverse("admin:proxy_conversation_close", args=[conversation.pk])
-    assert url in page(admin_client, conversation)
+    link = '<span class="visually-hidden">Close conversation: </span>Close…</a>'
+    assert f'<a href="{url}">{link}' in page(admin_client, conversation)
+    numbers = [p.proxy_number.msisdn for p in conversation.participants.order_by("id")]
 
     confirmation = admin_client.get(url)
     assert confirmation.status_code == HTTPStatus.OK
     assert "are you sure?" in confirmation.content.decode()
+    assert ">Confirm: yes, close it</button>" in confirmation.content.decode()
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.ACTIVE
 
-    response = admin_client.post(url)
-    assert response.status_code == HTTPStatus.FOUND
+    response = admin_client.post(url, {"confirm": "yes"}, follow=True)
+    assert "Closed (was active); its proxy numbers are free." in response.content.decode()
     conversation.refresh_from_db()
     assert (conversation.status, conversation.close_reason) == ("closed", "staff")
     entry = LogEntry.objects.get(object_id=str(conversation.pk), action_flag=CHANGE)
     assert (entry.user_id, entry.change_message) == (
         admin_user.pk,
-        "Closed (was active), reason staff; its proxy numbers are free.",
+        f"Closed: status active → closed, reason staff; proxy numbers freed: "
+        f"{numbers[0]}, {numbers[1]}.",
     )
 
 
@@ -127,7 +131,8 @@ def test_reopen_asks_then_reopens_and_records_it(
     admin_client.post(reverse("admin:proxy_conversation_close", args=[conversation.pk]))
     url = reverse("admin:proxy_conversation_reopen", args=[conversation.pk])
     content = page(admin_client, conversation)
-    assert url in content
+    link = '<span class="visually-hidden">Reopen conversation: </span>Reopen…</a>'
+    assert f'<a href="{url}">{link}' in content
     assert reverse("admin:proxy_conversation_close", args=[conversation.pk]) not in content
 
     assert "are you sure?" in admin_client.get(url).content.decode()
@@ -137,7 +142,10 @@ def test_reopen_asks_then_reopens_and_records_it(
     assert conversation.status == Conversation.Status.ACTIVE
     assert conversation.participants.filter(active=True).count() == 2
     entry = LogEntry.objects.filter(object_id=str(conversation.pk)).latest("pk")
-    assert entry.change_message == "Reopened (was closed, reason staff)."
+    conversation.refresh_from_db()
+    assert conversation.expires_at is None  # opened without a TTL: none after reopening either
+    # Both got their own numbers back: no "proxy number … → …" part.
+    assert entry.change_message == "Reopened: status closed (reason staff) → active, no expiry."
 
 
 def test_closing_a_closed_conversation_changes_nothing(
@@ -158,10 +166,27 @@ def test_the_buttons_need_the_change_permission(
         Permission.objects.filter(codename__in=["view_conversation", "view_participant"])
     )
     client.force_login(staff)
-    close = reverse("admin:proxy_conversation_close", args=[conversation.pk])
-
-    assert close not in page(client, conversation)
-    assert client.get(close).status_code == HTTPStatus.FORBIDDEN
-    assert client.post(close).status_code == HTTPStatus.FORBIDDEN
+    content = page(client, conversation)
+    for name in ("close", "reopen", "reassign"):
+        url = reverse(f"admin:proxy_conversation_{name}", args=[conversation.pk])
+        assert url not in content
+        assert client.get(url).status_code == HTTPStatus.FORBIDDEN
+        assert client.post(url, {"confirm": "yes"}).status_code == HTTPStatus.FORBIDDEN
     conversation.refresh_from_db()
     assert conversation.status == Conversation.Status.ACTIVE
+
+
+def test_an_error_code_is_shown_with_what_vonage_says_it_means(
+    admin_client: Client, conversation: Conversation
+) -> None:
+    """The fixture's failed forward has code 6: as a send's status, "invalid message"; once a
+    delivery receipt of its part says err-code 6, "anti-spam rejection"."""
+    forward = conversation.messages.get(status=Message.Status.FAILED)
+    assert "Invalid message" in thread_of(page(admin_client, conversation))
+
+    MessagePart.objects.create(
+        message=forward, vonage_message_id="0C0000000006", status="failed", error_code="6"
+    )
+    thread = thread_of(page(admin_client, conversation))
+    assert "6: Absent subscriber" in thread and "Anti-spam rejection" in thread
+    assert "Invalid message" not in thread

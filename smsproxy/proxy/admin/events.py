@@ -2,7 +2,7 @@
 
 Read-only like messages: the service writes events. Staff with the "change event" permission
 may resend selected events (`event_resend`: pending again, due now, a fresh 24 hours of
-retries); each resend is written to the event's admin history.
+retries), which writes each resend to the event's admin history.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from django.utils.html import format_html
 
 from smsproxy.common.admin import ReadOnlyAdminMixin
 from smsproxy.common.admin_privacy import RealNumberMaskingMixin
+from smsproxy.common.audit import request_actor
 from smsproxy.common.privacy import text_mask_numbers
 from smsproxy.proxy.events.deliver import event_resend
 from smsproxy.proxy.models import Event
@@ -70,15 +71,8 @@ class EventAdmin(RealNumberMaskingMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.action(description="Resend the selected events", permissions=["resend"])
     def resend(self, request: HttpRequest, queryset: QuerySet[Event]) -> None:
-        resent = 0
+        resent, actor = 0, request_actor(request)
         for event in queryset.order_by("pk"):
-            was, attempts = event.status, event.attempts
-            event = event_resend(event=event)
-            self.log_change(
-                request,
-                event,
-                f"Resent: status {was} → {event.status}, attempts {attempts} → {event.attempts}; "
-                "due now.",
-            )
+            event_resend(event=event, actor=actor)  # writes the event's admin history
             resent += 1
         self.message_user(request, f"Resending {resent} event(s).", messages.SUCCESS)

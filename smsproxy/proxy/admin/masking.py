@@ -11,6 +11,11 @@ from smsproxy.common.privacy import mask_number, text_mask_numbers
 from smsproxy.proxy.models import Message, Participant
 
 
+def participant_name(participant: Participant) -> str:
+    """The participant's name, or "participant #12" (never a number: support staff read it)."""
+    return participant.name or f"participant #{participant.pk}"
+
+
 def participant_label(participant: Participant, *, masked: bool) -> str:
     """ "Alice (+447700900123) via +447700900100", the real number masked if `masked`."""
     real_number = mask_number(participant.real_number) if masked else participant.real_number

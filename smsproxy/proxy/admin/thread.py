@@ -9,6 +9,7 @@ from django.utils.safestring import SafeString
 
 from smsproxy.common.admin_display import status_badge
 from smsproxy.common.privacy import mask_number, text_mask_numbers
+from smsproxy.proxy.admin.errors import message_error_description
 from smsproxy.proxy.admin.masking import participant_label
 from smsproxy.proxy.models import Conversation, Message, Participant
 
@@ -23,6 +24,7 @@ class ThreadLine:
     recipient: str
     badge: SafeString
     error: str
+    error_description: str  # what Vonage says the error code means
     forwards: list[ThreadLine] = field(default_factory=list)
 
 
@@ -59,6 +61,7 @@ def _line(message: Message, by_number: dict[str, Participant], *, masked: bool) 
         recipient=receiver,
         badge=status_badge(message.status, message.get_status_display()),
         error=text_mask_numbers(error) if masked else error,
+        error_description=message_error_description(message),
     )
 
 
@@ -69,7 +72,9 @@ def conversation_thread(
     participants = list(conversation.participants.all())
     by_number = {participant.real_number: participant for participant in participants}
     messages = list(
-        Message.objects.filter(conversation=conversation).order_by("-created_at", "-id")[:limit]
+        Message.objects.filter(conversation=conversation)
+        .prefetch_related("parts")
+        .order_by("-created_at", "-id")[:limit]
     )
     messages.reverse()
     lines = {message.pk: _line(message, by_number, masked=masked) for message in messages}

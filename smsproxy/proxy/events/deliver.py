@@ -24,11 +24,13 @@ from datetime import datetime, timedelta
 
 import requests
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from smsproxy.common.audit import audit_change
 from smsproxy.proxy.events import dispatch
 from smsproxy.proxy.events.payloads import datetime_data
 from smsproxy.proxy.events.webhook import webhook_post
@@ -182,17 +184,36 @@ def _record_failure(event: Event, *, error: str) -> bool:
     return False
 
 
-def event_resend(*, event: Event) -> Event:
-    """Staff's resend: pending again, due now, with a fresh 24 hours of retries."""
+def event_resend(*, event: Event, actor: AbstractBaseUser | None = None) -> Event:
+    """Staff's resend: pending again, due now, with a fresh 24 hours of retries.
+
+    Resent by staff (`actor`): written to the event's admin history in the same transaction.
+    """
     with transaction.atomic():
-        Event.objects.filter(pk=event.pk).update(
-            status=Event.Status.PENDING,
-            attempts=0,
-            next_attempt_at=None,
-            first_attempt_at=None,
-            delivered_at=None,
-            last_error="",
+        locked = Event.objects.select_for_update().get(pk=event.pk)
+        was, attempts = locked.status, locked.attempts
+        locked.status = Event.Status.PENDING
+        locked.attempts = 0
+        locked.next_attempt_at = None
+        locked.first_attempt_at = None
+        locked.delivered_at = None
+        locked.last_error = ""
+        locked.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "first_attempt_at",
+                "delivered_at",
+                "last_error",
+            ]
         )
+        if actor is not None:
+            audit_change(
+                actor=actor,
+                obj=locked,
+                change=f"Resent: status {was} → {locked.status}, attempts {attempts} → "
+                f"{locked.attempts}; due now.",
+            )
         transaction.on_commit(dispatch.events_dispatch, robust=True)
-    event.refresh_from_db()
-    return event
+    return locked

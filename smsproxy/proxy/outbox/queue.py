@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from smsproxy.common.audit import audit_change
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.inserts import row_insert
 from smsproxy.proxy.models import Conversation, Message
@@ -105,23 +107,26 @@ def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list
 RETRYABLE_STATUSES = (Message.Status.FAILED, Message.Status.REJECTED, Message.Status.EXPIRED)
 
 
-def message_retry(*, message: Message) -> Message:
+def message_retryable(*, message: Message) -> bool:
+    return message.direction == Message.Direction.OUTBOUND and message.status in RETRYABLE_STATUSES
+
+
+def message_retry(*, message: Message, actor: AbstractBaseUser | None = None) -> Message:
     """Queue a failed outbound message again with a fresh set of attempts (staff's retry).
 
     The parts of the failed send stay for the record but are superseded: the message's status
-    follows the new send's receipts only.
+    follows the new send's receipts only. Retried by staff (`actor`): written to the message's
+    admin history in the same transaction.
     """
     with transaction.atomic():
         locked = Message.objects.select_for_update().get(pk=message.pk)
-        if (
-            locked.direction != Message.Direction.OUTBOUND
-            or locked.status not in RETRYABLE_STATUSES
-        ):
+        if not message_retryable(message=locked):
             raise ApplicationError(
                 f"Only failed outbound messages can be retried; #{locked.pk} is "
                 f"{locked.direction} and {locked.status}.",
                 code="not_retryable",
             )
+        was, attempts, code = locked.status, locked.attempts, locked.error_code
         locked.parts.update(superseded=True)
         locked.status = Message.Status.QUEUED
         locked.attempts = 0
@@ -142,6 +147,13 @@ def message_retry(*, message: Message) -> Message:
                 "updated_at",
             ]
         )
+        if actor is not None:
+            audit_change(
+                actor=actor,
+                obj=locked,
+                change=f"Retried: status {was} → {locked.status}, attempts {attempts} → "
+                f"{locked.attempts}, error code {code or '-'} → -.",
+            )
         message_id = locked.pk
         transaction.on_commit(lambda: dispatch.message_dispatch(message_id=message_id), robust=True)
     return locked

@@ -20,9 +20,11 @@ from datetime import datetime, timedelta
 from http import HTTPStatus
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from smsproxy.common.audit import audit_change
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.events.record import EventType, event_conversation
@@ -169,24 +171,35 @@ def intro_text(*, other_name: str) -> str:
 
 
 def conversation_close(
-    *, conversation: Conversation, reason: str, now: datetime | None = None
+    *,
+    conversation: Conversation,
+    reason: str,
+    now: datetime | None = None,
+    actor: AbstractBaseUser | None = None,
 ) -> Conversation:
     """Close a conversation and free its participants' numbers at once (idempotent).
 
     A conversation already past `expires_at` is recorded as expired at its expiry time,
-    whoever closes it: that is when it stopped routing.
+    whoever closes it: that is when it stopped routing. Closed by staff (`actor`): written to
+    the conversation's admin history in the same transaction (nothing when already closed).
     """
     if reason not in Conversation.CloseReason.values:
         raise ValueError(f"Unknown close reason {reason!r}")
     return write_retried(
-        lambda: _conversation_close_write(conversation=conversation, reason=reason, now=now),
+        lambda: _conversation_close_write(
+            conversation=conversation, reason=reason, now=now, actor=actor
+        ),
         what="Closing a conversation",
         conflict_error=_close_conflict_error,
     )
 
 
 def _conversation_close_write(
-    *, conversation: Conversation, reason: str, now: datetime | None
+    *,
+    conversation: Conversation,
+    reason: str,
+    now: datetime | None,
+    actor: AbstractBaseUser | None,
 ) -> Conversation:
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
@@ -194,21 +207,30 @@ def _conversation_close_write(
             return locked
         now = now or timezone.now()
         if locked.expires_at is not None and locked.expires_at <= now:
-            reason, closed_at = Conversation.CloseReason.EXPIRED, locked.expires_at
+            reason, closed_at, was = Conversation.CloseReason.EXPIRED, locked.expires_at, "expired"
         else:
-            closed_at = now
+            closed_at, was = now, "active"
         locked.status = Conversation.Status.CLOSED
         locked.closed_at = closed_at
         locked.close_reason = reason
         locked.save(update_fields=["status", "closed_at", "close_reason"])
         participants_deactivate(participants=Participant.objects.filter(conversation=locked))
+        participants = Participant.objects.filter(conversation=locked)
         event_conversation(
             type=EventType.CONVERSATION_CLOSED,
             conversation=locked,
-            participants=Participant.objects.filter(conversation=locked).select_related(
-                "proxy_number"
-            ),
+            participants=participants.select_related("proxy_number"),
         )
+        if actor is not None:
+            freed = ", ".join(
+                participants.order_by("id").values_list("proxy_number__msisdn", flat=True)
+            )
+            audit_change(
+                actor=actor,
+                obj=locked,
+                change=f"Closed: status {was} → closed, reason {reason}; proxy numbers freed: "
+                f"{freed}.",
+            )
     logger.info("Closed conversation %s (%s)", locked.public_id, reason)
     return locked
 
@@ -292,11 +314,16 @@ def participant_reassign_validate(
 
 
 def participant_reassign(
-    *, participant: Participant, proxy_number: VirtualNumber, now: datetime | None = None
+    *,
+    participant: Participant,
+    proxy_number: VirtualNumber,
+    now: datetime | None = None,
+    actor: AbstractBaseUser | None = None,
 ) -> Participant:
     """Move a participant to another proxy number under the same uniqueness rule as assignment.
 
-    The participant is told by SMS from the new number, which is now the one they text.
+    The participant is told by SMS from the new number, which is now the one they text. Done
+    by staff (`actor`): written to the conversation's admin history in the same transaction.
     """
     if participant.proxy_number_id == proxy_number.pk:
         return participant
@@ -350,6 +377,13 @@ def participant_reassign(
             .first()
         )
         intro_queue(participant=participant, other=other)
+        if actor is not None:
+            audit_change(
+                actor=actor,
+                obj=conversation,
+                change=f"Reassigned {participant.name or f'participant #{participant.pk}'}: "
+                f"proxy number {previous.msisdn} → {proxy_number.msisdn}.",
+            )
     logger.info(
         "Moved a participant of conversation %s from %s to %s",
         participant.conversation.public_id,

@@ -13,9 +13,11 @@ import logging
 from collections import Counter
 from datetime import timedelta
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from smsproxy.common.audit import audit_change
 from smsproxy.common.phone import RealNumber
 from smsproxy.proxy.events.record import EventType, event_conversation
 from smsproxy.proxy.models import Conversation, Participant
@@ -34,28 +36,38 @@ from smsproxy.proxy.services.writes import pool_served, write_retried
 logger = logging.getLogger(__name__)
 
 
-def conversation_reopen(*, conversation: Conversation, ttl: int | None = None) -> Conversation:
+def conversation_reopen(
+    *, conversation: Conversation, ttl: int | None = None, actor: AbstractBaseUser | None = None
+) -> Conversation:
     """Make a closed or expired conversation live again; a live one is returned unchanged.
 
     The TTL restarts: `ttl` seconds (then kept as the conversation's TTL), else the one it was
     opened with (0: no expiry). 503 `pool_exhausted` when a participant whose number is taken
-    finds no other (after renting, with PROXY_AUTO_PROVISION).
+    finds no other (after renting, with PROXY_AUTO_PROVISION). Reopened by staff (`actor`):
+    written to the conversation's admin history in the same transaction.
     """
     return pool_served(
         lambda: write_retried(
-            lambda: _reopen_write(conversation_id=conversation.pk, ttl=ttl),
+            lambda: _reopen_write(conversation_id=conversation.pk, ttl=ttl, actor=actor),
             what="Reopening a conversation",
             conflict_error=assignment_conflict_error,
         )
     )
 
 
-def _reopen_write(*, conversation_id: int, ttl: int | None) -> Conversation:
+def _reopen_write(
+    *, conversation_id: int, ttl: int | None, actor: AbstractBaseUser | None
+) -> Conversation:
     with transaction.atomic():
         now = timezone.now()
         locked = Conversation.objects.select_for_update().get(pk=conversation_id)
         if conversation_is_live(conversation=locked, now=now):
             return locked
+        was = (
+            f"closed (reason {locked.close_reason})"
+            if locked.status == Conversation.Status.CLOSED
+            else "expired"
+        )
         if locked.status == Conversation.Status.ACTIVE:
             # Expired, not swept yet: its participants still hold their routes. Closed first,
             # as the sweep would, so that the loads and the history stay exact.
@@ -71,10 +83,10 @@ def _reopen_write(*, conversation_id: int, ttl: int | None) -> Conversation:
             Participant.objects.filter(conversation=locked).select_related("proxy_number")
         )
         assigned: Counter[int] = Counter()
-        moved: list[Participant] = []
+        moved: list[tuple[Participant, str]] = []
         for position, participant in enumerate(participants):
             participant.conversation = locked
-            previous = participant.proxy_number_id
+            previous, previous_msisdn = participant.proxy_number_id, participant.proxy_number.msisdn
             spec = ParticipantSpec(
                 position=position,
                 name=participant.name,
@@ -90,18 +102,36 @@ def _reopen_write(*, conversation_id: int, ttl: int | None) -> Conversation:
             )
             assigned[participant.proxy_number_id] += 1
             if participant.proxy_number_id != previous:
-                moved.append(participant)
+                moved.append((participant, previous_msisdn))
         number_uses_record(uses=[(p.real_number, p.proxy_number_id, now) for p in participants])
         number_loads_adjust(changes=assigned)
         event_conversation(
             type=EventType.CONVERSATION_REOPENED, conversation=locked, participants=participants
         )
-        for participant in moved:
+        for participant, _ in moved:
             other = next((p for p in participants if p.pk != participant.pk), None)
             intro_queue(participant=participant, other=other)
+        if actor is not None:
+            audit_change(actor=actor, obj=locked, change=_reopen_change(locked, was, moved))
     logger.info(
         "Reopened conversation %s (%d participant(s) on a new number)",
         locked.public_id,
         len(moved),
     )
     return locked
+
+
+def _reopen_change(
+    conversation: Conversation, was: str, moved: list[tuple[Participant, str]]
+) -> str:
+    expires = (
+        f"expires {conversation.expires_at:%Y-%m-%d %H:%M:%S %Z}"
+        if conversation.expires_at
+        else "no expiry"
+    )
+    numbers = "".join(
+        f"; {p.name or f'participant #{p.pk}'}'s proxy number {was_msisdn} → "
+        f"{p.proxy_number.msisdn}"
+        for p, was_msisdn in moved
+    )
+    return f"Reopened: status {was} → active, {expires}{numbers}."
