@@ -66,8 +66,8 @@ def receipt_arrives(*, message: Message, status: str, error_code: str = "0") -> 
 
 def conversation_with_failed_forward() -> tuple[Conversation, Message]:
     """Alice and Bob in a conversation: the intros delivered, Alice's text forwarded to Bob,
-    and Vonage's receipt saying the forward failed."""
-    pool_rent(2)
+    and Vonage's receipt saying the forward failed. The pool has a third number, free."""
+    pool_rent(3)
     conversation = open_between(ALICE, BOB, reference="booking-42")
     worker_run_once()
     for intro in conversation.messages.filter(purpose=Message.Purpose.INTRO):

@@ -13,6 +13,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from smsproxy.common.privacy import mask_number
+from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message
 from tests.browser.conftest import Browsing
 from tests.browser.scenario import (
@@ -100,6 +101,7 @@ def test_a_conversation_reads_as_a_thread_and_closes_after_a_confirmation(
     )
     expect(forward_row).to_contain_text("Failed")
     expect(forward_row).to_contain_text(ERR_ANTI_SPAM)
+    expect(forward_row.locator(".error-description")).to_contain_text("Anti-spam rejection")
     browsing.screenshot("conversation")
 
     page.get_by_role("link", name="Close…").click()
@@ -116,6 +118,34 @@ def test_a_conversation_reads_as_a_thread_and_closes_after_a_confirmation(
     assert LogEntry.objects.filter(object_id=str(conversation.pk)).count() == 1
 
 
+def test_staff_reassign_a_proxy_number_after_a_confirmation(browsing: Browsing, staff: Any) -> None:
+    conversation, _ = conversation_with_failed_forward()
+    alice = conversation.participants.get(real_number=ALICE)
+    was = alice.proxy_number
+    spare = VirtualNumber.objects.exclude(participants__conversation=conversation).get()
+    browsing.log_in("admin", PASSWORD)
+    page = browsing.page
+
+    browsing.open(reverse("admin:proxy_conversation_change", args=[conversation.pk]))
+    page.get_by_role("link", name="Reassign").click()
+    page.get_by_role("radio", name=re.compile(r"^Alice \(")).check()
+    page.get_by_label("New proxy number").select_option(label=spare.msisdn)
+    browsing.screenshot("conversation-reassign")
+    page.get_by_role("button", name="Reassign").click()
+
+    expect(page.locator("h1")).to_have_text("Reassign a proxy number: are you sure?")
+    expect(page.locator("#content")).to_contain_text(f"instead of {was.msisdn}")
+    alice.refresh_from_db()
+    assert alice.proxy_number == was  # nothing changed before the confirmation
+    page.get_by_role("button", name="Confirm").click()
+
+    expect(page.locator(".messagelist")).to_contain_text(
+        f"Reassigned Alice: proxy number {was.msisdn} → {spare.msisdn}."
+    )
+    alice.refresh_from_db()
+    assert alice.proxy_number == spare
+
+
 def test_staff_retry_a_failed_message_and_the_worker_sends_it_again(
     browsing: Browsing, staff: Any
 ) -> None:
@@ -127,20 +157,27 @@ def test_staff_retry_a_failed_message_and_the_worker_sends_it_again(
     rows = page.locator("#result_list tbody tr")
     expect(rows).to_have_count(1)
     expect(rows.locator(".field-status_badge")).to_have_text("Failed")
+    # The code in the list, what it means in its tooltip.
+    expect(rows.locator("span[title^='Anti-spam rejection']")).to_have_text(f"{ERR_ANTI_SPAM} ⓘ")
     browsing.screenshot("messages-failed")
-    rows.locator("input.action-select").check()
-    page.locator("select[name=action]").select_option("retry")
-    page.get_by_role("button", name=re.compile(r"^(Go|Run)$")).click()
+    rows.locator("th a").click()
 
-    expect(page.locator(".messagelist")).to_contain_text("Queued 1 message(s) again.")
+    page.get_by_role("link", name="Retry").click()
+    expect(page.locator("h1")).to_have_text("Retry this message: are you sure?")
+    browsing.screenshot("message-retry")
+    forward.refresh_from_db()
+    assert forward.status == Message.Status.FAILED  # nothing changed before the confirmation
+    page.get_by_role("button", name="Confirm").click()
+
+    expect(page.locator(".messagelist")).to_contain_text("Queued the message again.")
+    expect(page.get_by_role("link", name="Retry")).to_have_count(0)
     forward.refresh_from_db()
     assert forward.status == Message.Status.QUEUED
     assert forward.attempts == 0
 
     worker_run_once()
-    browsing.open(reverse("admin:proxy_message_change", args=[forward.pk]))
+    page.reload()
     expect(page.locator(".field-status .readonly")).to_have_text("Sent")
-    expect(page.locator(".field-error_code .readonly")).not_to_contain_text(ERR_ANTI_SPAM)
     browsing.screenshot("message")
 
 
