@@ -50,7 +50,6 @@ class ProvisioningJobAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "country",
         "number_type",
         "features",
-        "pattern",
         "quantity",
         "rented",
         "status_badge",

@@ -83,7 +83,6 @@ class MessageAdmin(MessageNumbersMasking, ReadOnlyAdminMixin, admin.ModelAdmin):
         "short_text",
         "status_badge",
         "error",
-        "attempts",
         "conversation",
     ]
     list_filter = ["direction", "status", "purpose", "intercept", "created_at"]

@@ -40,6 +40,8 @@ class StatementResult:
     conversation: Conversation | None  # the route's (live) conversation
     partner_found: bool  # the route's conversation has a second participant
     recipient_is_ours: bool  # the recipient is an active number of ours
+    # The route's two people (real number and name only), for the event's sender/recipient names.
+    participants: tuple[Participant, ...] = ()
 
 
 def inbound_statement_run(
@@ -74,13 +76,22 @@ def inbound_statement_run(
         cursor.execute(sql, params)
         row = cursor.fetchone()
     assert row is not None  # the final SELECT always answers one row
-    inbound_id, forward_id, declined, recipient_is_ours, partner_id, partner_real, partner_proxy = (
-        row[:7]
-    )
+    (
+        inbound_id,
+        forward_id,
+        declined,
+        recipient_is_ours,
+        partner_id,
+        partner_real,
+        partner_proxy,
+        sender_id,
+        sender_name,
+        partner_name,
+    ) = row[:10]
     conversation = None
-    if row[7] is not None:
+    if row[10] is not None:
         values = [
-            _convert(value, *column) for value, column in zip(row[7:], converters, strict=True)
+            _convert(value, *column) for value, column in zip(row[10:], converters, strict=True)
         ]
         conversation = Conversation.from_db(
             connection.alias, [f.attname for f in Conversation._meta.concrete_fields], values
@@ -122,6 +133,17 @@ def inbound_statement_run(
         conversation=conversation,
         partner_found=partner_id is not None,
         recipient_is_ours=bool(recipient_is_ours),
+        participants=_people(
+            (sender_id, sender, sender_name), (partner_id, partner_real, partner_name)
+        ),
+    )
+
+
+def _people(*people: tuple[int | None, str, str | None]) -> tuple[Participant, ...]:
+    return tuple(
+        Participant(pk=pk, real_number=real_number, name=name or "")
+        for pk, real_number, name in people
+        if pk is not None
     )
 
 
@@ -224,7 +246,8 @@ def _statement_plan() -> tuple[str, dict[str, Any], list[tuple[Any, list[Any]]]]
     sql = (
         "WITH route AS ("  # noqa: S608
         "SELECT p.conversation_id, o.id AS partner_id, o.real_number AS partner_real_number, "
-        f"n2.msisdn AS partner_proxy_number, {conversation_columns} "
+        "n2.msisdn AS partner_proxy_number, p.id AS sender_id, p.name AS sender_name, "
+        f"o.name AS partner_name, {conversation_columns} "
         f"FROM {participant} p "
         f"JOIN {number} n ON n.id = p.proxy_number_id "
         f"JOIN {quote(Conversation._meta.db_table)} c ON c.id = p.conversation_id "
@@ -251,7 +274,8 @@ def _statement_plan() -> tuple[str, dict[str, Any], list[tuple[Any, list[Any]]]]
         "WHERE route.partner_id IS NOT NULL AND %(forward)s::boolean RETURNING id) "
         "SELECT (SELECT id FROM inbound), (SELECT id FROM forward), "
         "(SELECT possible FROM reply), EXISTS (SELECT FROM ours), route.partner_id, "
-        f"route.partner_real_number, route.partner_proxy_number, {route_columns} "
+        "route.partner_real_number, route.partner_proxy_number, route.sender_id, "
+        f"route.sender_name, route.partner_name, {route_columns} "
         "FROM (SELECT 1) AS one LEFT JOIN route ON TRUE"
     )
     converters = []
