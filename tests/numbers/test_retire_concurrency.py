@@ -26,7 +26,7 @@ from smsproxy.numbers.models import VirtualNumber
 from smsproxy.numbers.services.rental import number_release
 from smsproxy.numbers.services.sync import numbers_sync
 from smsproxy.proxy.models import Conversation, Message, Participant
-from smsproxy.proxy.services.conversations import participant_reassign
+from smsproxy.proxy.services.reassign import participant_reassign
 from smsproxy.sandbox.models import SandboxNumber
 from tests.factories import ParticipantFactory, VirtualNumberFactory
 

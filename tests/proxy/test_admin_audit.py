@@ -22,7 +22,8 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy.events.deliver import event_resend
 from smsproxy.proxy.models import Conversation, Event, Message
 from smsproxy.proxy.outbox.queue import message_retry
-from smsproxy.proxy.services.conversations import conversation_close, participant_reassign
+from smsproxy.proxy.services.conversations import conversation_close
+from smsproxy.proxy.services.reassign import participant_reassign
 from smsproxy.proxy.services.reopen import conversation_reopen
 from tests.factories import MessageFactory, ParticipantFactory, VirtualNumberFactory
 from tests.proxy.admin_users import VIEWER, staff_login

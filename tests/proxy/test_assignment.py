@@ -21,6 +21,8 @@ from smsproxy.proxy.services.assignment_statements import Candidate
 from smsproxy.proxy.services.conversations import (
     conversation_close,
     conversations_expire,
+)
+from smsproxy.proxy.services.reassign import (
     participant_reassign,
 )
 from tests.factories import ParticipantFactory, VirtualNumberFactory

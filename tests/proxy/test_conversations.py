@@ -19,10 +19,13 @@ from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation
 from smsproxy.proxy.selectors import conversation_is_live, live_conversation_q
 from smsproxy.proxy.services import conversations as conversation_services
+from smsproxy.proxy.services import reassign as reassign_services
 from smsproxy.proxy.services.conversations import (
     conversation_close,
     conversation_create,
     conversations_expire,
+)
+from smsproxy.proxy.services.reassign import (
     participant_reassign,
 )
 from smsproxy.proxy.services.writes import WRITE_ATTEMPTS
@@ -360,7 +363,7 @@ def test_reassign_refuses_a_number_released_after_it_was_checked(
     conversation = open_between(person(0), person(1))
     participant = conversation.participants.get(real_number=person(0))
     target = VirtualNumberFactory.create()
-    validate = conversation_services.participant_reassign_validate
+    validate = reassign_services.participant_reassign_validate
 
     def validate_then_release(**kwargs: Any) -> None:
         # The admin form checked the number; a release commits before the save.
@@ -369,9 +372,7 @@ def test_reassign_refuses_a_number_released_after_it_was_checked(
             status=VirtualNumber.Status.RELEASED, released_at=timezone.now()
         )
 
-    monkeypatch.setattr(
-        conversation_services, "participant_reassign_validate", validate_then_release
-    )
+    monkeypatch.setattr(reassign_services, "participant_reassign_validate", validate_then_release)
     before = snapshot()
 
     with pytest.raises(ApplicationError) as error:

@@ -12,7 +12,8 @@ from rest_framework.test import APIClient
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message
 from smsproxy.proxy.services.assignment import NumberSelection
-from smsproxy.proxy.services.conversations import conversation_close, participant_reassign
+from smsproxy.proxy.services.conversations import conversation_close
+from smsproxy.proxy.services.reassign import participant_reassign
 from tests.factories import VirtualNumberFactory
 from tests.proxy.specs import open_between
 

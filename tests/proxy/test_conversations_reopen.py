@@ -16,7 +16,8 @@ from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, NumberUse, Participant
 from smsproxy.proxy.selectors import conversation_is_live, participant_live_list
-from smsproxy.proxy.services.conversations import conversation_close, participant_reassign
+from smsproxy.proxy.services.conversations import conversation_close
+from smsproxy.proxy.services.reassign import participant_reassign
 from smsproxy.proxy.services.reopen import conversation_reopen
 from tests.factories import VirtualNumberFactory
 from tests.proxy.specs import open_between

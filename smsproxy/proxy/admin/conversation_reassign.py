@@ -25,7 +25,7 @@ from smsproxy.proxy.admin.confirm import confirmation_page
 from smsproxy.proxy.admin.masking import participant_label, participant_name
 from smsproxy.proxy.models import Conversation, Participant
 from smsproxy.proxy.selectors import assignable_features_q
-from smsproxy.proxy.services.conversations import (
+from smsproxy.proxy.services.reassign import (
     participant_reassign,
     participant_reassign_validate,
 )
