@@ -299,12 +299,25 @@ def webhook_queries(*, conversations: int) -> tuple[list[str], str]:
         raise SystemExit(
             f"The in-process webhook answered {response.status_code}: {response.content!r}"
         )
+    # The route lookup: on PostgreSQL the webhook's one `WITH` statement (route, inbound row and
+    # forward together), elsewhere the route SELECT. EXPLAIN ANALYZE runs it, so inside a
+    # transaction rolled back: the plan is the real one and nothing is written twice.
     route = next(
         (sql, params)
         for sql, params in statements
-        if sql.lstrip().upper().startswith("SELECT") and "proxy_participant" in sql
+        if sql.lstrip().upper().startswith(("SELECT", "WITH")) and "proxy_participant" in sql
     )
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + route[0], route[1])
-        plan = "\n".join(row[0] for row in cursor.fetchall())
+    from django.db import transaction
+
+    class _RolledBack(Exception):
+        pass
+
+    plan = ""
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + route[0], route[1])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            raise _RolledBack
+    except _RolledBack:
+        pass
     return [query["sql"] for query in captured.captured_queries], plan
