@@ -201,6 +201,21 @@ def measure(args: argparse.Namespace, bench: Bench, out: report.Report, token: s
     return problems
 
 
+def error_blocks(log: str, *, limit: int = 40) -> list[list[str]]:
+    """Each ERROR line of the server's log with the lines that follow it up to the next record
+    (its traceback), at most `limit` lines each."""
+    blocks: list[list[str]] = []
+    current: list[str] | None = None
+    for line in log.splitlines():
+        if line[:4].isdigit() and line[4:5] == "-":  # a new record: "2026-12-01 19:53:49,902 ..."
+            current = [line] if " ERROR " in line else None
+            if current is not None:
+                blocks.append(current)
+        elif current is not None and len(current) < limit:
+            current.append(line)
+    return blocks
+
+
 def main() -> int:
     args = parse_args()
     # Stopped from outside: the servers are stopped and the database dropped all the same.
@@ -239,11 +254,7 @@ def main() -> int:
             problems = measure(args, bench, out, token)
             bench.stop()
             deliveries = web_data.delivery_counts()
-            errors = [
-                line
-                for line in (Path(workdir) / "web.log").read_text(errors="replace").splitlines()
-                if " ERROR " in line
-            ]
+            errors = error_blocks((Path(workdir) / "web.log").read_text(errors="replace"))
             connections.close_all()
         finally:
             bench.stop()
@@ -251,10 +262,18 @@ def main() -> int:
             admin.close()
     out.add(
         f"Delivery worker during the run (outbound messages by status at the end): {deliveries}. "
-        f"Server log: {len(errors)} ERROR lines{': ' + errors[0] if errors else ''}. "
+        f"Server log: {len(errors)} ERROR lines{': ' + errors[0][0] if errors else ''}. "
         f"Whole bench: {time.monotonic() - started:.0f} s; load average "
         f"{os.getloadavg()[0]:.2f} at the end."
     )
+    if errors:
+        # No input may give a 5xx (DESIGN.md §8): the first error's traceback, and a failed run.
+        out.add(
+            "The server's first ERROR, with its traceback:\n\n```\n"
+            + "\n".join(errors[0])
+            + "\n```\n"
+        )
+        problems.append(f"the server logged {len(errors)} ERROR line(s)")
     for problem in problems:
         print("CHECK FAILED:", problem)
     print(

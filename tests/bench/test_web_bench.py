@@ -111,3 +111,26 @@ def test_the_server_is_the_procfile_web_command_bound_to_localhost() -> None:
     command = web_load.procfile_command("web", port=18999)
     assert Path(command[0]).name == "gunicorn"
     assert "127.0.0.1:18999" in command and "0.0.0.0:8000" not in " ".join(command)
+
+
+def test_the_servers_errors_are_read_with_their_traceback() -> None:
+    from bench.web import error_blocks
+
+    log = (
+        "2026-12-01 19:53:49,800 INFO smsproxy.proxy.webhooks: Inbound SMS routed.\n"
+        "2026-12-01 19:53:49,902 ERROR django.request: Internal Server Error: /api/x/\n"
+        "Traceback (most recent call last):\n"
+        '  File "a.py", line 1, in f\n'
+        "ValueError: boom\n"
+        "2026-12-01 19:53:50,001 INFO smsproxy.proxy.webhooks: Inbound SMS routed.\n"
+        "  an indented line of an INFO record\n"
+    )
+
+    [block] = error_blocks(log)
+
+    assert block[0].endswith("Internal Server Error: /api/x/")
+    assert block[1:] == [
+        "Traceback (most recent call last):",
+        '  File "a.py", line 1, in f',
+        "ValueError: boom",
+    ]
