@@ -17,15 +17,21 @@ from django.db import models, transaction
 from django.http import HttpRequest
 
 
-def audit_change(*, actor: AbstractBaseUser, obj: models.Model, change: str) -> LogEntry:
-    """Record in `obj`'s admin history that `actor` made `change` (old → new values, in words).
+def audit_change(
+    *, actor: AbstractBaseUser | None, obj: models.Model, change: str, flag: int = CHANGE
+) -> LogEntry | None:
+    """Record in `obj`'s admin history that `actor` made `change` (old → new values, in words);
+    `flag` ADDITION for an object the action created. Without an actor (a command run from a
+    shell, the API, the sweep) nothing is written: that output is its own record.
 
     Must run inside the transaction that makes the change, so that both commit or neither.
     """
+    if actor is None or actor.pk is None:
+        return None
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("audit_change runs inside the transaction of the change it records.")
     entry: LogEntry = LogEntry.objects.log_actions(
-        actor.pk, [obj], CHANGE, change_message=change, single_object=True
+        actor.pk, [obj], flag, change_message=change, single_object=True
     )
     return entry
 

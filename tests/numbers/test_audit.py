@@ -44,7 +44,7 @@ def test_the_history_is_written_in_the_transaction_of_the_change(
     def broken_log(**kwargs: Any) -> None:
         raise RuntimeError("the history could not be written")
 
-    monkeypatch.setattr(rental, "admin_log", broken_log)
+    monkeypatch.setattr(rental, "audit_change", broken_log)
 
     with pytest.raises(RuntimeError):
         if change == "release":

@@ -13,11 +13,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from smsproxy import gateway
+from smsproxy.common.audit import audit_change
 from smsproxy.common.errors import ApplicationError
 from smsproxy.gateway.base import NumberNotOwnedError, ProviderError
 from smsproxy.numbers.models import ProvisioningJob, VirtualNumber
 from smsproxy.numbers.selectors import inbound_webhook_url, provisioning_job_numbers
-from smsproxy.numbers.services.audit import admin_log
 from smsproxy.numbers.services.common import (
     RELEASE_CANCEL_WINDOW,
     number_mark_configured,
@@ -112,10 +112,10 @@ def _number_set_reserved(*, number: VirtualNumber, reserved: bool, actor: Any) -
         if current.reserved != reserved:
             current.reserved = reserved
             current.save(update_fields=["reserved"])
-            admin_log(
+            audit_change(
                 actor=actor,
                 obj=current,
-                message=f"Reserved: {_yes_no(not reserved)} → {_yes_no(reserved)}.",
+                change=f"Reserved: {_yes_no(not reserved)} → {_yes_no(reserved)}.",
             )
     number.refresh_from_db()
     return number
@@ -173,7 +173,7 @@ def number_release(
         current.status = VirtualNumber.Status.RELEASED
         current.released_at = timezone.now()
         current.save(update_fields=["status", "released_at"])
-        admin_log(actor=actor, obj=current, message=_release_message(current, uses))
+        audit_change(actor=actor, obj=current, change=_release_message(current, uses))
     try:
         # The provider first, so that the window in which a sync could list the number as still
         # rented (RELEASE_CANCEL_WINDOW) does not include closing its conversations.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.contrib.admin.models import ADDITION, CHANGE
 from django.db import transaction
 
+from smsproxy.common.audit import audit_change
 from smsproxy.common.errors import ApplicationError
 from smsproxy.numbers.models import JobNumberOutcome, ProvisioningJob, VirtualNumber
-from smsproxy.numbers.services.audit import ADDITION, CHANGE, admin_log
 from smsproxy.numbers.services.common import job_outcome_record, provider_description
 from smsproxy.numbers.services.sync import numbers_sync
 
@@ -51,10 +52,10 @@ def sync_job_body(*, job: ProvisioningJob, log: Callable[..., None]) -> str:
                 job_outcome_record(job=job, msisdn=number.msisdn, outcome=outcome)
                 if outcome in _HISTORY:
                     flag, message = _HISTORY[outcome]
-                    admin_log(
+                    audit_change(
                         actor=job.requested_by,
                         obj=number,
-                        message=message.format(job=f"sync job #{job.pk}", source=source),
+                        change=message.format(job=f"sync job #{job.pk}", source=source),
                         flag=flag,
                     )
         for failure in result.failed:
