@@ -12,6 +12,7 @@ import pytest
 import responses
 from django.utils import timezone
 
+from smsproxy.common.metrics import SENDS
 from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox import deliver as delivery
 from smsproxy.proxy.outbox.deliver import Outcome, message_deliver
@@ -88,10 +89,14 @@ def test_a_message_of_a_number_at_its_cap_is_deferred_and_the_next_one_goes_out(
     answer_ok(vonage, other)
     assert message_deliver(message_id=first.pk).outcome == Outcome.SENT
     before = timezone.now()
+    deferred = SENDS.labels(outcome="deferred", status="none")
+    counted = deferred._value.get()
 
     result = message_deliver(message_id=second.pk)
 
     assert result.outcome == Outcome.DEFERRED
+    # Counted in /metrics as deferred, Vonage not asked.
+    assert deferred._value.get() == counted + 1
     second.refresh_from_db()
     assert second.status == Message.Status.QUEUED
     assert second.attempts == 0  # the claim's attempt given back
