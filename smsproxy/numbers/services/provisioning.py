@@ -77,14 +77,20 @@ def provisioning_job_create(
         features=",".join(features_clean(features)),
         pattern=pattern_clean(pattern),
         quantity=quantity,
-        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
     )
-    job.log_entry(
-        f"Requested {quantity} x {job.country} {job.number_type} ({job.features})"
-        + (f" matching {job.pattern}" if job.pattern else "")
-        + (f" by {requested_by}" if job.requested_by else "")
-        + "."
+    return job_submit(
+        job,
+        request=f"Requested {quantity} x {job.country} {job.number_type} ({job.features})"
+        + (f" matching {job.pattern}" if job.pattern else ""),
+        requested_by=requested_by,
     )
+
+
+def job_submit(job: ProvisioningJob, *, request: str, requested_by: Any) -> ProvisioningJob:
+    """Save a new job (buy or sync) with its first log line: what was asked, and by whom (a
+    staff user; a command has none)."""
+    job.requested_by = requested_by if getattr(requested_by, "pk", None) else None
+    job.log_entry(request + (f" by {requested_by}" if job.requested_by else "") + ".")
     with transaction.atomic():
         job.save()
     return job

@@ -28,6 +28,7 @@ from smsproxy.numbers.services.common import (
 from smsproxy.numbers.services.offer import offer_check
 from smsproxy.numbers.services.provisioning import (
     StepCallback,
+    job_submit,
     provisioning_job_create,
     provisioning_job_run,
 )
@@ -152,14 +153,10 @@ def sync_job_create(*, country: str = "", requested_by: Any = None) -> Provision
         kind=ProvisioningJob.Kind.SYNC,
         country=country_code_clean(country) if country else "",
         quantity=0,
-        requested_by=requested_by if getattr(requested_by, "pk", None) else None,
     )
-    job.log_entry(
-        f"Requested a sync with {provider_description()}"
-        + (f" in {job.country}" if job.country else ", every country")
-        + (f" by {requested_by}" if job.requested_by else "")
-        + "."
+    return job_submit(
+        job,
+        request=f"Requested a sync with {provider_description()}"
+        + (f" in {job.country}" if job.country else ", every country"),
+        requested_by=requested_by,
     )
-    with transaction.atomic():
-        job.save()
-    return job
