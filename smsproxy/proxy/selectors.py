@@ -96,6 +96,30 @@ def _convert(value: object, column: Any, converters: list[Any]) -> object:
 
 
 @cache
+def route_sql_from(*, sender: str, recipient: str, status: str, now: str) -> str:
+    """Rule 2 in SQL, from FROM to LIMIT: the live participant `sender` texting our number
+    `recipient` (p, its number n, the conversation c, the other participant o and o's number
+    n2). The arguments are the statement's parameter placeholders ("%s" or "%(name)s");
+    `status` stands for the active status, `now` for the time. Shared by `participant_route_get`
+    and the webhook's one statement on PostgreSQL (services/inbound_statement.py), so the
+    routing rule is written once."""
+    quote = connection.ops.quote_name
+    participant = quote(Participant._meta.db_table)
+    number = quote(VirtualNumber._meta.db_table)
+    # Only the models' own table and column names are interpolated; the values are parameters.
+    return (
+        f"FROM {participant} p "
+        f"JOIN {number} n ON n.id = p.proxy_number_id "
+        f"JOIN {quote(Conversation._meta.db_table)} c ON c.id = p.conversation_id "
+        f"LEFT JOIN {participant} o ON o.conversation_id = p.conversation_id AND o.id <> p.id "
+        f"LEFT JOIN {number} n2 ON n2.id = o.proxy_number_id "
+        f"WHERE p.active AND p.real_number = {sender} AND n.msisdn = {recipient} "
+        f"AND c.status = {status} "
+        f"AND (c.expires_at IS NULL OR c.expires_at > {now}) "
+        "ORDER BY p.conversation_id, p.id, o.id LIMIT 1"
+    )
+
+
 def _route_plan() -> tuple[str, list[tuple[Any, list[Any]]]]:
     """participant_route_get's statement, from the models' own tables and columns, and the
     database converters of each column it selects (as the ORM would apply them)."""
@@ -111,8 +135,6 @@ def _route_plan() -> tuple[str, list[tuple[Any, list[Any]]]]:
         selected.extend((alias, field) for field in fields)
         return ", ".join(f"{alias}.{quote(field.column)}" for field in fields)
 
-    participant = quote(Participant._meta.db_table)
-    number = quote(VirtualNumber._meta.db_table)
     select = ", ".join(
         [
             columns("p", Participant),
@@ -121,18 +143,7 @@ def _route_plan() -> tuple[str, list[tuple[Any, list[Any]]]]:
             columns("n2", VirtualNumber, ["id", "msisdn"]),
         ]
     )
-    # Only the models' own table and column names are interpolated; the values are parameters.
-    sql = (
-        f"SELECT {select} FROM {participant} p "  # noqa: S608
-        f"JOIN {number} n ON n.id = p.proxy_number_id "
-        f"JOIN {quote(Conversation._meta.db_table)} c ON c.id = p.conversation_id "
-        f"LEFT JOIN {participant} o ON o.conversation_id = p.conversation_id AND o.id <> p.id "
-        f"LEFT JOIN {number} n2 ON n2.id = o.proxy_number_id "
-        "WHERE p.active AND p.real_number = %s AND n.msisdn = %s "
-        "AND c.status = %s "
-        "AND (c.expires_at IS NULL OR c.expires_at > %s) "
-        "ORDER BY p.conversation_id, p.id, o.id LIMIT 1"
-    )
+    sql = f"SELECT {select} " + route_sql_from(sender="%s", recipient="%s", status="%s", now="%s")
     converters = []
     for alias, field in selected:
         column = field.get_col(alias)

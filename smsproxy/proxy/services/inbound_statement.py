@@ -30,6 +30,7 @@ from django.db.models import Field
 
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, Participant
+from smsproxy.proxy.selectors import route_sql_from
 
 
 @dataclass(frozen=True)
@@ -248,15 +249,13 @@ def _statement_plan() -> tuple[str, dict[str, Any], list[tuple[Any, list[Any]]]]
         "SELECT p.conversation_id, o.id AS partner_id, o.real_number AS partner_real_number, "
         "n2.msisdn AS partner_proxy_number, p.id AS sender_id, p.name AS sender_name, "
         f"o.name AS partner_name, {conversation_columns} "
-        f"FROM {participant} p "
-        f"JOIN {number} n ON n.id = p.proxy_number_id "
-        f"JOIN {quote(Conversation._meta.db_table)} c ON c.id = p.conversation_id "
-        f"LEFT JOIN {participant} o ON o.conversation_id = p.conversation_id AND o.id <> p.id "
-        f"LEFT JOIN {number} n2 ON n2.id = o.proxy_number_id "
-        "WHERE p.active AND p.real_number = %(sender)s AND n.msisdn = %(recipient)s "
-        "AND c.status = %(conversation_active)s "
-        "AND (c.expires_at IS NULL OR c.expires_at > %(now)s) "
-        "ORDER BY p.conversation_id, p.id, o.id LIMIT 1), "
+        + route_sql_from(
+            sender="%(sender)s",
+            recipient="%(recipient)s",
+            status="%(conversation_active)s",
+            now="%(now)s",
+        )
+        + "), "  # noqa: S608 (the models' own names only, as above)
         f"ours AS (SELECT id FROM {number} "
         "WHERE msisdn = %(recipient)s AND status = %(number_active)s), "
         # Rule 6 may answer an earlier participant on this number: left to the full path.
