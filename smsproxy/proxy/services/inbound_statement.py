@@ -39,10 +39,14 @@ class StatementResult:
     message: Message | None  # the inbound row; None (and not declined): a repeated messageId
     forward: Message | None  # the queued forward
     conversation: Conversation | None  # the route's (live) conversation
-    partner_found: bool  # the route's conversation has a second participant
     recipient_is_ours: bool  # the recipient is an active number of ours
     # The route's two people (real number and name only), for the event's sender/recipient names.
     participants: tuple[Participant, ...] = ()
+
+    @property
+    def partner_found(self) -> bool:
+        """The route's conversation has a second participant."""
+        return len(self.participants) == 2
 
 
 def inbound_statement_run(
@@ -132,7 +136,6 @@ def inbound_statement_run(
         message=message,
         forward=forward,
         conversation=conversation,
-        partner_found=partner_id is not None,
         recipient_is_ours=bool(recipient_is_ours),
         participants=_people(
             (sender_id, sender, sender_name), (partner_id, partner_real, partner_name)
