@@ -97,8 +97,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("DATABASE_CONN_MAX_AGE", default=60))
     # A health check is one more round trip (SELECT 1) at the start of every request. Without
-    # it a connection the server dropped fails one request, and Django then replaces it (Vonage
-    # retries a webhook that failed).
+    # it a connection the server dropped is found by a request's first statement, which the
+    # webhooks and the token lookup of the API run again on a new connection
+    # (smsproxy.common.connections); other requests fail once, and Django then replaces it.
     DATABASES["default"].setdefault(
         "CONN_HEALTH_CHECKS", env.bool("DATABASE_CONN_HEALTH_CHECKS", default=False)
     )

@@ -4,7 +4,9 @@
 `select_related("user").get(key=...)`, which the ORM builds and compiles on every request: on
 the busiest API call (opening a conversation) that cost more CPU than the database's work. This
 subclass runs the same lookup — the token joined to its user, one statement — with its SQL built
-once, and answers exactly as DRF does (same errors, same `(user, token)`).
+once, and answers exactly as DRF does (same errors, same `(user, token)`). It is the first
+statement of a token-authenticated request: on a kept connection the database dropped, it runs
+again on a new one (`on_a_live_connection`) instead of the request answering 500.
 
 `StaffSessionAuthentication`: staff who are logged in to the admin can also use DRF's browsable
 API and the "Try it out" of /api/docs/ with their session. Only staff: a session of any other
@@ -26,6 +28,7 @@ from rest_framework.authentication import SessionAuthentication, TokenAuthentica
 from rest_framework.authtoken.models import Token
 from rest_framework.request import Request
 
+from smsproxy.common.connections import on_a_live_connection
 from smsproxy.common.rows import ModelColumns, model_columns
 
 
@@ -33,18 +36,25 @@ class CachedSqlTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, as DRF's TokenAuthentication (and shown so in the schema)."""
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
-        sql, token_columns, user_columns = _token_lookup(connection.vendor)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [key])
-            row = cursor.fetchone()
+        row = on_a_live_connection(lambda: _token_row(key), what="the token lookup")
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
+        _sql, token_columns, user_columns = _token_lookup(connection.vendor)
         token = token_columns.instance(row[: token_columns.width])
         user = user_columns.instance(row[token_columns.width :])
         token.user = user
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
         return (user, token)
+
+
+def _token_row(key: str) -> tuple[Any, ...] | None:
+    """The token's row joined to its user's, or None."""
+    sql, _token_columns, _user_columns = _token_lookup(connection.vendor)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [key])
+        row: tuple[Any, ...] | None = cursor.fetchone()
+    return row
 
 
 @cache

@@ -24,10 +24,10 @@ from http import HTTPStatus
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
+from smsproxy.common.connections import on_a_live_connection
 from smsproxy.common.errors import ApplicationError
 from smsproxy.common.metrics import INBOUND_WEBHOOKS, WEBHOOK_SECONDS
 from smsproxy.common.privacy import mask_number
@@ -124,27 +124,16 @@ def _webhook_answer(
 
 
 def handle_on_a_live_connection(handle: Callable[[dict[str, str]], T], params: dict[str, str]) -> T:
-    """Run `handle`, once more on a new connection if the kept one turned out to be dead.
+    """Run `handle`, once more on a new connection if the kept one turned out to be dead
+    (`on_a_live_connection`).
 
-    Connections are kept between requests without a health check (a `SELECT 1` on every
-    request would be a fifth of the webhook's round trips), so after a database restart each
-    worker's first statement fails on a connection the server has dropped. Nothing was written
-    (the first statement failed; the transaction rolled back), and a `messageId` is stored
-    once whatever happens, so running the request again on a new connection is safe. If the
-    database is really down, the second try fails too and the webhook answers 500, which Vonage
-    retries.
+    After a database restart each worker's first statement fails on a connection the server
+    has dropped. Nothing was written (the first statement failed; the transaction rolled back),
+    and a `messageId` is stored once whatever happens, so running the request again on a new
+    connection is safe. If the database is really down, the second try fails too and the
+    webhook answers 500, which Vonage retries.
     """
-    try:
-        return handle(params)
-    except (OperationalError, InterfaceError) as error:
-        if connection.in_atomic_block:
-            raise
-        # Whatever the database said (a dropped connection, a restart, a lock timeout), a
-        # second try on a new connection is safe; `is_usable()` cannot tell, as a connection
-        # the server terminated may only fail on its next statement.
-        logger.warning("Database error (%s); trying the webhook again on a new connection.", error)
-        connection.close()
-        return handle(params)
+    return on_a_live_connection(lambda: handle(params), what="the webhook")
 
 
 def _inbound(params: dict[str, str]) -> None:
