@@ -186,9 +186,15 @@ def wait_http(url: str, *, seconds: float, child: Child) -> None:
     wait_until(answers, seconds=seconds, what=f"{child.name} to answer {url}")
 
 
-def gunicorn(start: Callable[..., Child], *, env: Mapping[str, str], workers: int = 3) -> str:
-    """The Procfile's web process on a free loopback port; returns its base URL."""
+def gunicorn(
+    start: Callable[..., Child], *, env: Mapping[str, str], workers: int = 3, threads: int = 0
+) -> str:
+    """The Procfile's web process on a free loopback port; returns its base URL.
+
+    `threads`: gthread workers with that many threads each, as the Procfile runs them.
+    """
     port = free_port()
+    threaded = ["--worker-class", "gthread", "--threads", str(threads)] if threads else []
     child = start(
         "gunicorn",
         [
@@ -198,6 +204,7 @@ def gunicorn(start: Callable[..., Child], *, env: Mapping[str, str], workers: in
             f"127.0.0.1:{port}",
             "--workers",
             str(workers),
+            *threaded,
             "--timeout",
             "30",
         ],
