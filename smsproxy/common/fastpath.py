@@ -19,7 +19,7 @@ from typing import Any
 
 from django.core.handlers.exception import convert_exception_to_response
 from django.http import HttpRequest, HttpResponseBase
-from django.urls import get_script_prefix, get_urlconf, resolve, reverse
+from django.urls import ResolverMatch, get_script_prefix, get_urlconf, resolve, reverse
 from django.utils.module_loading import import_string
 
 # The URLs (by name) that take the fast path: Vonage's SMS and voice webhooks.
@@ -41,35 +41,38 @@ Handler = Callable[[HttpRequest], HttpResponseBase]
 class WebhookFastPathMiddleware:
     def __init__(self, get_response: Handler) -> None:
         self.get_response = get_response
-        handler: Any = convert_exception_to_response(_view_call)
+        handler: Any = convert_exception_to_response(self._view_call)
         for path in reversed(WEBHOOK_MIDDLEWARE):
             handler = convert_exception_to_response(import_string(path)(handler))
         self.webhook_response: Handler = handler
-        # path_info of each webhook, per URL conf (resolved on first use).
-        self._paths: dict[str | None, frozenset[str]] = {}
+        # Per URL conf: each webhook's path_info and its resolved view (found on first use; the
+        # paths are constant, so one resolution serves every request).
+        self._matches: dict[str | None, dict[str, ResolverMatch]] = {}
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        if request.path_info in self._webhook_paths():
+        if request.path_info in self._webhook_matches():
             return self.webhook_response(request)
         return self.get_response(request)
 
-    def _webhook_paths(self) -> frozenset[str]:
+    def _webhook_matches(self) -> dict[str, ResolverMatch]:
         urlconf = get_urlconf()
-        paths = self._paths.get(urlconf)
-        if paths is None:
+        matches = self._matches.get(urlconf)
+        if matches is None:
             prefix = get_script_prefix()  # reverse() puts the script name first; path_info has none
-            paths = frozenset(
+            paths = [
                 "/" + reverse(name, urlconf=urlconf)[len(prefix) :] for name in WEBHOOK_URL_NAMES
+            ]
+            matches = {path: resolve(path, urlconf=urlconf) for path in paths}
+            self._matches[urlconf] = matches
+        return matches
+
+    def _view_call(self, request: HttpRequest) -> HttpResponseBase:
+        """What Django's handler does between the middleware and the view, for a plain view."""
+        match = self._webhook_matches()[request.path_info]
+        request.resolver_match = match
+        response = match.func(request, *match.args, **match.kwargs)
+        if response is None:
+            raise ValueError(
+                f"The view {match.func.__module__}.{match.func.__name__} returned None."
             )
-            self._paths[urlconf] = paths
-        return paths
-
-
-def _view_call(request: HttpRequest) -> HttpResponseBase:
-    """What Django's handler does between the middleware and the view, for a plain view."""
-    match = resolve(request.path_info)
-    request.resolver_match = match
-    response = match.func(request, *match.args, **match.kwargs)
-    if response is None:
-        raise ValueError(f"The view {match.func.__module__}.{match.func.__name__} returned None.")
-    return response
+        return response
