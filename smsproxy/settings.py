@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Vonage's webhooks skip what follows but Common and XFrameOptions (common/fastpath.py).
+    "smsproxy.common.fastpath.WebhookFastPathMiddleware",
     # Serves the admin's and the API docs' static files (collected by `collectstatic`) from the
     # web process itself, so production needs no separate static host and the docs no CDN.
     "whitenoise.middleware.WhiteNoiseMiddleware",

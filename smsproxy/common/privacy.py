@@ -17,9 +17,13 @@ def mask_number(number: str) -> str:
     business, not a person, and is returned as it is.
     """
     value = number.strip()
-    if any(char.isalpha() for char in value):
+    unsigned = value[1:] if value.startswith("+") else value
+    if unsigned.isascii() and unsigned.isdigit():
+        digits = unsigned  # the usual case, E.164 or Vonage's digits: no character to sort out
+    elif any(char.isalpha() for char in value):
         return value
-    digits = "".join(char for char in value if char.isdigit())
+    else:
+        digits = "".join(char for char in value if char.isdigit())
     if not digits:
         return value
     # Country calling codes are prefix-free: the first (shortest) match is the one.

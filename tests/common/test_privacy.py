@@ -19,6 +19,11 @@ from smsproxy.common.privacy import mask_number, text_mask_numbers
         ("123", "+1**"),
         ("Vonage", "Vonage"),  # an alphanumeric sender id is not a person's number
         ("", ""),
+        ("+", "+"),
+        (" +447700900123 ", "+44*******123"),
+        ("++447700900123", "+44*******123"),
+        ("0", "+*"),
+        ("+٤٤٧٧٠٠٩٠٠١٢٣", "+٤٤*******١٢٣"),  # digits, but not ASCII ones: as before
     ],
 )
 def test_mask_number(number: str, masked: str) -> None:

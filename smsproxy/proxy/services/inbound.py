@@ -139,12 +139,13 @@ def _receive_in_one_statement(*, sms: InboundSms) -> InboundResult | None:
                 _not_ours_warn(message=message)
             return InboundResult(Outcome.UNROUTED, message)
         conversation_expiry_push(conversation=conversation)
-        event_message(
-            type=EventType.MESSAGE_RECEIVED,
-            message=message,
-            conversation=conversation,
-            participants=stored.participants,
-        )
+        if events_enabled():  # the participants are built for the event only
+            event_message(
+                type=EventType.MESSAGE_RECEIVED,
+                message=message,
+                conversation=conversation,
+                participants=stored.participants,
+            )
         if not stored.partner_found:
             logger.error("Conversation %s has no second participant.", conversation.pk)
         elif stored.forward is None:

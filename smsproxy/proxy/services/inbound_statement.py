@@ -22,7 +22,7 @@ SQLite has no INSERT inside WITH: it always takes the full path.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from django.db import connection
@@ -40,13 +40,23 @@ class StatementResult:
     forward: Message | None  # the queued forward
     conversation: Conversation | None  # the route's (live) conversation
     recipient_is_ours: bool  # the recipient is an active number of ours
-    # The route's two people (real number and name only), for the event's sender/recipient names.
-    participants: tuple[Participant, ...] = ()
+    # The route's two people as (id, real number, name) — id None: no such person.
+    people: tuple[tuple[int | None, str, str | None], ...] = ()
+
+    @cached_property
+    def participants(self) -> tuple[Participant, ...]:
+        """The route's two people (real number and name only), for the event's sender and
+        recipient names: built when asked (events on), not on every webhook."""
+        return tuple(
+            Participant(pk=pk, real_number=real_number, name=name or "")
+            for pk, real_number, name in self.people
+            if pk is not None
+        )
 
     @property
     def partner_found(self) -> bool:
         """The route's conversation has a second participant."""
-        return len(self.participants) == 2
+        return sum(pk is not None for pk, _, _ in self.people) == 2
 
 
 def inbound_statement_run(
@@ -137,17 +147,7 @@ def inbound_statement_run(
         forward=forward,
         conversation=conversation,
         recipient_is_ours=bool(recipient_is_ours),
-        participants=_people(
-            (sender_id, sender, sender_name), (partner_id, partner_real, partner_name)
-        ),
-    )
-
-
-def _people(*people: tuple[int | None, str, str | None]) -> tuple[Participant, ...]:
-    return tuple(
-        Participant(pk=pk, real_number=real_number, name=name or "")
-        for pk, real_number, name in people
-        if pk is not None
+        people=((sender_id, sender, sender_name), (partner_id, partner_real, partner_name)),
     )
 
 
