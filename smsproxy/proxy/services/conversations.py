@@ -37,8 +37,7 @@ from smsproxy.proxy.services.assignment import (
     NumberSelection,
     assignment_conflict_error,
     conversations_close_expired,
-    number_loads_adjust,
-    number_uses_record,
+    number_usage_record,
     participant_assign,
     participants_deactivate,
 )
@@ -127,8 +126,9 @@ def _conversation_write(
             )
             assigned[participant.proxy_number_id] += 1
             created.append(participant)
-        number_uses_record(uses=[(p.real_number, p.proxy_number_id, now) for p in created])
-        number_loads_adjust(changes=assigned)
+        number_usage_record(
+            uses=[(p.real_number, p.proxy_number_id, now) for p in created], changes=assigned
+        )
         event_conversation(
             type=EventType.CONVERSATION_CREATED, conversation=conversation, participants=created
         )
