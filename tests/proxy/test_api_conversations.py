@@ -670,7 +670,8 @@ def test_a_create_runs_its_statements_and_answers_what_it_wrote(
     """Opening a conversation: the token; the pool check; the conversation; per participant,
     the candidate (chosen and locked at once) and its insert; the history; both loads; both
     intro SMS. No savepoint, nothing read back. On PostgreSQL each participant's candidate and
-    insert are one statement, and the history and the loads one more: 7 statements, not 10."""
+    insert are one statement (the first's with the conversation), and the history and the
+    loads one more: 6 statements, not 10."""
     open_between(person(0), person(1))  # history and load to rank by
     with CaptureQueriesContext(connection) as captured:
         response = api_client.post(LIST_URL, body(person(0), person(2)), format="json")
@@ -682,8 +683,7 @@ def test_a_create_runs_its_statements_and_answers_what_it_wrote(
         expected = [
             "SELECT",  # the token and its user
             "SELECT",  # our numbers among the participants'
-            "INSERT",  # the conversation
-            "WITH",  # the first participant's candidate, inserted
+            "WITH",  # the conversation, the first participant's candidate, inserted
             "WITH",  # the second's
             "WITH",  # the history of use (upsert), then both numbers' loads
             "INSERT",  # both intro SMS

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.inserts import row_insert
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, NumberUse, Participant
 from smsproxy.proxy.selectors import RECENT_USE_WINDOW, participant_live_list
@@ -233,12 +234,11 @@ def test_a_number_given_to_the_person_after_it_was_chosen_is_skipped(
     def take_once_stale(**kwargs: Any) -> Any:
         if kwargs["real_number"] == me and stale_reads:
             number = stale_reads.pop()  # read before the other request's commit
+            conversation = kwargs["conversation"]
+            if conversation.pk is None:  # inserted with the first participant
+                row_insert(conversation)
             created = assignment.participant_insert(
-                conversation=kwargs["conversation"],
-                name=kwargs["name"],
-                real_number=me,
-                country=kwargs["country"],
-                number=number,
+                conversation=conversation, name="", real_number=me, country="GB", number=number
             )
             return Candidate(number=number, held_by_conversation_id=None), created
         return take(**kwargs)

@@ -23,7 +23,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from smsproxy.common.inserts import insert_values, row_insert_or_skip, row_saved
+from smsproxy.common.inserts import insert_values, row_insert, row_insert_or_skip, row_saved
 from smsproxy.common.rows import ModelColumns, model_columns
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, NumberUse, Participant
@@ -134,6 +134,8 @@ def proxy_number_take(
     trip instead of two for each participant of a new conversation. SQLite runs the two.
     """
     if connection.vendor != "postgresql":
+        if conversation.pk is None:
+            row_insert(conversation)
         candidate = proxy_number_candidate(
             real_number=real_number,
             country=country,
@@ -163,8 +165,10 @@ def proxy_number_take(
     participant = Participant(
         conversation=conversation, name=name, real_number=real_number, country=country
     )
-    sql, fields = _take_plan(candidate_sql)
-    params = _candidate_params(
+    inserting = conversation.pk is None
+    sql, fields = _take_plan(candidate_sql, inserting)
+    params = insert_values(conversation, _conversation_fields()) if inserting else []
+    params += _candidate_params(
         real_number=real_number,
         country=country,
         now=now,
@@ -179,6 +183,9 @@ def proxy_number_take(
     if row is None:
         return None, None
     held_by, inserted_id = row[columns.width], row[columns.width + 1]
+    if inserting:
+        row_saved(conversation, row[columns.width + 2])
+        participant.conversation = conversation  # its id, now known
     candidate = Candidate(
         number=columns.instance(row[: columns.width]),
         held_by_conversation_id=int(held_by) if held_by is not None else None,
@@ -290,11 +297,18 @@ def _candidate_plan(
     return sql, columns
 
 
+def _conversation_fields() -> list[Any]:
+    meta = Conversation._meta
+    return [field for field in meta.concrete_fields if field is not meta.pk]
+
+
 @cache
-def _take_plan(candidate_sql: str) -> tuple[str, list[Any]]:
+def _take_plan(candidate_sql: str, inserting: bool) -> tuple[str, list[Any]]:
     """`proxy_number_take`'s statement (PostgreSQL) around this candidate statement, and the
     participant's fields whose values follow the candidate's (every column but the key and the
-    proxy number, which is the candidate's id).
+    proxy number, which is the candidate's id). `inserting`: the conversation is inserted
+    first by the same statement (its values before the candidate's), and the participant
+    belongs to it; its id is the row's last column.
 
     The values are cast to their columns' types: in INSERT ... SELECT, PostgreSQL does not type
     a parameter from its target column (text ones are left as text, and cast on assignment).
@@ -304,24 +318,38 @@ def _take_plan(candidate_sql: str) -> tuple[str, list[Any]]:
     number_field = meta.get_field("proxy_number")
     fields = [field for field in meta.concrete_fields if field is not meta.pk]
     values = []
+    conversation_field = meta.get_field("conversation")
     for field in fields:
         if field is number_field:
             values.append("candidate.id")
+        elif inserting and field is conversation_field:
+            values.append("conversation.id")
         elif field.get_internal_type() in ("CharField", "TextField"):
             values.append("%s")
         else:
             values.append(f"CAST(%s AS {field.cast_db_type(connection)})")
+    head, sources, tail = "WITH ", "candidate", ""
+    if inserting:
+        table = quote(Conversation._meta.db_table)
+        columns = _conversation_fields()
+        head = (
+            f"WITH conversation AS (INSERT INTO {table} "  # noqa: S608
+            f"({', '.join(quote(str(field.column)) for field in columns)}) "
+            f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING id), "
+        )
+        sources, tail = "candidate, conversation", ", (SELECT conversation.id FROM conversation)"
     # Only the models' own table and column names are interpolated; the values are parameters.
     sql = (
-        f"WITH candidate AS MATERIALIZED ({candidate_sql}), "  # noqa: S608
+        f"{head}candidate AS MATERIALIZED ({candidate_sql}), "  # noqa: S608
         f"inserted AS (INSERT INTO {quote(meta.db_table)} "
         f"({', '.join(quote(str(field.column)) for field in fields)}) "
-        f"SELECT {', '.join(values)} FROM candidate WHERE candidate.conversation_id IS NULL "
+        f"SELECT {', '.join(values)} FROM {sources} WHERE candidate.conversation_id IS NULL "
         f"ON CONFLICT {_live_route_conflict_target(connection.vendor)} DO NOTHING "
         f"RETURNING {quote(str(meta.pk.column))}) "
-        "SELECT candidate.*, (SELECT inserted.id FROM inserted) FROM candidate"
+        f"SELECT candidate.*, (SELECT inserted.id FROM inserted){tail} FROM candidate"
     )
-    return sql, [field for field in fields if field is not number_field]
+    skipped = {number_field, conversation_field} if inserting else {number_field}
+    return sql, [field for field in fields if field not in skipped]
 
 
 @cache

@@ -26,7 +26,6 @@ from django.utils import timezone
 
 from smsproxy.common.audit import audit_change
 from smsproxy.common.errors import ApplicationError
-from smsproxy.common.inserts import row_insert
 from smsproxy.proxy.events.record import EventType, event_conversation
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound_many
@@ -100,12 +99,11 @@ def _conversation_write(
 ) -> Conversation:
     with transaction.atomic():
         now = timezone.now()
-        conversation = row_insert(
-            Conversation(
-                reference=reference,
-                ttl=ttl,
-                expires_at=now + timedelta(seconds=ttl) if ttl else None,
-            )
+        # Inserted with the first participant (one statement on PostgreSQL).
+        conversation = Conversation(
+            reference=reference,
+            ttl=ttl,
+            expires_at=now + timedelta(seconds=ttl) if ttl else None,
         )
         # The stored loads are written once, at the end; until then the numbers already given
         # in this conversation count here, so the second participant sees the first one's load.
