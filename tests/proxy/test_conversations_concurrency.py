@@ -206,9 +206,11 @@ def test_a_number_released_while_it_is_being_assigned_is_never_assigned() -> Non
     assert not Participant.objects.filter(proxy_number=doomed, active=True).exists()
 
 
-def test_the_chosen_number_stays_locked_against_a_release_until_commit() -> None:
-    """The candidate statement locks the row it returns (KEY SHARE): another assignment may
-    take the same number at once, a release (FOR UPDATE) must wait for the commit."""
+@pytest.mark.parametrize("statement", ["candidate", "take"])
+def test_the_chosen_number_stays_locked_against_a_release_until_commit(statement: str) -> None:
+    """The candidate statement locks the row it returns (KEY SHARE), alone or inside
+    `proxy_number_take`'s CTE: another assignment may take the same number at once, a release
+    (FOR UPDATE) must wait for the commit."""
     number = VirtualNumberFactory.create()
     chosen = threading.Event()
     done = threading.Event()
@@ -217,9 +219,19 @@ def test_the_chosen_number_stays_locked_against_a_release_until_commit() -> None
     def assign() -> None:
         try:
             with transaction.atomic():
-                candidate = assignment.proxy_number_candidate(
-                    real_number="+447700900500", country="GB", now=timezone.now()
-                )
+                if statement == "take":
+                    candidate, created = assignment.proxy_number_take(
+                        conversation=Conversation(),
+                        name="",
+                        real_number="+447700900500",
+                        country="GB",
+                        now=timezone.now(),
+                    )
+                    assert created is not None
+                else:
+                    candidate = assignment.proxy_number_candidate(
+                        real_number="+447700900500", country="GB", now=timezone.now()
+                    )
                 assert candidate is not None and candidate.number == number
                 chosen.set()
                 assert done.wait(timeout=20)
