@@ -670,8 +670,8 @@ def test_a_create_runs_its_statements_and_answers_what_it_wrote(
     """Opening a conversation: the token; the pool check; the conversation; per participant,
     the candidate (chosen and locked at once) and its insert; the history; both loads; both
     intro SMS. No savepoint, nothing read back. On PostgreSQL each participant's candidate and
-    insert are one statement (the first's with the conversation), and the history and the
-    loads one more: 6 statements, not 10."""
+    insert are one statement (the first's with the conversation), and the history, the loads
+    and the intro SMS one more: 5 statements, not 10."""
     open_between(person(0), person(1))  # history and load to rank by
     with CaptureQueriesContext(connection) as captured:
         response = api_client.post(LIST_URL, body(person(0), person(2)), format="json")
@@ -685,8 +685,7 @@ def test_a_create_runs_its_statements_and_answers_what_it_wrote(
             "SELECT",  # our numbers among the participants'
             "WITH",  # the conversation, the first participant's candidate, inserted
             "WITH",  # the second's
-            "WITH",  # the history of use (upsert), then both numbers' loads
-            "INSERT",  # both intro SMS
+            "WITH",  # the history of use (upsert), both numbers' loads, both intro SMS
         ]
     else:
         expected = ["SELECT", "SELECT", "INSERT", "SELECT", "INSERT", "SELECT", "INSERT"]

@@ -36,10 +36,10 @@ from smsproxy.proxy.services.assignment import (
     NumberSelection,
     assignment_conflict_error,
     conversations_close_expired,
-    number_usage_record,
     participant_assign,
     participants_deactivate,
 )
+from smsproxy.proxy.services.opening_statements import usage_and_intros_write
 from smsproxy.proxy.services.participants import ParticipantSpec, participants_confirm
 from smsproxy.proxy.services.writes import pool_served, write_retried
 
@@ -124,19 +124,20 @@ def _conversation_write(
             )
             assigned[participant.proxy_number_id] += 1
             created.append(participant)
-        number_usage_record(
-            uses=[(p.real_number, p.proxy_number_id, now) for p in created], changes=assigned
-        )
         event_conversation(
             type=EventType.CONVERSATION_CREATED, conversation=conversation, participants=created
         )
-        if intro:
-            message_queue_outbound_many(
-                messages=[
-                    intro_message(participant=participant, other=other)
-                    for participant, other in ((created[0], created[1]), (created[1], created[0]))
-                ]
-            )
+        # The use history, the numbers' load and the intro SMS: one statement on PostgreSQL.
+        usage_and_intros_write(
+            uses=[(p.real_number, p.proxy_number_id, now) for p in created],
+            changes=assigned,
+            messages=[
+                intro_message(participant=participant, other=other)
+                for participant, other in ((created[0], created[1]), (created[1], created[0]))
+            ]
+            if intro
+            else [],
+        )
     _participants_prefetched(conversation=conversation, participants=created)
     logger.info(
         "Opened conversation %s (reference %r) on %s and %s",

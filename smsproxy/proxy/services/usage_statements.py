@@ -5,7 +5,9 @@ process like `assignment_statements`.
   at the later of two times, in one statement;
 - `number_loads_add`: every number's stored load changed in one statement;
 - `number_usage_write`: both, one statement on PostgreSQL (opening a conversation writes both
-  at its end: one round trip fewer).
+  at its end: one round trip fewer);
+- `number_usage_ctes`: the same two as WITH items of a caller's statement (PostgreSQL: the
+  intro SMS of a new conversation are inserted by the same statement, `opening_statements`).
 
 Lock order, the same in the three: the use rows first (in key order), then the number rows
 (in id order), so two transactions recording the same pairs or changing the same numbers
@@ -61,6 +63,19 @@ def number_usage_write(*, uses: Iterable[Use], changes: Mapping[int, int]) -> No
             cursor.execute(_loads_sql(vendor, len(loads) // 3, ""), loads)
 
 
+def number_usage_ctes(*, uses: Iterable[Use], changes: Mapping[int, int]) -> tuple[str, list[Any]]:
+    """`number_usage_write`'s statement as two WITH items, `used` (the upsert) and `loaded` (the
+    load update, which locks the numbers after every use row is written), and their values
+    (PostgreSQL only; both sets non-empty). A caller's statement starts `WITH <items>, ...`."""
+    if connection.vendor != "postgresql":
+        raise ValueError("number_usage_ctes is a PostgreSQL statement")
+    rows = _uses_rows(uses)
+    loads = _loads_params(changes)
+    if not rows or not loads:
+        raise ValueError("number_usage_ctes needs uses and load changes")
+    return _usage_ctes_sql(len(rows) // 3, len(loads) // 3), rows + loads
+
+
 def _uses_rows(uses: Iterable[Use]) -> list[Any]:
     """The upsert's values: each pair once at its latest time, in key order."""
     latest: dict[tuple[str, int], datetime] = {}
@@ -101,6 +116,15 @@ def _usage_sql(vendor: str, uses: int, loads: int) -> str:
     after = "(SELECT count(*) FROM used) > 0"  # every use row written before a number is locked
     return (
         f"WITH used AS ({_uses_sql(vendor, uses)} RETURNING 1) {_loads_sql(vendor, loads, after)}"
+    )
+
+
+@cache
+def _usage_ctes_sql(uses: int, loads: int) -> str:
+    after = "(SELECT count(*) FROM used) > 0"  # every use row written before a number is locked
+    return (
+        f"used AS ({_uses_sql('postgresql', uses)} RETURNING 1), "
+        f"loaded AS ({_loads_sql('postgresql', loads, after)})"
     )
 
 
