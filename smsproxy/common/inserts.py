@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from django.db import connection
 from django.db.models import Field, Model
@@ -65,16 +65,14 @@ def rows_insert(instances: Sequence[M]) -> list[M]:
     # RETURNING gives the rows in the order of VALUES on both databases (PostgreSQL does not
     # promise it, and Django's own bulk_create relies on it too).
     for instance, pk in zip(instances, keys, strict=True):
-        _saved(instance, pk)
+        row_saved(instance, pk)
     return list(instances)
 
 
 def _row_insert(instance: M, *, conflict: str) -> M | None:
     model = type(instance)
     sql, fields, returning = _insert_plan(model, connection.vendor, 1, conflict)
-    values = [
-        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
-    ]
+    values = insert_values(instance, fields)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
         if returning:
@@ -88,10 +86,17 @@ def _row_insert(instance: M, *, conflict: str) -> M | None:
             pk = connection.ops.last_insert_id(
                 cursor, model._meta.db_table, str(model._meta.pk.column)
             )
-    return _saved(instance, pk)
+    return row_saved(instance, pk)
 
 
-def _saved(instance: M, pk: object) -> M:
+def insert_values(instance: Model, fields: Sequence[Field[Any, Any]]) -> list[Any]:
+    """The values `fields` of the unsaved `instance` are inserted with, as `row_insert` writes
+    them (`auto_now_add` filled in, prepared by each field for this database)."""
+    return [field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields]
+
+
+def row_saved(instance: M, pk: object) -> M:
+    """Mark `instance` as the row just inserted with primary key `pk`."""
     instance.pk = pk
     instance._state.adding = False
     instance._state.db = connection.alias

@@ -19,6 +19,7 @@ from rest_framework.views import APIView
 from smsproxy.common.api import ErrorSerializer, PageNumberPagination
 from smsproxy.common.errors import ApplicationError
 from smsproxy.proxy import api_examples
+from smsproxy.proxy.create_input import create_arguments
 from smsproxy.proxy.events.payloads import conversation_data
 from smsproxy.proxy.models import Conversation, Event
 from smsproxy.proxy.selectors import (
@@ -130,13 +131,18 @@ class ConversationListCreateApi(APIView):
         ),
     )
     def post(self, request: Request) -> Response:
-        payload = ConversationCreateInputSerializer(data=request.data)
-        if not payload.is_valid():
-            raise payload.application_error()
+        # A plainly valid body is read directly; any other goes through the serializer, which
+        # alone writes the errors (see create_input).
+        arguments = create_arguments(request.data)
+        if arguments is None:
+            payload = ConversationCreateInputSerializer(data=request.data)
+            if not payload.is_valid():
+                raise payload.application_error()
+            arguments = payload.validated_data
         # Returned with its participants and their numbers: nothing is read back. The body is
         # ConversationOutputSerializer's (tests/proxy/events hold the two to one shape), built
         # without the serializer's per-field machinery: this is the API's busiest write.
-        conversation = conversation_create(**payload.validated_data)
+        conversation = conversation_create(**arguments)
         body = conversation_data(
             conversation=conversation, participants=conversation.participants.all()
         )

@@ -326,10 +326,12 @@ def _insight_basic(raw: str, country: str) -> NumberInsight | str:
     block = drama_range_for(e164.removeprefix("+"))
     if block is not None:
         region = block.country
-    elif phonenumbers.is_valid_number(parsed):
-        region = phonenumbers.region_code_for_number(parsed) or ""
     else:
-        return f"Invalid number {raw!r}: not a valid phone number"
+        # `is_valid_number` is this region lookup then `is_valid_number_for_region`: the
+        # lookup (the costly part, a type match per region of the calling code) done once.
+        region = phonenumbers.region_code_for_number(parsed) or ""
+        if not region or not phonenumbers.is_valid_number_for_region(parsed, region):
+            return f"Invalid number {raw!r}: not a valid phone number"
     if country and raw.startswith("+") and country != region:
         return f"Invalid number {raw!r}: it is not a number of {country}"
     return NumberInsight(e164=e164, country=region)

@@ -12,6 +12,7 @@ import pytest
 from django.utils import timezone
 
 from smsproxy.common.errors import ApplicationError
+from smsproxy.common.inserts import row_insert
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.models import Conversation, Message, NumberUse, Participant
 from smsproxy.proxy.selectors import RECENT_USE_WINDOW, participant_live_list
@@ -227,15 +228,22 @@ def test_a_number_given_to_the_person_after_it_was_chosen_is_skipped(
     taken, free = VirtualNumberFactory.create_batch(2)
     me = person(0)
     assert proxy_of(open_between(me, person(1)), me) == taken
-    choose = assignment.proxy_number_candidate
-    stale_reads = [Candidate(number=taken, held_by_conversation_id=None)]
+    take = assignment.proxy_number_take
+    stale_reads = [taken]
 
-    def choose_once_stale(**kwargs: Any) -> Any:
+    def take_once_stale(**kwargs: Any) -> Any:
         if kwargs["real_number"] == me and stale_reads:
-            return stale_reads.pop()
-        return choose(**kwargs)
+            number = stale_reads.pop()  # read before the other request's commit
+            conversation = kwargs["conversation"]
+            if conversation.pk is None:  # inserted with the first participant
+                row_insert(conversation)
+            created = assignment.participant_insert(
+                conversation=conversation, name="", real_number=me, country="GB", number=number
+            )
+            return Candidate(number=number, held_by_conversation_id=None), created
+        return take(**kwargs)
 
-    monkeypatch.setattr(assignment, "proxy_number_candidate", choose_once_stale)
+    monkeypatch.setattr(assignment, "proxy_number_take", take_once_stale)
 
     second = open_between(me, person(2))
 

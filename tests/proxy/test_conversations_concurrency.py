@@ -86,15 +86,15 @@ def test_the_same_two_people_in_opposite_order_at_once_do_not_fail(
     # Both requests reach their second participant only once both have inserted their first.
     both_inserted_first = threading.Barrier(2, timeout=20)
     calls = threading.local()
-    choose = assignment.proxy_number_candidate
+    take = assignment.proxy_number_take
 
-    def choose_in_step(**kwargs: Any) -> Any:
+    def take_in_step(**kwargs: Any) -> Any:
         calls.count = getattr(calls, "count", 0) + 1
         if calls.count == 2:  # before the second participant of the first attempt
             both_inserted_first.wait()
-        return choose(**kwargs)
+        return take(**kwargs)
 
-    monkeypatch.setattr(assignment, "proxy_number_candidate", choose_in_step)
+    monkeypatch.setattr(assignment, "proxy_number_take", take_in_step)
     outcomes: list[str] = []
     lock = threading.Lock()
 
@@ -206,9 +206,11 @@ def test_a_number_released_while_it_is_being_assigned_is_never_assigned() -> Non
     assert not Participant.objects.filter(proxy_number=doomed, active=True).exists()
 
 
-def test_the_chosen_number_stays_locked_against_a_release_until_commit() -> None:
-    """The candidate statement locks the row it returns (KEY SHARE): another assignment may
-    take the same number at once, a release (FOR UPDATE) must wait for the commit."""
+@pytest.mark.parametrize("statement", ["candidate", "take"])
+def test_the_chosen_number_stays_locked_against_a_release_until_commit(statement: str) -> None:
+    """The candidate statement locks the row it returns (KEY SHARE), alone or inside
+    `proxy_number_take`'s CTE: another assignment may take the same number at once, a release
+    (FOR UPDATE) must wait for the commit."""
     number = VirtualNumberFactory.create()
     chosen = threading.Event()
     done = threading.Event()
@@ -217,9 +219,19 @@ def test_the_chosen_number_stays_locked_against_a_release_until_commit() -> None
     def assign() -> None:
         try:
             with transaction.atomic():
-                candidate = assignment.proxy_number_candidate(
-                    real_number="+447700900500", country="GB", now=timezone.now()
-                )
+                if statement == "take":
+                    candidate, created = assignment.proxy_number_take(
+                        conversation=Conversation(),
+                        name="",
+                        real_number="+447700900500",
+                        country="GB",
+                        now=timezone.now(),
+                    )
+                    assert created is not None
+                else:
+                    candidate = assignment.proxy_number_candidate(
+                        real_number="+447700900500", country="GB", now=timezone.now()
+                    )
                 assert candidate is not None and candidate.number == number
                 chosen.set()
                 assert done.wait(timeout=20)
@@ -285,3 +297,74 @@ def test_a_close_deadlocked_with_a_release_runs_again(api_client: Any) -> None:
     assert not Participant.objects.filter(active=True).exists()
     number.refresh_from_db()
     assert number.assigned_participants == 0
+
+
+def test_a_route_taken_while_the_candidate_is_read_is_skipped_by_the_same_statement() -> None:
+    """The candidate and the insert are one statement (`proxy_number_take`): when another
+    transaction, not committed yet when the candidate is read, gives this real number the
+    chosen number, the insert waits for it, then writes nothing (ON CONFLICT) and the next
+    number is used. The person never holds one number twice."""
+    first, second = VirtualNumberFactory.create_batch(2)
+    me = "+447700900500"
+    other = conversation_create(participants=participant_specs("+447700900600", "+447700900601"))
+    inserted = threading.Event()
+    errors: list[BaseException] = []
+
+    def hold_the_route() -> None:
+        try:
+            with transaction.atomic():
+                Participant.objects.create(
+                    conversation=other, real_number=me, country="GB", proxy_number=first
+                )
+                inserted.set()
+                _wait_for_a_lock_waiter()  # the other statement waits on this route's entry
+        except BaseException as exc:  # reported to the test thread
+            errors.append(exc)
+            inserted.set()
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_route)
+    holder.start()
+    try:
+        assert inserted.wait(timeout=10)
+        with transaction.atomic():
+            conversation = Conversation.objects.create()
+            candidate, created = assignment.proxy_number_take(
+                conversation=conversation, name="", real_number=me, country="GB", now=timezone.now()
+            )
+            assert candidate is not None and candidate.number == first
+            assert created is None
+            candidate, created = assignment.proxy_number_take(
+                conversation=conversation,
+                name="",
+                real_number=me,
+                country="GB",
+                now=timezone.now(),
+                exclude_ids=[first.pk],
+            )
+            assert candidate is not None and candidate.number == second
+            assert created is not None and created.proxy_number == second
+    finally:
+        holder.join(timeout=30)
+    assert not errors, errors
+    assert sorted(
+        Participant.objects.filter(real_number=me, active=True).values_list(
+            "proxy_number_id", flat=True
+        )
+    ) == sorted([first.pk, second.pk])
+
+
+def _wait_for_a_lock_waiter() -> None:
+    """Return once another backend of this database waits for a lock (20 s at most)."""
+    with connection.cursor() as cursor:
+        for _ in range(2000):
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cursor.fetchone()[0]:
+                return
+            time.sleep(0.01)
+    raise AssertionError("no statement waited for the route")

@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import StrEnum
 from http import HTTPStatus
-from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -26,14 +25,19 @@ from smsproxy.common.privacy import mask_number
 from smsproxy.gateway.base import ProviderError
 from smsproxy.numbers.models import VirtualNumber
 from smsproxy.proxy.events.record import events_conversations_closed, events_enabled
-from smsproxy.proxy.models import Conversation, NumberUse, Participant
+from smsproxy.proxy.models import Conversation, Participant
 from smsproxy.proxy.selectors import participant_expired_route_list
 from smsproxy.proxy.services.assignment_statements import (
-    number_loads_add,
     participant_insert,
     proxy_number_candidate,
+    proxy_number_take,
 )
 from smsproxy.proxy.services.participants import ParticipantSpec
+from smsproxy.proxy.services.usage_statements import (
+    number_loads_add,
+    number_usage_write,
+    number_uses_write,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -87,43 +91,62 @@ def participant_assign(
     participant's load and history are the caller's to write (`number_loads_adjust`,
     `number_uses_record`).
 
-    Two statements in the usual case: the candidate (chosen and locked against a release at
-    once, see `proxy_number_candidate`) and the insert, which writes nothing when a concurrent
-    request gave this real number that number first; the next candidate is then tried.
+    One statement in the usual case on PostgreSQL, two on SQLite (`proxy_number_take`): the
+    candidate (chosen and locked against a release at once, see `proxy_number_candidate`) and
+    the insert, which writes nothing when a concurrent request gave this real number that
+    number first; the next candidate is then tried.
     """
     tried: list[int] = []
     for _attempt in range(ASSIGN_ATTEMPTS):
-        candidate = proxy_number_candidate(
-            real_number=spec.number.e164,
-            country=spec.number.country,
-            now=now,
-            exclude_ids=tried,
-            pending_load=pending_load,
-            prefer_id=prefer_number_id,
-        )
-        if candidate is None:
-            raise PoolExhausted(country=spec.number.country, real_number=spec.number.e164)
-        proxy_number = candidate.number
-        tried.append(proxy_number.pk)
-        if candidate.held_by_conversation_id is not None:
-            # Expired, not swept yet: it still holds the route's unique slot (rule 7: it is
-            # dead already), so it is closed here as the sweep would close it.
-            conversations_close_expired(conversation_ids=[candidate.held_by_conversation_id])
-        if participant is not None:
-            if _participant_move(participant=participant, proxy_number=proxy_number):
-                _foreign_number_log(participant=participant)
-                return participant
-        else:
-            created = participant_insert(
+        created: Participant | None = None
+        if participant is None:
+            # The candidate and the insert on it: one statement on PostgreSQL.
+            candidate, created = proxy_number_take(
                 conversation=conversation,
                 name=spec.name,
                 real_number=spec.number.e164,
                 country=spec.number.country,
-                number=proxy_number,
+                now=now,
+                exclude_ids=tried,
+                pending_load=pending_load,
+                prefer_id=prefer_number_id,
             )
-            if created is not None:
-                _foreign_number_log(participant=created)
-                return created
+        else:
+            candidate = proxy_number_candidate(
+                real_number=spec.number.e164,
+                country=spec.number.country,
+                now=now,
+                exclude_ids=tried,
+                pending_load=pending_load,
+                prefer_id=prefer_number_id,
+            )
+        if candidate is None:
+            raise PoolExhausted(country=spec.number.country, real_number=spec.number.e164)
+        proxy_number = candidate.number
+        tried.append(proxy_number.pk)
+        if created is not None:
+            _foreign_number_log(participant=created)
+            return created
+        if candidate.held_by_conversation_id is not None:
+            # Expired, not swept yet: it still holds the route's unique slot (rule 7: it is
+            # dead already), so it is closed here as the sweep would close it.
+            conversations_close_expired(conversation_ids=[candidate.held_by_conversation_id])
+            if participant is None:
+                created = participant_insert(
+                    conversation=conversation,
+                    name=spec.name,
+                    real_number=spec.number.e164,
+                    country=spec.number.country,
+                    number=proxy_number,
+                )
+                if created is not None:
+                    _foreign_number_log(participant=created)
+                    return created
+        if participant is not None and _participant_move(
+            participant=participant, proxy_number=proxy_number
+        ):
+            _foreign_number_log(participant=participant)
+            return participant
         # A concurrent request gave this real number the same proxy number first.
         logger.info(
             "Proxy number %s was taken for %s concurrently; trying the next one",
@@ -268,15 +291,15 @@ def participants_deactivate(*, participants: QuerySet[Participant]) -> None:
     active = participants.filter(active=True)
     freed = list(active.values_list("real_number", "proxy_number_id", "conversation__closed_at"))
     active.update(active=False)
-    number_uses_record(
+    load = Counter(number_id for _, number_id, _ in freed)
+    number_usage_record(
         uses=[
             (real_number, number_id, closed_at)
             for real_number, number_id, closed_at in freed
             if closed_at is not None
-        ]
+        ],
+        changes=Counter({number_id: -count for number_id, count in load.items()}),
     )
-    load = Counter(number_id for _, number_id, _ in freed)
-    number_loads_adjust(changes=Counter({number_id: -count for number_id, count in load.items()}))
 
 
 # --- Which numbers each person used (rule 3's "not used recently") -------------------------------
@@ -289,28 +312,7 @@ def number_uses_record(*, uses: Iterable[tuple[str, int, datetime]]) -> None:
     takes or frees the numbers; pairs are written in key order, so two transactions recording
     the same pairs queue instead of deadlocking.
     """
-    latest: dict[tuple[str, int], datetime] = {}
-    for real_number, number_id, used_at in uses:
-        key = (real_number, number_id)
-        latest[key] = max(used_at, latest.get(key, used_at))
-    if not latest:
-        return
-    table = connection.ops.quote_name(NumberUse._meta.db_table)
-    rows = sorted(latest.items())
-    values = ", ".join(["(%s, %s, %s)"] * len(rows))
-    params: list[Any] = []
-    for (real_number, number_id), used_at in rows:
-        params += [real_number, number_id, connection.ops.adapt_datetimefield_value(used_at)]
-    # Portable upsert (SQLite 3.24+, PostgreSQL): the ORM's update_conflicts cannot keep the
-    # later of two times.
-    sql = (
-        f"INSERT INTO {table} (real_number, proxy_number_id, last_used_at) VALUES {values} "  # noqa: S608
-        "ON CONFLICT (real_number, proxy_number_id) DO UPDATE SET last_used_at = CASE "
-        f"WHEN excluded.last_used_at > {table}.last_used_at THEN excluded.last_used_at "
-        f"ELSE {table}.last_used_at END"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    number_uses_write(uses=uses)
 
 
 # --- The numbers' stored load ---------------------------------------------------------------------
@@ -324,6 +326,14 @@ def number_loads_adjust(*, changes: Counter[int]) -> None:
     instead of deadlocking.
     """
     number_loads_add(changes=changes)
+
+
+def number_usage_record(
+    *, uses: Iterable[tuple[str, int, datetime]], changes: Counter[int]
+) -> None:
+    """`number_uses_record` and `number_loads_adjust` at once (one statement on PostgreSQL): the
+    end of a transaction that gave numbers to participants."""
+    number_usage_write(uses=uses, changes=changes)
 
 
 def number_loads_recount() -> int:

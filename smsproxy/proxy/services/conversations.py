@@ -26,7 +26,6 @@ from django.utils import timezone
 
 from smsproxy.common.audit import audit_change
 from smsproxy.common.errors import ApplicationError
-from smsproxy.common.inserts import row_insert
 from smsproxy.proxy.events.record import EventType, event_conversation
 from smsproxy.proxy.models import Conversation, Message, Participant
 from smsproxy.proxy.outbox.queue import message_queue_outbound_many
@@ -37,11 +36,10 @@ from smsproxy.proxy.services.assignment import (
     NumberSelection,
     assignment_conflict_error,
     conversations_close_expired,
-    number_loads_adjust,
-    number_uses_record,
     participant_assign,
     participants_deactivate,
 )
+from smsproxy.proxy.services.opening_statements import usage_and_intros_write
 from smsproxy.proxy.services.participants import ParticipantSpec, participants_confirm
 from smsproxy.proxy.services.writes import pool_served, write_retried
 
@@ -101,12 +99,11 @@ def _conversation_write(
 ) -> Conversation:
     with transaction.atomic():
         now = timezone.now()
-        conversation = row_insert(
-            Conversation(
-                reference=reference,
-                ttl=ttl,
-                expires_at=now + timedelta(seconds=ttl) if ttl else None,
-            )
+        # Inserted with the first participant (one statement on PostgreSQL).
+        conversation = Conversation(
+            reference=reference,
+            ttl=ttl,
+            expires_at=now + timedelta(seconds=ttl) if ttl else None,
         )
         # The stored loads are written once, at the end; until then the numbers already given
         # in this conversation count here, so the second participant sees the first one's load.
@@ -127,18 +124,20 @@ def _conversation_write(
             )
             assigned[participant.proxy_number_id] += 1
             created.append(participant)
-        number_uses_record(uses=[(p.real_number, p.proxy_number_id, now) for p in created])
-        number_loads_adjust(changes=assigned)
         event_conversation(
             type=EventType.CONVERSATION_CREATED, conversation=conversation, participants=created
         )
-        if intro:
-            message_queue_outbound_many(
-                messages=[
-                    intro_message(participant=participant, other=other)
-                    for participant, other in ((created[0], created[1]), (created[1], created[0]))
-                ]
-            )
+        # The use history, the numbers' load and the intro SMS: one statement on PostgreSQL.
+        usage_and_intros_write(
+            uses=[(p.real_number, p.proxy_number_id, now) for p in created],
+            changes=assigned,
+            messages=[
+                intro_message(participant=participant, other=other)
+                for participant, other in ((created[0], created[1]), (created[1], created[0]))
+            ]
+            if intro
+            else [],
+        )
     _participants_prefetched(conversation=conversation, participants=created)
     logger.info(
         "Opened conversation %s (reference %r) on %s and %s",

@@ -25,8 +25,7 @@ from smsproxy.proxy.selectors import conversation_is_live
 from smsproxy.proxy.services.assignment import (
     assignment_conflict_error,
     conversations_close_expired,
-    number_loads_adjust,
-    number_uses_record,
+    number_usage_record,
     participant_assign,
 )
 from smsproxy.proxy.services.conversations import intro_queue
@@ -103,8 +102,9 @@ def _reopen_write(
             assigned[participant.proxy_number_id] += 1
             if participant.proxy_number_id != previous:
                 moved.append((participant, previous_msisdn))
-        number_uses_record(uses=[(p.real_number, p.proxy_number_id, now) for p in participants])
-        number_loads_adjust(changes=assigned)
+        number_usage_record(
+            uses=[(p.real_number, p.proxy_number_id, now) for p in participants], changes=assigned
+        )
         event_conversation(
             type=EventType.CONVERSATION_REOPENED, conversation=locked, participants=participants
         )
