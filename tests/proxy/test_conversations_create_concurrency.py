@@ -41,19 +41,20 @@ def _loads_held_until_all_chose(monkeypatch: pytest.MonkeyPatch, parties: int) -
     have chosen (and locked) their numbers; returns how many load writes ran in all (a write
     that PostgreSQL aborted and that ran again counts twice)."""
     all_chose = threading.Barrier(parties, timeout=20)
-    adjust = conversations.number_loads_adjust
+    write = conversations.usage_and_intros_write
     calls: list[int] = []
     lock = threading.Lock()
 
-    def adjust_when_all_chose(**kwargs: Any) -> None:
+    def write_when_all_chose(**kwargs: Any) -> Any:
         with lock:
             calls.append(1)
             first = len(calls) <= parties
         if first:
             all_chose.wait()
-        adjust(**kwargs)
+        return write(**kwargs)
 
-    monkeypatch.setattr(conversations, "number_loads_adjust", adjust_when_all_chose)
+    # The use history and the loads are written by one call (and one statement on PostgreSQL).
+    monkeypatch.setattr(conversations, "usage_and_intros_write", write_when_all_chose)
     return lambda: len(calls)
 
 
