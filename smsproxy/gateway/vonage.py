@@ -2,20 +2,13 @@
 
 SDK pitfalls this module avoids (see VONAGE.md):
 
-- The SDK has no timeout by default: every client here gets `VONAGE_TIMEOUT`.
-- With a `signature_secret` on the client's `Auth`, `sms.send` signs requests and 4.9.1 signs
-  `None` values that requests then drops, so Vonage rejects every send (status 14). The client
-  is built from key and secret only; webhooks are verified by `signatures.verify_signature`.
+- The SDK has no timeout; a `signature_secret` on its `Auth` breaks every send; a dropped
+  connection makes it re-send a POST (one SMS, several times). `vonage_client` builds the clients
+  so that none of that happens, one per thread (a client's headers dict and its one kept-alive
+  connection are not for sharing).
 - The SDK keeps one mutable headers dict per client, and a JSON call leaves
-  `Content-Type: application/json` on later form POSTs. This client only ever makes the
+  `Content-Type: application/json` on later form POSTs. These clients only ever make the
   form/query calls of SMS, Numbers and Number Insight.
-- `HttpClient.make_request` re-sends a request up to `pool_maxsize` times when the connection
-  drops with `RemoteDisconnected`. For `POST /sms/json` that can deliver one SMS several times
-  (the drop may come after Vonage accepted it). The client is built with `pool_maxsize=1`,
-  which makes that loop run once: a dropped connection surfaces as a transient "connection"
-  error, and the outbox decides whether to retry (one possible duplicate, never ten).
-  urllib3's own retries (`max_retries`) only repeat failed connects — nothing was sent then —
-  and, for POST, never a read error.
 - `sms.send` raises a bare `SmsError` for a single failed part (throttling included) and hides
   the status; `NumberParams` rejects a national number for Number Insight. Sending SMS and Number
   Insight therefore go through the SDK's HTTP client and the JSON answer is read here.
@@ -30,8 +23,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NoReturn, TypeVar
 
 import requests
-from vonage import Auth, HttpClientOptions, Vonage
-from vonage_http_client import HttpRequestError
+from vonage import Vonage
+from vonage_http_client import HttpClient, HttpRequestError
 from vonage_numbers import ListOwnedNumbersFilter, SearchAvailableNumbersFilter
 from vonage_numbers.errors import NumbersError
 
@@ -55,6 +48,7 @@ from .base import (
     check_client_ref,
 )
 from .encoding import is_gsm7
+from .vonage_client import VonageClients
 
 logger = logging.getLogger(__name__)
 
@@ -116,19 +110,21 @@ class VonageProvider:
         # With PROXY_VOICE on: every configured number is also linked to this application,
         # whose answer and event URLs carry its calls (DESIGN §12).
         self.voice_application_id = voice_application_id
-        # `HttpClientOptions.timeout` is declared `int`, so validating it would reject 2.5 s;
-        # `model_construct` keeps the exact value, and `HttpClient` takes an options instance
-        # as it is. `pool_maxsize=1` disables the RemoteDisconnected re-send loop (see above).
-        options = HttpClientOptions.model_construct(
+        self._clients = VonageClients(
+            api_key=api_key,
+            api_secret=api_secret,
             rest_host=rest_host,
             api_host=api_host,
             timeout=timeout,
-            pool_connections=2,  # rest and api hosts
-            pool_maxsize=1,
-            max_retries=3,
         )
-        self._client = Vonage(Auth(api_key=api_key, api_secret=api_secret), options)
-        self._http = self._client.http_client
+
+    @property
+    def _client(self) -> Vonage:
+        return self._clients.get()
+
+    @property
+    def _http(self) -> HttpClient:
+        return self._clients.get().http_client
 
     # --- numbers ------------------------------------------------------------------------------
 

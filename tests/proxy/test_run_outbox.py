@@ -159,7 +159,7 @@ def test_a_database_outage_is_waited_out_with_backoff_and_one_line_each_way(
 ) -> None:
     polls = 0
 
-    def due_ids(*, limit: int) -> list[int]:
+    def due_ids(*, limit: int, busy_senders: object = ()) -> list[object]:
         nonlocal polls
         polls += 1
         if polls <= 7:
@@ -174,7 +174,7 @@ def test_a_database_outage_is_waited_out_with_backoff_and_one_line_each_way(
         waits.append(seconds)
         return stop.is_set()
 
-    monkeypatch.setattr(command_module, "outbox_due_ids", due_ids)
+    monkeypatch.setattr(command_module, "outbox_due", due_ids)
     monkeypatch.setattr(command_module, "_wait", wait)
     errors = StringIO()
     call_command("run_outbox", "--interval", "0.5", stdout=StringIO(), stderr=errors)

@@ -40,7 +40,7 @@ def test_the_loop_beats_at_most_every_heartbeat_interval(monkeypatch) -> None:
     beats: list[datetime] = []
     polls = 0
 
-    def due_ids(*, limit: int) -> list[int]:
+    def due_ids(*, limit: int, busy_senders: object = ()) -> list[object]:
         nonlocal polls
         polls += 1
         if polls == 6:
@@ -59,7 +59,7 @@ def test_the_loop_beats_at_most_every_heartbeat_interval(monkeypatch) -> None:
 
     monkeypatch.setattr(command_module, "timezone", clock)
     monkeypatch.setattr(command_module, "heartbeat_record", heartbeat)
-    monkeypatch.setattr(command_module, "outbox_due_ids", due_ids)
+    monkeypatch.setattr(command_module, "outbox_due", due_ids)
     monkeypatch.setattr(command_module, "_wait", lambda stop, seconds: stop.is_set())
     call_command("run_outbox", "--interval", "0.5", stdout=StringIO())
 

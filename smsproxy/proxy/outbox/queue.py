@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
@@ -80,20 +81,36 @@ def message_due_q(*, now: datetime) -> Q:
     return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
 
 
-def outbox_due_ids(*, now: datetime | None = None, limit: int = 100) -> list[int]:
-    """Ids of queued outbound messages whose (next) attempt is due: forwards and intros first,
+class Due(NamedTuple):
+    """A message due to be sent, and the number it is sent from."""
+
+    message_id: int
+    sender: str
+
+
+def outbox_due(
+    *, now: datetime | None = None, limit: int = 100, busy_senders: Collection[str] = ()
+) -> list[Due]:
+    """Queued outbound messages whose (next) attempt is due: forwards and intros first,
     oldest first, then out-of-session replies (rule 6: replies never delay forwards).
+
+    Messages from `busy_senders` (numbers at their own rate limit) are left out, all of each
+    number's alike: they would only be claimed and put back, and they must not fill the batch
+    while other numbers' messages wait behind them.
 
     Two queries rather than one ORDER BY on the purpose: each walks the (status,
     next_attempt_at) index, and the replies are read only when the forwards leave room.
     """
     now = now or timezone.now()
     due = Message.objects.filter(status=Message.Status.QUEUED).filter(message_due_q(now=now))
+    if busy_senders:
+        due = due.exclude(sender__in=busy_senders)
     reply = Q(purpose=Message.Purpose.OUT_OF_SESSION)
-    ids = list(due.exclude(reply).order_by("pk").values_list("pk", flat=True)[:limit])
-    if len(ids) < limit:
-        ids += due.filter(reply).order_by("pk").values_list("pk", flat=True)[: limit - len(ids)]
-    return ids
+    fields = ("pk", "sender")
+    rows = list(due.exclude(reply).order_by("pk").values_list(*fields)[:limit])
+    if len(rows) < limit:
+        rows += due.filter(reply).order_by("pk").values_list(*fields)[: limit - len(rows)]
+    return [Due(message_id, sender) for message_id, sender in rows]
 
 
 def outbox_redispatch(*, now: datetime | None = None, limit: int = 1000) -> list[int]:

@@ -25,7 +25,8 @@ asks with `defer_busy_sender`: when the sender's bucket, not the shared one, is 
 send back, `acquire` raises SenderBusy instead of sleeping, and the message is put back for
 when that token is there. A worker sleeping a second for one number would leave every other
 number's messages waiting behind it: measured with a pool of 40 numbers at 30/s, the embedded
-worker then sent 6 a second (bench/throttling.py).
+worker then sent 6 a second (bench/throttling.py). The embedded worker also asks which numbers
+are busy (`sender_waits`) and leaves their messages queued rather than claim them to put back.
 """
 
 from __future__ import annotations
@@ -83,6 +84,15 @@ class RateLimiter(Protocol):
         """Messages per second the shared bucket allows now (0 = no limit)."""
         ...
 
+    def sender_waits(self) -> dict[str, float]:
+        """Numbers whose own bucket has no token now, as far as this process knows without
+        asking anyone (their sends would be deferred), and the seconds until it has one."""
+        ...
+
+    def sender_wait(self, sender: str) -> float:
+        """Seconds until `sender`'s own bucket has a token, as `sender_waits` tells (0: now)."""
+        ...
+
 
 class UnlimitedRateLimiter:
     def acquire(self, sender: str = "", *, defer_busy_sender: bool = False) -> float:
@@ -92,6 +102,12 @@ class UnlimitedRateLimiter:
         return None
 
     def current_rate(self) -> float:
+        return 0.0
+
+    def sender_waits(self) -> dict[str, float]:
+        return {}
+
+    def sender_wait(self, sender: str) -> float:
         return 0.0
 
 
@@ -136,6 +152,22 @@ class LocalRateLimiter:
     def current_rate(self) -> float:
         with self._lock:
             return self._current(self._clock()) if self.rate > 0 else 0.0
+
+    # A number has an entry only once it sent under a cap per number: without one, none waits.
+    def sender_waits(self) -> dict[str, float]:
+        with self._lock:
+            now = self._clock()
+            waits = {sender: self._sender_wait(sender, now) for sender in self._senders}
+        return {sender: wait for sender, wait in waits.items() if wait > 0}
+
+    def sender_wait(self, sender: str) -> float:
+        with self._lock:
+            return self._sender_wait(sender, self._clock())
+
+    def _sender_wait(self, sender: str, now: float) -> float:
+        tokens, updated = self._senders.get(sender, (1.0, now))
+        tokens = min(1.0, tokens + (now - updated) * self.per_sender)
+        return (1.0 - tokens) / self.per_sender if tokens < 1.0 - _EPSILON else 0.0
 
     def throttled(self) -> None:
         if self.rate <= 0:
@@ -305,6 +337,14 @@ class RedisRateLimiter:
 
     def current_rate(self) -> float:
         return float(self._call("rate")) if self.rate > 0 else 0.0
+
+    # Unknown here (a SCAN per poll, or a round trip per message, would tell): a busy number's
+    # message is deferred by `acquire` (SenderBusy) instead.
+    def sender_waits(self) -> dict[str, float]:
+        return {}
+
+    def sender_wait(self, sender: str) -> float:
+        return 0.0
 
 
 def _wait_for_token(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from http import HTTPStatus
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -16,10 +17,11 @@ from smsproxy.proxy.models import Message, MessagePart
 from smsproxy.proxy.outbox import dispatch
 from smsproxy.proxy.outbox.queue import (
     REDISPATCH_AFTER,
+    Due,
     message_due_q,
     message_queue_outbound,
     message_retry,
-    outbox_due_ids,
+    outbox_due,
     outbox_redispatch,
 )
 from tests.factories import MessageFactory
@@ -34,6 +36,10 @@ from tests.proxy.fixtures import (
 )
 
 pytestmark = pytest.mark.django_db
+
+
+def due_ids(**kwargs: Any) -> list[int]:
+    return [due.message_id for due in outbox_due(**kwargs)]
 
 
 @pytest.fixture(autouse=True)
@@ -98,13 +104,33 @@ def test_a_message_is_due_when_never_scheduled_or_scheduled_by_now() -> None:
     due = Message.objects.filter(message_due_q(now=now)).order_by("pk")
 
     assert list(due) == [never, past, exactly_now]
-    assert outbox_due_ids(now=now) == [never.pk, past.pk, exactly_now.pk]
+    assert due_ids(now=now) == [never.pk, past.pk, exactly_now.pk]
 
 
 def test_due_ids_are_oldest_first_and_limited() -> None:
     messages = [MessageFactory.create() for _ in range(3)]
 
-    assert outbox_due_ids(limit=2) == [messages[0].pk, messages[1].pk]
+    assert due_ids(limit=2) == [messages[0].pk, messages[1].pk]
+
+
+def test_due_messages_come_with_their_sender_and_busy_senders_are_left_out() -> None:
+    busy, other = "+447700900301", "+447700900302"
+    first = MessageFactory.create(sender=busy)
+    second = MessageFactory.create(sender=other)
+    third = MessageFactory.create(sender=busy)
+    fourth = MessageFactory.create(sender=other)
+
+    assert outbox_due() == [
+        Due(first.pk, busy),
+        Due(second.pk, other),
+        Due(third.pk, busy),
+        Due(fourth.pk, other),
+    ]
+    # A number at its own rate limit does not take the batch's room from the others.
+    assert outbox_due(limit=2, busy_senders={busy}) == [
+        Due(second.pk, other),
+        Due(fourth.pk, other),
+    ]
 
 
 # --- staff's retry -------------------------------------------------------------------------------
@@ -160,8 +186,8 @@ def test_forwards_and_intros_are_due_before_out_of_session_replies() -> None:
     forward = MessageFactory.create(purpose=Message.Purpose.CONVERSATION)
     intro = MessageFactory.create(purpose=Message.Purpose.INTRO)
 
-    assert outbox_due_ids() == [forward.pk, intro.pk, reply.pk]
-    assert outbox_due_ids(limit=2) == [forward.pk, intro.pk]
+    assert due_ids() == [forward.pk, intro.pk, reply.pk]
+    assert due_ids(limit=2) == [forward.pk, intro.pk]
 
 
 def test_an_out_of_session_reply_is_enqueued_behind_the_forwards(

@@ -158,3 +158,44 @@ def test_the_redis_limiter_refuses_a_busy_sender_without_taking_anything() -> No
 
     assert 0 < busy.value.wait <= 1
     assert worker_b.acquire(OTHER_NUMBER, defer_busy_sender=True) < 0.1
+
+
+# --- telling the embedded worker which numbers are busy -----------------------------------------
+
+
+def test_the_local_limiter_tells_which_numbers_are_busy_and_for_how_long(
+    limiter: LocalRateLimiter, clock: FakeClock
+) -> None:
+    limiter.acquire(US_LONG_NUMBER)
+    clock.now += 0.25
+    limiter.acquire(OTHER_NUMBER)
+    clock.now += 0.25
+
+    # Looking takes nothing and waits for nothing.
+    assert limiter.sender_waits() == {
+        US_LONG_NUMBER: pytest.approx(0.5),
+        OTHER_NUMBER: pytest.approx(0.75),
+    }
+    assert limiter.sender_wait(US_LONG_NUMBER) == pytest.approx(0.5)
+    assert limiter.sender_wait("+15555550199") == 0  # never sent from
+    assert clock.slept == 0
+    clock.now += 0.5
+    assert limiter.sender_waits() == {OTHER_NUMBER: pytest.approx(0.25)}
+    assert limiter.sender_wait(US_LONG_NUMBER) == 0
+    assert limiter.acquire(US_LONG_NUMBER, defer_busy_sender=True) == 0
+
+
+def test_without_a_cap_per_number_no_number_is_busy(clock: FakeClock) -> None:
+    limiter = LocalRateLimiter(100, clock=clock, sleep=clock.sleep)
+    limiter.acquire(US_LONG_NUMBER)
+
+    assert limiter.sender_waits() == {}
+    assert limiter.sender_wait(US_LONG_NUMBER) == 0
+
+
+def test_the_redis_limiter_does_not_guess_which_numbers_are_busy() -> None:
+    # Nothing asked of Redis (no round trip per message): acquire defers a busy number instead.
+    limiter = RedisRateLimiter("redis://127.0.0.1:1/0", 30, per_sender=1)
+
+    assert limiter.sender_waits() == {}
+    assert limiter.sender_wait(US_LONG_NUMBER) == 0

@@ -12,15 +12,24 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
-from django.db import InterfaceError, OperationalError, close_old_connections, connections
+from django.db import (
+    InterfaceError,
+    OperationalError,
+    close_old_connections,
+    connections,
+    router,
+)
 from django.utils import timezone
 
 from smsproxy.common.heartbeat import HEARTBEAT_EVERY, OUTBOX_WORKER, heartbeat_record
 from smsproxy.common.privacy import mask_number, text_mask_numbers
 from smsproxy.numbers.services.provisioning import provisioning_jobs_run_pending
 from smsproxy.proxy.events.deliver import events_deliver_due
+from smsproxy.proxy.models import Message
 from smsproxy.proxy.outbox.deliver import DeliveryResult, Outcome, message_deliver
-from smsproxy.proxy.outbox.queue import outbox_due_ids
+from smsproxy.proxy.outbox.queue import outbox_due
+from smsproxy.proxy.outbox.ratelimit import rate_limiter_get
+from smsproxy.proxy.outbox.send_pool import SendPool
 from smsproxy.proxy.services.sweep import outbox_sweep
 
 logger = logging.getLogger(__name__)
@@ -28,6 +37,9 @@ logger = logging.getLogger(__name__)
 # Stuck rows, timed-out concatenated SMS and expired conversations are looked for this often.
 SWEEP_EVERY = timedelta(seconds=30)
 BATCH_SIZE = 100
+# Messages in flight at once (`--concurrency`): a send mostly waits for Vonage's answer, and at
+# SMS_RATE_LIMIT=30 with Vonage 100 ms away three sends are in flight on average.
+CONCURRENCY = 4
 # While the database (or anything else) keeps failing, the worker waits this long before trying
 # again, doubling up to BACKOFF_MAX: a restart of the database is waited out without a log line
 # and a burst of reconnections every second.
@@ -63,7 +75,8 @@ class Command(BaseCommand):
         "closes expired conversations. Without a broker it also runs the provisioning jobs "
         "staff start in the admin (Buy numbers). With PROXY_EVENTS_URL set it delivers the "
         "marketplace's events in a thread of its own, so they never delay an SMS. Stops cleanly "
-        "on SIGTERM or Ctrl-C, after the message being sent."
+        "on SIGTERM or Ctrl-C, after the messages being sent. Sends up to --concurrency messages "
+        "at once, one per sending number at a time (--once sends one at a time)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -78,16 +91,40 @@ class Command(BaseCommand):
             default=1.0,
             help="Seconds to wait between polls when nothing is due (default 1).",
         )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            default=CONCURRENCY,
+            help=f"Messages sent at once, each on a thread and database connection of its own "
+            f"(default {CONCURRENCY}); at most one per sending number. A send mostly waits for "
+            "Vonage: raise it when Vonage is far away or SMS_RATE_LIMIT is high. On SQLite, "
+            "and with --once, one at a time.",
+        )
 
-    def handle(self, *args: Any, once: bool, interval: float, **options: Any) -> None:
+    def handle(
+        self, *args: Any, once: bool, interval: float, concurrency: int, **options: Any
+    ) -> None:
         if interval <= 0:
             raise CommandError("--interval must be a positive number of seconds.")
+        if concurrency < 1:
+            raise CommandError("--concurrency must be at least 1.")
         if settings.LOG_FORMAT == "json":
             # Every line a JSON object: what the worker prints goes through logging, and its
             # stderr lines, which repeat log lines already written, are dropped.
             self.stdout = OutputWrapper(_LogLines(logger))
             self.stderr = OutputWrapper(io.StringIO())
         self._stop = threading.Event()
+        self._ready_in: float | None = None
+        if once or connections[router.db_for_write(Message)].vendor == "sqlite":
+            # SQLite takes one writer at a time (its in-memory test database refuses a second
+            # outright): nothing to gain from sends in parallel.
+            concurrency = 1
+        self._senders = SendPool(
+            size=concurrency,
+            deliver=lambda message_id: message_deliver(message_id=message_id),
+            report=self._report,
+            sender_ready=lambda sender: rate_limiter_get().sender_wait(sender) <= 0,
+        )
         previous = self._install_signal_handlers() if not once else {}
         try:
             if once:
@@ -99,7 +136,10 @@ class Command(BaseCommand):
                 while events_deliver_due().more:
                     pass
                 return
-            self.stdout.write(f"Outbox worker started (polling every {interval:g}s).")
+            self.stdout.write(
+                f"Outbox worker started (polling every {interval:g}s, "
+                f"{concurrency} message(s) at once)."
+            )
             events = None
             if settings.PROXY_EVENTS_URL:
                 # Marketplace events in a thread of their own: a slow or failing endpoint
@@ -108,7 +148,11 @@ class Command(BaseCommand):
                     target=self._events_loop, args=(interval,), name="events", daemon=True
                 )
                 events.start()
-            self._loop(interval)
+            try:
+                self._loop(interval)
+            finally:
+                # The sends in flight are finished and recorded, whatever stopped the loop.
+                self._senders.close()
             if events is not None:
                 events.join()
             self.stdout.write("Outbox worker stopped.")
@@ -160,7 +204,7 @@ class Command(BaseCommand):
                 self.stderr.write("Outbox worker: database back")
             backoff = 0.0
             if not busy:
-                _wait(self._stop, interval)
+                _wait(self._stop, self._idle_for(interval))
 
     def _events_loop(self, interval: float) -> None:
         """Deliver due events until stopped, on this thread's own database connection."""
@@ -188,7 +232,7 @@ class Command(BaseCommand):
     def _install_signal_handlers(self) -> dict[int, Any]:
         def stop(signum: int, frame: FrameType | None) -> None:
             self.stdout.write(
-                f"Received {signal.Signals(signum).name}: stopping after this message."
+                f"Received {signal.Signals(signum).name}: stopping after the messages being sent."
             )
             self._stop.set()
 
@@ -215,17 +259,29 @@ class Command(BaseCommand):
             self.stdout.write(f"Closed {swept.expired} expired conversation(s)")
 
     def _deliver_due(self) -> int:
-        """Send one batch of what is due now; returns how many messages were handled.
+        """Hand out one batch of what is due now; returns how many messages were handled.
 
         One batch at a time, so that the sweep still runs on schedule under a steady stream.
+        Numbers at SMS_RATE_LIMIT_PER_SENDER are left out of the batch rather than claimed and
+        put back: their messages wait in the queue, in order, and take no sender meanwhile.
+        When the batch has nothing to hand out, this waits for a send in flight to finish; with
+        none in flight, the loop waits for the poll interval, or until the first of those
+        numbers is ready again if that is sooner (`_idle_for`).
         """
-        handled = 0
-        for message_id in outbox_due_ids(limit=BATCH_SIZE):
-            if self._stop.is_set():
-                break
-            self._report(message_id, message_deliver(message_id=message_id))
-            handled += 1
-        return handled
+        limiter = rate_limiter_get()
+        due = outbox_due(limit=BATCH_SIZE, busy_senders=limiter.sender_waits().keys())
+        handed = self._senders.send(due, stop=self._stop)
+        if handed or self._stop.is_set():
+            return handed
+        if self._senders.wait_one():
+            return 1
+        self._ready_in = min(limiter.sender_waits().values(), default=None)
+        return 0
+
+    def _idle_for(self, interval: float) -> float:
+        """How long the loop waits when nothing could be handed out."""
+        ready_in, self._ready_in = self._ready_in, None
+        return interval if ready_in is None else min(interval, ready_in)
 
     def _report(self, message_id: int, result: DeliveryResult) -> None:
         message = result.message
