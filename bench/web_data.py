@@ -82,8 +82,12 @@ def conversations_grow(
     """Add live conversations `start` .. `stop - 1` (see the module docstring).
 
     A large load runs with the tables' plain indexes dropped and rebuilt after it (an index
-    built in one sort is much faster than one grown row by row); the unique constraints stay,
-    and the partial unique index of live routes, rebuilt, checks every row again.
+    built in one sort is much faster than one grown row by row). Unique indexes stay, the
+    partial one of live routes included: the server is still running, and a creation it was
+    finishing when the load began (wrk stops with requests in flight) waits behind the DROP's
+    lock, then runs its `ON CONFLICT (real_number, proxy_number_id) WHERE active` against a
+    table without that index and fails (the five 500s of the make bench run of 2026-12-01,
+    22:59, all "no unique or exclusion constraint matching the ON CONFLICT specification").
     """
     from smsproxy.proxy.services.assignment import number_loads_recount
 
@@ -121,7 +125,8 @@ def conversations_grow(
 
 
 def _plain_indexes_drop() -> list[str]:
-    """Drop the built tables' indexes that back no constraint; returns their definitions."""
+    """Drop the built tables' non-unique indexes that back no constraint; returns their
+    definitions."""
     with connection.cursor() as cursor:
         cursor.execute(
             """
@@ -129,6 +134,7 @@ def _plain_indexes_drop() -> list[str]:
             FROM pg_index AS i
             WHERE i.indrelid IN ('proxy_conversation'::regclass, 'proxy_participant'::regclass,
                                  'proxy_numberuse'::regclass)
+              AND NOT i.indisunique
               AND NOT EXISTS (SELECT 1 FROM pg_constraint AS c WHERE c.conindid = i.indexrelid)
             """
         )
