@@ -36,10 +36,10 @@ class CachedSqlTokenAuthentication(TokenAuthentication):
     """`Authorization: Token <key>`, as DRF's TokenAuthentication (and shown so in the schema)."""
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Token]:
-        row = on_a_live_connection(lambda: _token_row(key), what="the token lookup")
+        sql, token_columns, user_columns = _token_lookup(connection.vendor)
+        row = on_a_live_connection(lambda: _row(sql, key), what="the token lookup")
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
-        _sql, token_columns, user_columns = _token_lookup(connection.vendor)
         token = token_columns.instance(row[: token_columns.width])
         user = user_columns.instance(row[token_columns.width :])
         token.user = user
@@ -48,9 +48,8 @@ class CachedSqlTokenAuthentication(TokenAuthentication):
         return (user, token)
 
 
-def _token_row(key: str) -> tuple[Any, ...] | None:
+def _row(sql: str, key: str) -> tuple[Any, ...] | None:
     """The token's row joined to its user's, or None."""
-    sql, _token_columns, _user_columns = _token_lookup(connection.vendor)
     with connection.cursor() as cursor:
         cursor.execute(sql, [key])
         row: tuple[Any, ...] | None = cursor.fetchone()

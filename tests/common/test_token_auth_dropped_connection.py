@@ -72,11 +72,11 @@ def test_a_database_that_stays_unreachable_is_still_a_500(
     """Tried twice, on the kept connection and on a new one; then the outage shows."""
     lookups: list[str] = []
 
-    def unreachable(key: str) -> None:
+    def unreachable(sql: str, key: str) -> None:
         lookups.append(key)
         raise OperationalError("connection refused")
 
-    monkeypatch.setattr(authentication, "_token_row", unreachable)
+    monkeypatch.setattr(authentication, "_row", unreachable)
     api_client.raise_request_exception = False
 
     response = api_client.post("/api/conversations/", CREATE, format="json")
