@@ -2,9 +2,7 @@
 
 `make bench` logged one 500 on `POST /api/conversations/` during concurrent creations of fresh
 people (bench/RESULTS.md). Such creations share nothing but the pool's rows: each locks its
-two numbers' rows. An opening first passes by the numbers other openings are assigning (its
-candidates locked NO KEY UPDATE, SKIP LOCKED); when all of the best rank are taken it runs
-again waiting (the candidate's KEY SHARE, then the load's NO KEY UPDATE). These tests hold
+two numbers' rows (the candidate's KEY SHARE, then the load's NO KEY UPDATE). These tests hold
 the creations at the worst moment — every one has chosen and locked its numbers, none has
 written their load — and check that they then queue instead of deadlocking: every request
 answers 201 once, no write runs twice, and the stored loads are exact.
@@ -91,28 +89,12 @@ def token(api_user: Any) -> str:
     return str(Token.objects.create(user=api_user).key)
 
 
-def _waiting_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Openings that never pass a number by: what each runs when every number of the best rank
-    is being assigned by another opening."""
-
-    def write_waiting(**kwargs: Any) -> Any:
-        return conversations._conversation_write(**kwargs, skip_locked=False)
-
-    monkeypatch.setattr(conversations, "_conversation_opened", write_waiting)
-
-
-@pytest.mark.parametrize("skipping", [True, False], ids=["skipping", "waiting"])
 def test_two_creations_holding_the_same_numbers_in_opposite_order_queue(
-    monkeypatch: pytest.MonkeyPatch, token: str, skipping: bool
+    monkeypatch: pytest.MonkeyPatch, token: str
 ) -> None:
-    """Waiting: A's people get (N1, N2); B's first person used N1 recently (rule 3), so B's get
+    """A's people get (N1, N2); B's first person used N1 recently (rule 3), so B's get
     (N2, N1). Both hold both rows when they write the loads: in participant order that is a
-    deadlock (one request aborted and run again); in id order B waits for A's commit.
-    Skipping: which numbers each gets depends on which locks first (a number being assigned
-    by the other is passed by when one of equal rank is free), but Carol gets N2 all the same
-    (N1 ranks below it for her, whatever its load) and nothing is run twice."""
-    if not skipping:
-        _waiting_only(monkeypatch)
+    deadlock (one request aborted and run again); in id order B waits for A's commit."""
     first, second = VirtualNumberFactory.create_batch(2)
     assert first.pk < second.pk
     alice, bob, carol, dave = (f"+447700900{n}" for n in (500, 501, 502, 503))
@@ -126,24 +108,16 @@ def test_two_creations_holding_the_same_numbers_in_opposite_order_queue(
     assert outcomes == [201, 201], outcomes
     assert load_writes() == 2  # neither write was aborted and run again
     routes = dict(Participant.objects.values_list("real_number", "proxy_number_id"))
-    if skipping:
-        assert routes[carol] == second.pk
-    else:
-        assert routes == {alice: first.pk, bob: second.pk, carol: second.pk, dave: first.pk}
+    assert routes == {alice: first.pk, bob: second.pk, carol: second.pk, dave: first.pk}
     assert set(VirtualNumber.objects.values_list("assigned_participants", flat=True)) == {2}
     assert number_loads_recount() == 0
 
 
-@pytest.mark.parametrize("skipping", [True, False], ids=["skipping", "waiting"])
 def test_many_creations_of_different_people_on_the_same_numbers_all_answer_201(
-    monkeypatch: pytest.MonkeyPatch, token: str, skipping: bool
+    monkeypatch: pytest.MonkeyPatch, token: str
 ) -> None:
-    """The bench's case: equal loads and fresh people, so every request ranks the same two
-    numbers first; all hold their numbers at once, then write their loads (waiting: one
-    after the other; skipping: the first three pass each other by, the others find every
-    number taken and wait)."""
-    if not skipping:
-        _waiting_only(monkeypatch)
+    """The bench's case: equal loads and fresh people, so every request chooses the same two
+    numbers; all hold them at once, then write their loads one after the other."""
     VirtualNumberFactory.create_batch(3)
     creations = 6
     load_writes = _loads_held_until_all_chose(monkeypatch, parties=creations)
@@ -155,57 +129,4 @@ def test_many_creations_of_different_people_on_the_same_numbers_all_answer_201(
     assert load_writes() == creations
     assert Conversation.objects.count() == creations
     assert Participant.objects.filter(active=True).count() == 2 * creations
-    assert number_loads_recount() == 0
-
-
-def test_an_opening_passes_by_the_numbers_another_opening_is_assigning(
-    monkeypatch: pytest.MonkeyPatch, token: str
-) -> None:
-    """A has chosen its numbers (N1, N2: equal loads, the lowest ids) and not committed. B, of
-    other people, gets the next free ones of equal rank (N3, N4) instead of queueing behind
-    A's rows: it opens its conversation while A still holds them. Sequential order is
-    untouched: A got the lowest ids."""
-    numbers = VirtualNumberFactory.create_batch(4)
-    held, release = threading.Event(), threading.Event()
-    write = conversations.usage_and_intros_write
-
-    def write_when_released(**kwargs: Any) -> Any:
-        if not held.is_set():  # A's only
-            held.set()
-            assert release.wait(timeout=20)
-        return write(**kwargs)
-
-    monkeypatch.setattr(conversations, "usage_and_intros_write", write_when_released)
-    opener = threading.Thread(
-        target=lambda: outcomes.extend(_open_at_once(token, [("+447700900500", "+447700900501")]))
-    )
-    outcomes: list[int | str] = []
-    opener.start()
-    try:
-        assert held.wait(timeout=20)
-        # Without passing by, B would wait on A's rows: fail at once instead of hanging.
-        with connection.cursor() as cursor:
-            cursor.execute("SET lock_timeout = '5s'")
-        client = APIClient()
-        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-        body = {"participants": [{"number": "+447700900502"}, {"number": "+447700900503"}]}
-        answer = client.post("/api/conversations/", body, format="json")
-        assert answer.status_code == 201, answer.content
-        b_numbers = set(
-            Participant.objects.filter(
-                real_number__in=["+447700900502", "+447700900503"]
-            ).values_list("proxy_number_id", flat=True)
-        )
-        assert b_numbers == {numbers[2].pk, numbers[3].pk}
-    finally:
-        release.set()
-        opener.join(timeout=30)
-    assert outcomes == [201], outcomes
-    a_numbers = set(
-        Participant.objects.filter(real_number__in=["+447700900500", "+447700900501"]).values_list(
-            "proxy_number_id", flat=True
-        )
-    )
-    assert a_numbers == {numbers[0].pk, numbers[1].pk}
-    assert set(VirtualNumber.objects.values_list("assigned_participants", flat=True)) == {1}
     assert number_loads_recount() == 0

@@ -65,11 +65,6 @@ class PoolExhausted(Exception):
         self.real_number = real_number
 
 
-class CandidatesBusy(Exception):
-    """`participant_assign(skip_locked=True)` found every number of the best rank being
-    assigned by other transactions (or none at all): roll back and run without skipping."""
-
-
 def assignment_conflict_error() -> ApplicationError:
     return ApplicationError(
         "Too many concurrent requests for the same participant; try again.",
@@ -86,7 +81,6 @@ def participant_assign(
     pending_load: Mapping[int, int],
     prefer_number_id: int | None = None,
     participant: Participant | None = None,
-    skip_locked: bool = False,
 ) -> Participant:
     """Put the participant on the best free number; the unique constraint settles races.
 
@@ -101,10 +95,6 @@ def participant_assign(
     candidate (chosen and locked against a release at once, see `proxy_number_candidate`) and
     the insert, which writes nothing when a concurrent request gave this real number that
     number first; the next candidate is then tried.
-
-    `skip_locked` (a new participant; see `proxy_number_take`): numbers other transactions
-    are assigning right now are passed by among the numbers of the best rank; CandidatesBusy
-    when none is left (the caller rolls back and runs again without).
     """
     tried: list[int] = []
     for _attempt in range(ASSIGN_ATTEMPTS):
@@ -120,10 +110,7 @@ def participant_assign(
                 exclude_ids=tried,
                 pending_load=pending_load,
                 prefer_id=prefer_number_id,
-                skip_locked=skip_locked,
             )
-            if candidate is None and skip_locked and connection.vendor == "postgresql":
-                raise CandidatesBusy
         else:
             candidate = proxy_number_candidate(
                 real_number=spec.number.e164,

@@ -73,7 +73,6 @@ def proxy_number_candidate(
         len(exclude_ids),
         len(pending),
         prefer_id is not None,
-        False,
     )
     params = _candidate_params(
         real_number=real_number,
@@ -123,7 +122,6 @@ def proxy_number_take(
     exclude_ids: Sequence[int] = (),
     pending_load: Mapping[int, int] | None = None,
     prefer_id: int | None = None,
-    skip_locked: bool = False,
 ) -> tuple[Candidate | None, Participant | None]:
     """`proxy_number_candidate` then `participant_insert` on the number it gives: (the
     candidate, the new participant). The participant is None when there is no candidate, when
@@ -134,16 +132,6 @@ def proxy_number_take(
     On PostgreSQL the two are one statement (the candidate, locked FOR KEY SHARE as
     `proxy_number_candidate` locks it, in a materialized CTE; the insert reads it): one round
     trip instead of two for each participant of a new conversation. SQLite runs the two.
-
-    `skip_locked` (PostgreSQL; opening a conversation): the candidate is the least loaded,
-    then lowest id, number among those rule 3 ranks equal on everything but load (country,
-    recent use, `prefer_id`) that no other transaction is assigning right now; it is locked
-    FOR NO KEY UPDATE, which also makes other skipping assignments pass it by (and a release
-    wait, as KEY SHARE does). Concurrent openings thus spread over the numbers of equal rank
-    instead of all ranking the same one first and queueing on its row until the first one
-    commits. Nothing is locked by others in a sequential call: the same number as without.
-    (None, None) when every such number is being assigned by another transaction (or when
-    there is none): the caller runs again without `skip_locked`, which waits as before.
     """
     if connection.vendor != "postgresql":
         if conversation.pk is None:
@@ -173,7 +161,6 @@ def proxy_number_take(
         len(exclude_ids),
         len(pending),
         prefer_id is not None,
-        skip_locked,
     )
     participant = Participant(
         conversation=conversation, name=name, real_number=real_number, country=country
@@ -188,7 +175,6 @@ def proxy_number_take(
         exclude_ids=exclude_ids,
         pending=pending,
         prefer_id=prefer_id,
-        skip_locked=skip_locked,
     )
     params += insert_values(participant, fields)
     with connection.cursor() as cursor:
@@ -221,21 +207,19 @@ def _candidate_params(
     exclude_ids: Sequence[int],
     pending: Mapping[int, int],
     prefer_id: int | None,
-    skip_locked: bool = False,
 ) -> list[Any]:
     """The values of `_candidate_plan`'s statement, in its placeholders' order."""
     adapt = connection.ops.adapt_datetimefield_value
     params: list[Any] = [real_number, real_number, adapt(now - RECENT_USE_WINDOW)]
-    eligible = [VirtualNumber.Status.ACTIVE.value, *_feature_patterns(), *exclude_ids]
-    eligible += [Conversation.Status.ACTIVE.value, adapt(now)]
-    rank: list[Any] = [prefer_id] if prefer_id is not None else []
-    rank.append(country)
-    load: list[Any] = []
+    params += [VirtualNumber.Status.ACTIVE.value, *_feature_patterns()]
+    params += list(exclude_ids)
+    params += [Conversation.Status.ACTIVE.value, adapt(now)]
+    if prefer_id is not None:
+        params.append(prefer_id)
+    params.append(country)
     for number_id, count in pending.items():
-        load += [number_id, count]
-    if skip_locked:  # the ranked CTE's SELECT list (load, rank), its WHERE, the lock's re-check
-        return [*params, *load, *rank, *eligible, VirtualNumber.Status.ACTIVE.value]
-    return [*params, *eligible, *rank, *load]
+        params += [number_id, count]
+    return params
 
 
 def _feature_patterns() -> list[str]:
@@ -246,10 +230,9 @@ def _feature_patterns() -> list[str]:
 
 @cache
 def _candidate_plan(
-    vendor: str, voice: bool, excluded: int, pending: int, prefer: bool, skip_locked: bool
+    vendor: str, voice: bool, excluded: int, pending: int, prefer: bool
 ) -> tuple[str, ModelColumns[VirtualNumber]]:
-    """`proxy_number_candidate`'s statement for this shape, and the number's columns in it
-    (`skip_locked`: `proxy_number_take`'s, PostgreSQL only).
+    """`proxy_number_candidate`'s statement for this shape, and the number's columns in it.
 
     At most one participant row joins each number (the live-route unique index: one active
     participant per real number and proxy number) and at most one history row (one per pair),
@@ -264,69 +247,52 @@ def _candidate_plan(
     load = "n.assigned_participants"
     if pending:
         load += f" + CASE n.id {' '.join(['WHEN %s THEN %s'] * pending)} ELSE 0 END"
-    rank = [
+    order = [
         *(["CASE WHEN n.id = %s THEN 0 ELSE 1 END"] if prefer else []),
         "CASE WHEN n.country = %s THEN 0 ELSE 1 END",
         # Not used recently (NULL) first, then the least recently used.
         "u.last_used_at ASC NULLS FIRST",
+        load,
+        "n.id",
     ]
     participants = quote(Participant._meta.db_table)
     conversations = quote(Conversation._meta.db_table)
     uses = quote(NumberUse._meta.db_table)
-    numbers = quote(VirtualNumber._meta.db_table)
     # Only the models' own table and column names are interpolated; the values are parameters.
     if vendor == "postgresql":
         # This person's live routes and recent uses are read once each (a few rows from the
         # real_number-first indexes), not probed once per number of the pool: a quarter less
         # of the database's time for this statement with a pool of 100.
-        ctes = (
+        head = (
             "WITH p AS MATERIALIZED (SELECT p.id, p.proxy_number_id, p.conversation_id, "  # noqa: S608
             f"c.status, c.expires_at FROM {participants} p "
             f"JOIN {conversations} c ON c.id = p.conversation_id "
             "WHERE p.active AND p.real_number = %s), "
             f"u AS MATERIALIZED (SELECT proxy_number_id, last_used_at FROM {uses} "
-            "WHERE real_number = %s AND last_used_at >= %s)"
-        )
-        joins = (
-            f"FROM {numbers} n "
+            "WHERE real_number = %s AND last_used_at >= %s) "
+            f"SELECT {columns.sql}, p.conversation_id "
+            f"FROM {quote(VirtualNumber._meta.db_table)} n "
             "LEFT JOIN p ON p.proxy_number_id = n.id LEFT JOIN u ON u.proxy_number_id = n.id "
         )
-        conversation = "p"
+        conversation, lock = "p", " FOR KEY SHARE OF n"
     else:
-        ctes = ""
-        joins = (
-            f"FROM {numbers} n "
+        head = (
+            f"SELECT {columns.sql}, p.conversation_id "  # noqa: S608
+            f"FROM {quote(VirtualNumber._meta.db_table)} n "
             f"LEFT JOIN {participants} p ON p.proxy_number_id = n.id "
             "AND p.active AND p.real_number = %s "
             f"LEFT JOIN {conversations} c ON c.id = p.conversation_id "
             f"LEFT JOIN {uses} u ON u.proxy_number_id = n.id "
             "AND u.real_number = %s AND u.last_used_at >= %s "
         )
-        conversation = "c"
-    eligible = (
-        f"WHERE n.status = %s AND NOT n.reserved AND {features}{exclusion} "
+        conversation, lock = "c", ""
+    sql = (
+        f"{head}WHERE n.status = %s AND NOT n.reserved AND {features}{exclusion} "
         # Free for this real number: no participant on it, or only one whose conversation is
         # dead (closed, or expired and not swept yet: the caller closes it first).
         f"AND (p.id IS NULL OR NOT ({conversation}.status = %s AND "
-        f"({conversation}.expires_at IS NULL OR {conversation}.expires_at > %s)))"
-    )
-    if skip_locked:
-        # Rule 3's ranking but for the load (tier 1: every number as good as the best one),
-        # then the least loaded, lowest id of them that no other transaction has locked. The
-        # status is checked again on the row locked (a release committed meanwhile).
-        sql = (
-            f"{ctes}, ranked AS MATERIALIZED (SELECT n.id, p.conversation_id, {load} AS load, "  # noqa: S608
-            f"rank() OVER (ORDER BY {', '.join(rank)}) AS tier {joins}{eligible}) "
-            f"SELECT {columns.sql}, ranked.conversation_id FROM {numbers} n "
-            "JOIN ranked ON ranked.id = n.id WHERE ranked.tier = 1 AND n.status = %s "
-            "AND NOT n.reserved ORDER BY ranked.load, n.id "
-            "LIMIT 1 FOR NO KEY UPDATE OF n SKIP LOCKED"
-        )
-        return sql, columns
-    lock = " FOR KEY SHARE OF n" if vendor == "postgresql" else ""
-    sql = (
-        f"{ctes} SELECT {columns.sql}, p.conversation_id {joins}{eligible} "
-        f"ORDER BY {', '.join([*rank, load, 'n.id'])} LIMIT 1{lock}"
+        f"({conversation}.expires_at IS NULL OR {conversation}.expires_at > %s))) "
+        f"ORDER BY {', '.join(order)} LIMIT 1{lock}"
     )
     return sql, columns
 

@@ -6,8 +6,7 @@ load, is `assignment`; staff moving a participant to another number, `reassign`.
 Lock order: a conversation's row before any number's row. `conversation_close`,
 `conversations_expire` and `participant_reassign` lock the conversation first, then touch its
 numbers (their load, in id order; the KEY SHARE lock against a release). Keeping one order
-means two of them touching the same rows queue instead of deadlocking. An opening first locks
-its candidates in rank order, but SKIP LOCKED: it never waits for one (`proxy_number_take`). A write PostgreSQL still
+means two of them touching the same rows queue instead of deadlocking. A write PostgreSQL still
 aborts for a lock conflict (a release locks its number first, then closes the conversations on
 it) runs again, WRITE_ATTEMPTS times in all: opening and closing a conversation.
 """
@@ -34,7 +33,6 @@ from smsproxy.proxy.selectors import (
     proxy_number_last_used_with,
 )
 from smsproxy.proxy.services.assignment import (
-    CandidatesBusy,
     NumberSelection,
     assignment_conflict_error,
     conversations_close_expired,
@@ -78,7 +76,7 @@ def conversation_create(
     ttl_seconds = ttl if ttl is not None else max(int(settings.PROXY_CONVERSATION_TTL), 0)
     return pool_served(
         lambda: write_retried(
-            lambda: _conversation_opened(
+            lambda: _conversation_write(
                 specs=confirmed,
                 reference=reference,
                 ttl=ttl_seconds,
@@ -91,38 +89,6 @@ def conversation_create(
     )
 
 
-def _conversation_opened(
-    *,
-    specs: Sequence[ParticipantSpec],
-    reference: str,
-    ttl: int,
-    intro: bool,
-    selection: NumberSelection,
-) -> Conversation:
-    """`_conversation_write`, first passing by the numbers other openings are assigning right
-    now (they would queue on those rows until the first one commits: concurrent openings all
-    rank the same least loaded numbers first); when every number of the best rank is being
-    assigned, rolled back and run again waiting for them, as a lone request would."""
-    try:
-        return _conversation_write(
-            specs=specs,
-            reference=reference,
-            ttl=ttl,
-            intro=intro,
-            selection=selection,
-            skip_locked=True,
-        )
-    except CandidatesBusy:
-        return _conversation_write(
-            specs=specs,
-            reference=reference,
-            ttl=ttl,
-            intro=intro,
-            selection=selection,
-            skip_locked=False,
-        )
-
-
 def _conversation_write(
     *,
     specs: Sequence[ParticipantSpec],
@@ -130,7 +96,6 @@ def _conversation_write(
     ttl: int,
     intro: bool,
     selection: NumberSelection,
-    skip_locked: bool,
 ) -> Conversation:
     with transaction.atomic():
         now = timezone.now()
@@ -156,7 +121,6 @@ def _conversation_write(
                 now=now,
                 pending_load=assigned,
                 prefer_number_id=sticky,
-                skip_locked=skip_locked,
             )
             assigned[participant.proxy_number_id] += 1
             created.append(participant)
