@@ -16,6 +16,7 @@ from decimal import Decimal
 from django.db.models import Q
 from django.utils import timezone
 
+from smsproxy.common.inserts import row_insert_or_skip
 from smsproxy.gateway.base import SentPart
 from smsproxy.proxy.events.record import event_message_status
 from smsproxy.proxy.models import Message, MessagePart
@@ -46,9 +47,9 @@ def message_parts_store(
     already (it came before the send's result was written): one SELECT finds them, with the
     message's other current parts, and they are completed; the rest are inserted in one
     statement. No receipt can add a part of this message between the two (it waits for the
-    lock). `ignore_conflicts` is a guard only: the one row it could meet is a part with the
-    same Vonage id committed for another message in between, which Vonage's unique ids rule
-    out; it must not fail the whole write if it happens.
+    lock). Skipping a conflicting row (ON CONFLICT DO NOTHING) is a guard only: the one row it
+    could meet is a part with the same Vonage id committed for another message in between,
+    which Vonage's unique ids rule out; it must not fail the whole write if it happens.
     """
     ids = [sent.message_id for sent in parts]
     found = {
@@ -83,7 +84,10 @@ def message_parts_store(
         part.network = part.network or sent.network
         part.superseded = superseded
         part.save(update_fields=["price", "network", "superseded"])
-    if created:
+    if len(created) == 1:
+        # One part, as most SMS are: an INSERT written once, not compiled by the ORM each time.
+        row_insert_or_skip(created[0], conflict="(vonage_message_id)")
+    elif created:
         MessagePart.objects.bulk_create(created, ignore_conflicts=True)
     return [
         part
