@@ -14,8 +14,9 @@ dropped: the send it belongs to has already succeeded, and a demo needs no retri
 At most MAX_QUEUED receipts wait: when the receipt webhook answers more slowly than SMS are sent
 (a web server saturated by a load test while `run_outbox` works through a backlog), the queue
 would otherwise grow with every SMS for as long as that lasts (`run_outbox` +8 MB in `make
-bench`'s soak; +8 MB over 7,000 sends to a webhook answering in 50 ms). Receipts beyond it are dropped, with one warning until the queue has
-drained to half of that; their messages stay `sent`, as with a webhook that refuses them.
+bench`'s soak; +8 MB over 7,000 sends to a webhook answering in 50 ms). Receipts beyond it are
+dropped, with one warning until the queue has drained to half of that; their messages stay
+`sent`, as with a webhook that refuses them.
 """
 
 from __future__ import annotations
