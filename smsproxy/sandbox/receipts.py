@@ -10,6 +10,13 @@ a few seconds, so a worker that exits right after sending (`run_outbox --once`) 
 its receipts when it can.
 A receipt that cannot be delivered (connection refused, a non-2xx answer) is logged once and
 dropped: the send it belongs to has already succeeded, and a demo needs no retries.
+
+At most MAX_QUEUED receipts wait: when the receipt webhook answers more slowly than SMS are sent
+(a web server saturated by a load test while `run_outbox` works through a backlog), the queue
+would otherwise grow with every SMS for as long as that lasts (`run_outbox` +8 MB in `make
+bench`'s soak; +8 MB over 7,000 sends to a webhook answering in 50 ms). Receipts beyond it are
+dropped, with one warning until the queue has drained to half of that; their messages stay
+`sent`, as with a webhook that refuses them.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ RECEIPT_DELAY_SECONDS = 1.0
 RECEIPT_TIMEOUT_SECONDS = 5.0
 # How long a stopping process waits for the receipts still queued.
 STOP_TIMEOUT_SECONDS = 5.0
+# Receipts waiting at most (about 2 MB); a healthy webhook keeps a second's worth of sends.
+MAX_QUEUED = 1000
 
 
 @dataclass(order=True, frozen=True)
@@ -50,9 +59,13 @@ class ReceiptSender:
         *,
         delay: float = RECEIPT_DELAY_SECONDS,
         timeout: float = RECEIPT_TIMEOUT_SECONDS,
+        max_queued: int = MAX_QUEUED,
     ) -> None:
         self.delay = delay
         self.timeout = timeout
+        self.max_queued = max_queued
+        self.dropped_full = 0  # receipts dropped because the queue was full
+        self._full = False  # dropping, and warned, since the queue last drained
         self._condition = threading.Condition()
         self._queue: list[PendingReceipt] = []
         self._sequence = itertools.count()
@@ -61,9 +74,23 @@ class ReceiptSender:
         self._exit_hook_registered = False
 
     def submit(self, url: str, receipts: list[dict[str, str]]) -> None:
-        """Queue one receipt (its parameters) per part, to be sent `delay` seconds from now."""
+        """Queue one receipt (its parameters) per part, to be sent `delay` seconds from now;
+        dropped when MAX_QUEUED are waiting already."""
         due = time.monotonic() + self.delay
         with self._condition:
+            if len(self._queue) <= self.max_queued // 2:
+                self._full = False  # drained: a new overflow is worth a warning again
+            if len(self._queue) + len(receipts) > self.max_queued:
+                self.dropped_full += len(receipts)
+                if not self._full:
+                    self._full = True
+                    logger.warning(
+                        "[sandbox] %d delivery receipts waiting for %s: receipts dropped until "
+                        "it answers faster.",
+                        len(self._queue),
+                        url,
+                    )
+                return
             for params in receipts:
                 heapq.heappush(self._queue, PendingReceipt(due, next(self._sequence), url, params))
             if self._thread is None:

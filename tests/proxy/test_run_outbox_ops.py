@@ -69,6 +69,34 @@ def test_the_loop_beats_at_most_every_heartbeat_interval(monkeypatch) -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_the_loop_looks_for_provisioning_jobs_at_most_every_second(monkeypatch) -> None:
+    looked: list[datetime] = []
+    polls = 0
+    clock = Clock(step=command_module.PROVISIONING_EVERY * 0.4)
+
+    def due_ids(*, limit: int, busy_senders: object = ()) -> list[object]:
+        nonlocal polls
+        polls += 1
+        if polls == 6:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return []
+
+    def provisioning() -> list[object]:
+        looked.append(clock.current)
+        return []
+
+    monkeypatch.setattr(command_module, "timezone", clock)
+    monkeypatch.setattr(command_module, "provisioning_jobs_run_pending", provisioning)
+    monkeypatch.setattr(command_module, "outbox_due", due_ids)
+    monkeypatch.setattr(command_module, "_wait", lambda stop, seconds: stop.is_set())
+    call_command("run_outbox", "--interval", "0.5", stdout=StringIO())
+
+    # Six passes 0.4 s apart, as under a steady stream of SMS: passes 1 and 4 look.
+    assert len(looked) == 2
+    assert looked[1] - looked[0] >= command_module.PROVISIONING_EVERY
+
+
+@pytest.mark.django_db(transaction=True)
 def test_with_json_logs_every_line_of_the_worker_is_a_log_record(settings, caplog) -> None:
     settings.LOG_FORMAT = "json"
     settings.SANDBOX_DELIVERY_RECEIPTS = False

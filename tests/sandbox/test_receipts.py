@@ -252,3 +252,40 @@ def test_a_stopped_sender_starts_again_on_the_next_receipt() -> None:
 
         ids = [query_of(call.request.url)["messageId"] for call in webhook.calls]
         assert ids == ["first", "second"]
+
+
+def test_the_queue_is_bounded_when_the_webhook_cannot_keep_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A webhook slower than the sends (receipts due in a minute here): the queue stops growing
+    # at max_queued, whatever the number of SMS sent meanwhile.
+    url = "https://proxy.example.com/saturated/"
+    warning = "receipts dropped until it answers faster"
+    sender = ReceiptSender(delay=60, max_queued=3)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as webhook:
+        webhook.get(url)
+        for number in range(1000):
+            sender.submit(url, [{"messageId": f"m{number}"}])
+
+        assert len(sender._queue) == 3
+        assert sender.dropped_full == 997
+        assert caplog.text.count(warning) == 1
+        # The webhook takes one now and then (here m2, the heap's last leaf): room for one
+        # more, the next dropped again, and no warning per receipt while it stays that slow.
+        with sender._condition:
+            sender._queue.pop()
+        sender.submit(url, [{"messageId": "m1000"}])
+        sender.submit(url, [{"messageId": "m1001"}])
+        assert len(sender._queue) == 3
+        assert sender.dropped_full == 998
+        assert caplog.text.count(warning) == 1
+        # What was queued still leaves.
+        assert sender.stop() == 0
+        sent = [query_of(call.request.url)["messageId"] for call in webhook.calls]
+        assert sent == ["m0", "m1", "m1000"]
+        # Drained: receipts are queued again, and a new overflow is told again.
+        sender.submit(url, [{"messageId": "after"}])
+        sender.submit(url, [{"messageId": "part"}] * 3)
+        assert len(sender._queue) == 1
+        assert caplog.text.count(warning) == 2
+        sender.stop()

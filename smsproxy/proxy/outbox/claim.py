@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from django.core.checks import CheckMessage, Error
@@ -62,7 +63,36 @@ def message_claim(*, message_id: int, now: datetime) -> Claim | None:
     Not there: not queued, not due at `now`, inbound, gone, or another worker claimed it first.
     """
     alias = router.db_for_write(Message)
-    connection = connections[alias]
+    sql = _claim_sql(connections[alias].vendor)
+    params = (
+        Message.Status.SENDING.value,
+        now,
+        now,
+        message_id,
+        Message.Direction.OUTBOUND.value,
+        Message.Status.QUEUED.value,
+        now,
+        VirtualNumber.Status.ACTIVE.value,
+        False,
+    )
+    # list() fetches to the end: SQLite finishes (and autocommits) the statement only then.
+    claimed = list(Message.objects.raw(sql, params, using=alias))
+    if not claimed:
+        return None
+    [message] = claimed
+    # raw() sets the two columns that are not fields as attributes: move them to the Claim.
+    extra = vars(message)
+    return Claim(
+        message=message,
+        sender_is_ours=bool(extra.pop("sender_is_ours")),
+        accepted_before=bool(extra.pop("accepted_before")),
+    )
+
+
+@cache
+def _claim_sql(vendor: str) -> str:
+    """The claim's statement, built once per database backend."""
+    connection = connections[router.db_for_write(Message)]
     quote = connection.ops.quote_name
     table = quote(Message._meta.db_table)
     numbers = quote(VirtualNumber._meta.db_table)
@@ -89,29 +119,7 @@ def message_claim(*, message_id: int, now: datetime) -> Claim | None:
         f" EXISTS (SELECT 1 FROM {parts} WHERE {parts}.{part_message} = {table}.{column('id')}"
         f" AND {parts}.{superseded} = %s) AS accepted_before"
     )
-    params = (
-        Message.Status.SENDING.value,
-        now,
-        now,
-        message_id,
-        Message.Direction.OUTBOUND.value,
-        Message.Status.QUEUED.value,
-        now,
-        VirtualNumber.Status.ACTIVE.value,
-        False,
-    )
-    # list() fetches to the end: SQLite finishes (and autocommits) the statement only then.
-    claimed = list(Message.objects.raw(sql, params, using=alias))
-    if not claimed:
-        return None
-    [message] = claimed
-    # raw() sets the two columns that are not fields as attributes: move them to the Claim.
-    extra = vars(message)
-    return Claim(
-        message=message,
-        sender_is_ours=bool(extra.pop("sender_is_ours")),
-        accepted_before=bool(extra.pop("accepted_before")),
-    )
+    return sql
 
 
 def _columns(model: type[Model]) -> dict[str, str]:

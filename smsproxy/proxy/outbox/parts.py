@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from decimal import Decimal
+from functools import cache
 
-from django.db.models import Q
+from django.db import connections, router
 from django.utils import timezone
 
+from smsproxy.common.inserts import row_insert_or_skip
 from smsproxy.gateway.base import SentPart
 from smsproxy.proxy.events.record import event_message_status
 from smsproxy.proxy.models import Message, MessagePart
@@ -46,17 +48,12 @@ def message_parts_store(
     already (it came before the send's result was written): one SELECT finds them, with the
     message's other current parts, and they are completed; the rest are inserted in one
     statement. No receipt can add a part of this message between the two (it waits for the
-    lock). `ignore_conflicts` is a guard only: the one row it could meet is a part with the
-    same Vonage id committed for another message in between, which Vonage's unique ids rule
-    out; it must not fail the whole write if it happens.
+    lock). Skipping a conflicting row (ON CONFLICT DO NOTHING) is a guard only: the one row it
+    could meet is a part with the same Vonage id committed for another message in between,
+    which Vonage's unique ids rule out; it must not fail the whole write if it happens.
     """
     ids = [sent.message_id for sent in parts]
-    found = {
-        part.vonage_message_id: part
-        for part in MessagePart.objects.filter(
-            Q(message_id=message.pk, superseded=False) | Q(vonage_message_id__in=ids)
-        ).order_by("id")
-    }
+    found = {part.vonage_message_id: part for part in _parts_current_or_named(message.pk, ids)}
     created = []
     for sent in parts:
         part = found.get(sent.message_id)
@@ -83,13 +80,47 @@ def message_parts_store(
         part.network = part.network or sent.network
         part.superseded = superseded
         part.save(update_fields=["price", "network", "superseded"])
-    if created:
+    if len(created) == 1:
+        # One part, as most SMS are: an INSERT written once, not compiled by the ORM each time.
+        row_insert_or_skip(created[0], conflict="(vonage_message_id)")
+    elif created:
         MessagePart.objects.bulk_create(created, ignore_conflicts=True)
     return [
         part
         for part in [*found.values(), *created]
         if part.message_id == message.pk and not part.superseded
     ]
+
+
+def _parts_current_or_named(message_id: int, ids: list[str]) -> list[MessagePart]:
+    """The message's parts that are not superseded, and the parts with these Vonage ids, in id
+    order: `MessagePart.objects.filter(Q(message_id=..., superseded=False) |
+    Q(vonage_message_id__in=ids)).order_by("id")`, with its SQL built once per number of ids
+    (the ORM compiled it again for every message sent)."""
+    alias = router.db_for_write(MessagePart)
+    sql = _parts_sql(connections[alias].vendor, len(ids))
+    return list(MessagePart.objects.raw(sql, [message_id, False, *ids], using=alias))
+
+
+@cache
+def _parts_sql(vendor: str, count: int) -> str:
+    connection = connections[router.db_for_write(MessagePart)]
+    quote = connection.ops.quote_name
+    meta = MessagePart._meta
+    table = quote(meta.db_table)
+    columns = {field.name: str(field.column) for field in meta.concrete_fields}
+
+    def column(name: str) -> str:
+        return quote(columns[name])
+
+    selected = ", ".join(map(quote, columns.values()))
+    named = f" OR {column('vonage_message_id')} IN ({', '.join(['%s'] * count)})" if count else ""
+    # Only the model's own table and column names are interpolated; the values are parameters.
+    return (
+        f"SELECT {selected} FROM {table}"  # noqa: S608
+        f" WHERE ({column('message')} = %s AND {column('superseded')} = %s){named}"
+        f" ORDER BY {column('id')}"
+    )
 
 
 def message_status_refresh(

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
+from typing import Any
 
 from django.db import InterfaceError, OperationalError, connections, router, transaction
-from django.db.models import F
+from django.db.models import F, Field
 from django.utils import timezone
 
 from smsproxy.gateway.base import ProviderError, SendResult, SentPart
@@ -110,9 +112,7 @@ def record_sent(*, message: Message, result: SendResult) -> DeliveryResult:
     }
     with transaction.atomic():
         # The UPDATE takes the row lock first, as every writer of parts does.
-        if not Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
-            **sent_fields
-        ):
+        if not _sending_update(message_id=message.pk, fields=sent_fields):
             # The stale sweep gave up on this send meanwhile; Vonage did take it, and that wins.
             status = (
                 Message.objects.select_for_update()
@@ -138,6 +138,37 @@ def record_sent(*, message: Message, result: SendResult) -> DeliveryResult:
         message,
         f"{count} part{'s' if count != 1 else ''}: {', '.join(result.message_ids)}",
     )
+
+
+def _sending_update(*, message_id: int, fields: dict[str, Any]) -> int:
+    """`Message.objects.filter(pk=message_id, status=SENDING).update(**fields)` with its SQL
+    built once per set of fields: the ORM compiled that UPDATE again for every message sent,
+    which cost more CPU than the statement itself. Returns the rows updated (0 or 1)."""
+    connection = connections[router.db_for_write(Message)]
+    sql, columns = _sending_update_sql(connection.vendor, tuple(fields))
+    params = [field.get_db_prep_save(fields[field.name], connection) for field in columns]
+    params += [message_id, Message.Status.SENDING.value]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+@cache
+def _sending_update_sql(
+    vendor: str, names: tuple[str, ...]
+) -> tuple[str, list[Field[object, object]]]:
+    connection = connections[router.db_for_write(Message)]
+    quote = connection.ops.quote_name
+    meta = Message._meta
+    columns = [field for name in names if isinstance(field := meta.get_field(name), Field)]
+    # Only the model's own table and column names are interpolated; the values are parameters.
+    sql = "UPDATE {} SET {} WHERE {} = %s AND {} = %s".format(  # noqa: S608
+        quote(meta.db_table),
+        ", ".join(f"{quote(str(field.column))} = %s" for field in columns),
+        quote(str(meta.pk.column)),
+        quote(str(meta.get_field("status").column)),
+    )
+    return sql, columns
 
 
 def record_throttled(*, message_id: int, error: ProviderError) -> DeliveryResult:
