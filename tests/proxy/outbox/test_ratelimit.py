@@ -101,15 +101,32 @@ def test_the_redis_limiter_slows_down_while_throttled_and_recovers() -> None:
 
 
 @needs_broker
+def test_the_sends_in_flight_on_every_worker_halve_the_shared_rate_once() -> None:
+    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
+    worker_a = RedisRateLimiter(BROKER_URL, 1000, key=key)
+    worker_b = RedisRateLimiter(BROKER_URL, 1000, key=key)
+    worker_a.acquire()
+    worker_b.acquire()
+
+    worker_a.throttled()
+    worker_b.throttled()  # its token was taken before the decrease
+
+    assert worker_a.current_rate() == pytest.approx(500, abs=1)
+    worker_b.acquire()
+    worker_b.throttled()  # taken at the new rate: Vonage keeps throttling
+    assert worker_a.current_rate() == pytest.approx(250, abs=1)
+
+
+@needs_broker
 def test_the_redis_limiter_caps_each_sending_number() -> None:
     key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
     worker_a = RedisRateLimiter(BROKER_URL, 0, per_sender=1, key=key)
     worker_b = RedisRateLimiter(BROKER_URL, 0, per_sender=1, key=key)
 
-    assert worker_a._take("+15555550100") == (0, 0)
+    assert worker_a._take("+15555550100") == (0, 0, "")
     # The same number again, from another worker: about a second to wait, for that number.
-    shared_wait, sender_wait = worker_b._take("+15555550100")
+    shared_wait, sender_wait, _state = worker_b._take("+15555550100")
     assert shared_wait == 0
     assert 0 < sender_wait <= 1
     # Another number is not held up.
-    assert worker_b._take("+15555550101") == (0, 0)
+    assert worker_b._take("+15555550101") == (0, 0, "")
