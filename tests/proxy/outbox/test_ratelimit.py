@@ -129,6 +129,22 @@ def test_a_booked_turn_is_slept_out_without_asking_again() -> None:
     assert slept == [0.25]
 
 
+def test_a_turn_slept_through_a_stall_is_booked_again_rather_than_sent_late() -> None:
+    """Every process that booked a turn during a stall would send at once: a burst."""
+    now = [100.0]
+    stalls = iter([3.0, 0.0])
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds + next(stalls)
+
+    answers = iter([(0.25, 0.0, TURN), (0.03, 0.0, TURN)])
+
+    waited = _wait_for_token(lambda: next(answers), sleep, False, clock=lambda: now[0])
+
+    assert waited == pytest.approx(0.28)
+    assert next(answers, None) is None  # asked again after the stall
+
+
 @needs_broker
 def test_the_sends_in_flight_on_every_worker_halve_the_shared_rate_once() -> None:
     key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
