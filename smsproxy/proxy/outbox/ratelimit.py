@@ -9,11 +9,7 @@ hosts' own clocks do not matter.
 
 A bucket holds at most one token: sends are spaced evenly (1/rate apart) rather than burst, so
 no one-second window ever sees more than about `rate` sends. A rate of 0 or less disables that
-limit. In Redis a send that only waits for the shared bucket books its turn (the token taken
-ahead, the bucket below 0) and sleeps until it: polling instead, every waiting process woke at
-the same token time, and each token went to whoever's script ran first, a few milliseconds late
-on a busy host — time a bucket of one token does not give back. Two Celery workers, their
-processes mostly waiting on the bucket, sent 26 a second of the 30 (bench/throttling.py).
+limit.
 
 Adapting to throttling (DESIGN.md §6, AIMD): a throttled answer halves the shared rate
 (`throttled()`), down to THROTTLE_FLOOR messages per second, once per round: a send that took its
@@ -83,10 +79,6 @@ _EPSILON = 1e-9
 # it just now (RESERVED), or it holds one already (HELD).
 RESERVED = "reserved"
 HELD = "held"
-# ... and that its send's turn on the shared bucket is booked: the caller sleeps until it.
-TURN = "turn"
-# A caller that wakes this much after its turn books another one rather than send late.
-_TURN_LATE = 0.1
 
 
 class SenderBusy(Exception):
@@ -336,8 +328,7 @@ if per_sender > 0 and KEYS[2] ~= '' then
     sender_tokens = 1
     sender_updated = now
   end
-  -- Below 0 when a turn is booked ahead (a token taken in the future; see below).
-  sender_tokens = math.min(1, sender_tokens + (now - sender_updated) * per_sender)
+  sender_tokens = math.min(1, sender_tokens + math.max(0, now - sender_updated) * per_sender)
   if sender_tokens < 1 - epsilon then
     sender_wait = (1 - sender_tokens) / per_sender
   end
@@ -355,15 +346,6 @@ if per_sender > 0 and KEYS[2] ~= '' then
     if holding then
       redis.call('HDEL', KEYS[3], ticket)
     end
-  elseif wait > 0 and sender_wait <= wait then
-    -- Only the shared bucket holds the send back: its turn is booked, `wait` from now (both
-    -- tokens taken then), and the caller sleeps until it without asking again.
-    tokens = tokens - 1
-    sender_tokens = -wait * per_sender
-    if holding then
-      redis.call('HDEL', KEYS[3], ticket)
-    end
-    result = 'turn'
   elseif holding then
     result = 'held'
   elseif ticket ~= '' and sender_wait > wait then
@@ -385,12 +367,9 @@ if per_sender > 0 and KEYS[2] ~= '' then
   redis.call('HSET', KEYS[2], 'tokens', tostring(sender_tokens), 'updated', tostring(now),
     'horizon', tostring(horizon))
   redis.call('PEXPIRE', KEYS[2],
-    math.ceil(1000 * math.max((1 - sender_tokens) / per_sender, horizon - now)) + 1000)
+    math.ceil(1000 * math.max(1 / per_sender, horizon - now)) + 1000)
 elseif wait == 0 then
   tokens = math.max(0, tokens - 1)
-else
-  tokens = tokens - 1
-  result = 'turn'
 end
 if max_rate > 0 then
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
@@ -436,10 +415,9 @@ class RedisRateLimiter:
     def _take(self, sender: str, ticket: str = "") -> tuple[float, float, str]:
         shared_wait, sender_wait, state, decreases = self._call("take", sender, ticket)
         shared_wait, sender_wait = float(shared_wait), float(sender_wait)
-        state = _text(state)
-        if (shared_wait <= 0 and sender_wait <= 0) or state == TURN:  # the tokens are taken
+        if shared_wait <= 0 and sender_wait <= 0:
             self._seen.decreases = _text(decreases)
-        return shared_wait, sender_wait, state
+        return shared_wait, sender_wait, _text(state)
 
     def acquire(
         self, sender: str = "", *, defer_busy_sender: bool = False, ticket: str = ""
@@ -471,23 +449,12 @@ def _wait_for_token(
     take: Callable[[], tuple[float, float, str]],
     sleep: Callable[[float], None],
     defer_busy_sender: bool,
-    clock: Callable[[], float] = time.monotonic,
 ) -> float:
     waited = 0.0
     while True:
         shared_wait, sender_wait, state = take()
         if shared_wait <= 0 and sender_wait <= 0:
             return waited
-        if state == TURN:
-            due = clock() + shared_wait
-            sleep(shared_wait)
-            waited += shared_wait
-            if clock() - due <= _TURN_LATE:
-                return waited
-            # Slept through a stall (the host, the database): every process that booked a turn
-            # meanwhile would send at once, a burst Vonage throttles. The turn is given up (one
-            # token unused) and a new one booked.
-            continue
         # A message holding its number's slot is next for that number: it waits out the
         # token's last fraction of a second (a late predecessor) rather than go round again.
         held = state == HELD and sender_wait <= _MAX_SLEEP

@@ -10,11 +10,9 @@ import pytest
 from smsproxy.proxy.outbox.ratelimit import (
     RECOVERY_SECONDS,
     THROTTLE_FLOOR,
-    TURN,
     LocalRateLimiter,
     RedisRateLimiter,
     UnlimitedRateLimiter,
-    _wait_for_token,
     rate_limiter_get,
 )
 from tests.proxy.outbox.helpers import BROKER_URL, needs_broker
@@ -100,49 +98,6 @@ def test_the_redis_limiter_slows_down_while_throttled_and_recovers() -> None:
     client.hset(key, "since", repr(since - RECOVERY_SECONDS))
     assert worker_a.current_rate() == 20
     client.delete(key)
-
-
-@needs_broker
-def test_waiters_on_the_redis_bucket_book_their_turns_in_line() -> None:
-    """Polling, every waiter woke at the same token time and the token went to whoever asked
-    first, late: the time lost is not given back (26 sends a second of 30, bench)."""
-    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
-    worker_a = RedisRateLimiter(BROKER_URL, 10, key=key)  # one send every 100 ms
-    worker_b = RedisRateLimiter(BROKER_URL, 10, key=key)
-
-    assert worker_a._take("") == (0, 0, "")
-    turns = [worker._take("") for worker in (worker_b, worker_a, worker_b)]
-
-    assert [state for _wait, _sender_wait, state in turns] == [TURN] * 3
-    assert [wait for wait, _sender_wait, _state in turns] == [
-        pytest.approx(0.1, abs=0.02),
-        pytest.approx(0.2, abs=0.02),
-        pytest.approx(0.3, abs=0.02),
-    ]
-
-
-def test_a_booked_turn_is_slept_out_without_asking_again() -> None:
-    slept: list[float] = []
-    answers = iter([(0.25, 0.0, TURN)])
-
-    assert _wait_for_token(lambda: next(answers), slept.append, False) == 0.25
-    assert slept == [0.25]
-
-
-def test_a_turn_slept_through_a_stall_is_booked_again_rather_than_sent_late() -> None:
-    """Every process that booked a turn during a stall would send at once: a burst."""
-    now = [100.0]
-    stalls = iter([3.0, 0.0])
-
-    def sleep(seconds: float) -> None:
-        now[0] += seconds + next(stalls)
-
-    answers = iter([(0.25, 0.0, TURN), (0.03, 0.0, TURN)])
-
-    waited = _wait_for_token(lambda: next(answers), sleep, False, clock=lambda: now[0])
-
-    assert waited == pytest.approx(0.28)
-    assert next(answers, None) is None  # asked again after the stall
 
 
 @needs_broker
