@@ -70,6 +70,13 @@ THROTTLE_FLOOR = 1.0
 THROTTLE_DECREASE = 0.5
 # Seconds the rate takes to climb from 0 back to SMS_RATE_LIMIT once throttling stops.
 RECOVERY_SECONDS = 30.0
+# The Redis limiter spaces its tokens at this share of the rate. Its tokens are spent by many
+# processes, whose requests reach Vonage tens of milliseconds apart from when each took its
+# token (process scheduling, connection reuse); spaced at exactly 1/rate, that jitter put a
+# 31st send into a one-second window now and then, and each throttle halved the rate for
+# seconds: two Celery workers reached 86 % of 30/s with 4 throttles (bench/throttling.py). The
+# embedded worker sends from one process and keeps the whole rate.
+SHARED_PACING = 0.97
 # How long Redis keeps the state of a quiet bucket: longer than a full recovery.
 _STATE_TTL_MS = 3_600_000
 # A bucket this close to a whole token has one: float rounding must not leave a waiter asking
@@ -265,7 +272,8 @@ class LocalRateLimiter:
 # ARGV[1] "take", "throttle" or "rate"; ARGV[2] SMS_RATE_LIMIT; ARGV[3] per-sender rate;
 # ARGV[4] THROTTLE_FLOOR; ARGV[5] THROTTLE_DECREASE; ARGV[6] RECOVERY_SECONDS;
 # ARGV[7] the state's time to live (ms); ARGV[8] for "take" the ticket ("" for none), for
-# "throttle" the count of decreases when the throttled send took its token ("" if unknown).
+# "throttle" the count of decreases when the throttled send took its token ("" if unknown);
+# ARGV[9] SHARED_PACING: tokens come at that share of the rate.
 # "take" returns {shared wait, sender's wait, state, decreases}: both waits "0" when the tokens
 # were taken, else the seconds until each bucket has one (for a message without a slot while
 # slots are reserved, until the first one free for its number and on the account); state is
@@ -306,6 +314,7 @@ end
 local wait = 0
 local sender_wait = 0
 local tokens = 1
+rate = rate * tonumber(ARGV[9])
 if max_rate > 0 then
   tokens = tonumber(state[1])
   local updated = tonumber(state[2])
@@ -407,6 +416,7 @@ class RedisRateLimiter:
             repr(RECOVERY_SECONDS),
             str(_STATE_TTL_MS),
             extra,
+            repr(SHARED_PACING),
         ]
         sender_key = self.sender_key(sender)
         reservations = f"{sender_key}:reserved" if sender_key else ""

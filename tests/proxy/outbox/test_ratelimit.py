@@ -9,6 +9,7 @@ import pytest
 
 from smsproxy.proxy.outbox.ratelimit import (
     RECOVERY_SECONDS,
+    SHARED_PACING,
     THROTTLE_FLOOR,
     LocalRateLimiter,
     RedisRateLimiter,
@@ -130,3 +131,18 @@ def test_the_redis_limiter_caps_each_sending_number() -> None:
     assert 0 < sender_wait <= 1
     # Another number is not held up.
     assert worker_b._take("+15555550101") == (0, 0, "")
+
+
+@needs_broker
+def test_the_redis_limiter_spaces_its_tokens_a_little_under_the_rate() -> None:
+    # Many processes spend the shared tokens, each reaching Vonage a little late: at exactly
+    # 1/rate apart, a 31st send fell into one second now and then and halved the rate.
+    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
+    limiter = RedisRateLimiter(BROKER_URL, 2, key=key)
+
+    assert limiter._take("") == (0.0, 0.0, "")
+    shared_wait, _sender_wait, _state = limiter._take("")
+
+    assert shared_wait == pytest.approx(1 / (2 * SHARED_PACING), abs=0.005)
+    assert shared_wait > 0.51  # 0.5 at the full rate
+    assert limiter.current_rate() == 2  # the rate itself is SMS_RATE_LIMIT
