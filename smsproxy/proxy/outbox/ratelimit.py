@@ -8,8 +8,9 @@ broker), updated atomically by a Lua script that reads the clock of the Redis se
 hosts' own clocks do not matter.
 
 A bucket holds at most one token: sends are spaced evenly (1/rate apart) rather than burst, so
-no one-second window ever sees more than about `rate` sends. A rate of 0 or less disables that
-limit.
+no one-second window ever sees more than about `rate` sends. (The shared Redis bucket spaces
+them at SHARED_PACING of the rate and holds up to SHARED_BURST: see there.) A rate of 0 or
+less disables that limit.
 
 Adapting to throttling (DESIGN.md §6, AIMD): a throttled answer halves the shared rate
 (`throttled()`), down to THROTTLE_FLOOR messages per second, once per round: a send that took its
@@ -77,6 +78,11 @@ RECOVERY_SECONDS = 30.0
 # seconds: two Celery workers reached 86 % of 30/s with 4 throttles (bench/throttling.py). The
 # embedded worker sends from one process and keeps the whole rate.
 SHARED_PACING = 0.97
+# The Redis bucket holds up to this many tokens, though a send takes a whole one: a token taken
+# late (a process woken a few ms after it was due, a Redis round trip) leaves its lateness,
+# up to half a token, to the next send instead of losing it. Spaced at SHARED_PACING of the
+# rate, one second still sees at most rate * SHARED_PACING + SHARED_BURST < rate + 1 sends.
+SHARED_BURST = 1.5
 # How long Redis keeps the state of a quiet bucket: longer than a full recovery.
 _STATE_TTL_MS = 3_600_000
 # A bucket this close to a whole token has one: float rounding must not leave a waiter asking
@@ -273,7 +279,8 @@ class LocalRateLimiter:
 # ARGV[4] THROTTLE_FLOOR; ARGV[5] THROTTLE_DECREASE; ARGV[6] RECOVERY_SECONDS;
 # ARGV[7] the state's time to live (ms); ARGV[8] for "take" the ticket ("" for none), for
 # "throttle" the count of decreases when the throttled send took its token ("" if unknown);
-# ARGV[9] SHARED_PACING: tokens come at that share of the rate.
+# ARGV[9] SHARED_PACING: tokens come at that share of the rate; ARGV[10] SHARED_BURST: the
+# shared bucket holds up to that many.
 # "take" returns {shared wait, sender's wait, state, decreases}: both waits "0" when the tokens
 # were taken, else the seconds until each bucket has one (for a message without a slot while
 # slots are reserved, until the first one free for its number and on the account); state is
@@ -322,7 +329,7 @@ if max_rate > 0 then
     tokens = 1
     updated = now
   end
-  tokens = math.min(1, tokens + math.max(0, now - updated) * rate)
+  tokens = math.min(tonumber(ARGV[10]), tokens + math.max(0, now - updated) * rate)
   if tokens < 1 - epsilon then
     wait = (1 - tokens) / rate
   end
@@ -417,6 +424,7 @@ class RedisRateLimiter:
             str(_STATE_TTL_MS),
             extra,
             repr(SHARED_PACING),
+            repr(SHARED_BURST),
         ]
         sender_key = self.sender_key(sender)
         reservations = f"{sender_key}:reserved" if sender_key else ""

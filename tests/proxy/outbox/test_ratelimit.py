@@ -9,6 +9,7 @@ import pytest
 
 from smsproxy.proxy.outbox.ratelimit import (
     RECOVERY_SECONDS,
+    SHARED_BURST,
     SHARED_PACING,
     THROTTLE_FLOOR,
     LocalRateLimiter,
@@ -146,3 +147,20 @@ def test_the_redis_limiter_spaces_its_tokens_a_little_under_the_rate() -> None:
     assert shared_wait == pytest.approx(1 / (2 * SHARED_PACING), abs=0.005)
     assert shared_wait > 0.51  # 0.5 at the full rate
     assert limiter.current_rate() == 2  # the rate itself is SMS_RATE_LIMIT
+
+
+@needs_broker
+def test_a_token_taken_late_leaves_its_lateness_to_the_next_send() -> None:
+    # A worker woken late for its token does not lose the time: the bucket kept up to
+    # SHARED_BURST, so the next token is due sooner than a whole interval later.
+    key = f"smsproxy:test:ratelimit:{uuid.uuid4().hex}"
+    limiter = RedisRateLimiter(BROKER_URL, 2, key=key)
+    interval = 1 / (2 * SHARED_PACING)
+
+    assert limiter._take("")[0] == 0  # the bucket starts with one token
+    time.sleep(interval * 1.6)  # taken 0.6 of an interval late
+    assert limiter._take("")[0] == 0
+    shared_wait = limiter._take("")[0]
+
+    assert shared_wait < interval * 0.6  # a whole interval with a bucket of one token
+    assert shared_wait == pytest.approx(interval * (2 - SHARED_BURST), abs=0.05)
