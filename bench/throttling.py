@@ -2,7 +2,7 @@
 local fake of Vonage's SMS endpoint that throttles.
 
     .venv/bin/python -m bench.throttling [--quick] [--messages N] [--account-rate N]
-        [--output FILE]
+        [--celery-only] [--output FILE]
 
 The fake (bench/fake_sms.py) allows --account-rate sends a second to the account (30: Vonage's
 default) and one a second to each US long number of the pool, and answers status 1 (throttled)
@@ -86,6 +86,7 @@ def parse_args() -> argparse.Namespace:
         help="a PostgreSQL database to connect to while creating and dropping the bench one",
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/4")
+    parser.add_argument("--celery-only", action="store_true", help="skip the embedded worker's run")
     parser.add_argument("--output", type=Path, help="also write the Markdown here")
     args = parser.parse_args()
     args.messages = args.messages or (1000 if args.quick else 10_000)
@@ -103,6 +104,7 @@ class Run:
     throttled: Counter[str]
     children: list[Child]
     allowed: float
+    executions: int = 0  # delivery tasks run (Celery: counted in the workers' logs)
 
     def achieved(self) -> float:
         times = sorted(at for times in self.accepted.values() for at in times)
@@ -153,7 +155,28 @@ def delivery_run(
     status = statuses()
     accepted = {ref: list(times) for ref, times in fake.accepted.items()}
     throttled = Counter(fake.throttled)
-    return Run(label, len(ids), seconds, finished, status, accepted, throttled, children, allowed)
+    executions = sum(task_executions(child.log) for child in children)
+    return Run(
+        label,
+        len(ids),
+        seconds,
+        finished,
+        status,
+        accepted,
+        throttled,
+        children,
+        allowed,
+        executions,
+    )
+
+
+def task_executions(log: Path) -> int:
+    """Delivery tasks a Celery worker ran, from its INFO log (0 for anything else)."""
+    if not log.exists():
+        return 0
+    marker = "smsproxy.proxy.deliver_message["
+    with log.open(errors="replace") as lines:
+        return sum(1 for line in lines if marker in line and "] succeeded in " in line)
 
 
 def report(out: Output, runs: list[Run]) -> bool:
@@ -217,6 +240,9 @@ def report(out: Output, runs: list[Run]) -> bool:
         cpu = sum(cpu for child in run.children for cpu in child.cpu.values())
         memory.append([f"{run.label}: CPU per message sent", "", "", "", "", ""])
         memory[-1][-1] = f"{cpu * 1000 / max(1, run.status['sent']):.1f} ms"
+        if run.executions:
+            memory.append([f"{run.label}: delivery tasks run per message", "", "", "", "", ""])
+            memory[-1][-1] = f"{run.executions / max(1, run.count):.2f}"
     out.table(
         "Resident memory (MB, sampled every 2 s) and CPU time of the delivery processes",
         ["process", "after ~5 s", "half-way", "at the end", "peak", "CPU s"],
@@ -266,20 +292,21 @@ def main() -> int:
             runs = []
             ids = backlog_write(args.messages, seed=SEED)
             allowed = allowed_rate(ids, account_rate=args.account_rate)
-            progress(f"Embedded worker: {len(ids)} messages, allowed {allowed:.1f}/s")
             python = sys.executable
-            outbox = Child(
-                "run_outbox", [python, "manage.py", "run_outbox"], env, workdir / "outbox.log"
-            )
-            runs.append(
-                delivery_run(
-                    "embedded (`run_outbox`)",
-                    children=[outbox],
-                    ids=ids,
-                    fake=fake,
-                    allowed=allowed,
+            if not args.celery_only:
+                progress(f"Embedded worker: {len(ids)} messages, allowed {allowed:.1f}/s")
+                outbox = Child(
+                    "run_outbox", [python, "manage.py", "run_outbox"], env, workdir / "outbox.log"
                 )
-            )
+                runs.append(
+                    delivery_run(
+                        "embedded (`run_outbox`)",
+                        children=[outbox],
+                        ids=ids,
+                        fake=fake,
+                        allowed=allowed,
+                    )
+                )
             if redis_why:
                 out.add(f"Celery workers: skipped, no Redis at {args.redis_url} ({redis_why}).")
             else:

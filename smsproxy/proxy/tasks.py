@@ -41,12 +41,14 @@ def deliver_message(message_id: int) -> str:
     result = message_deliver(message_id=message_id)
     retried = result.outcome in (Outcome.RETRY, Outcome.DEFERRED)
     if retried and result.message and result.message.next_attempt_at:
-        # Retry on time; the sweep would also find it, later.
-        options: dict[str, Any] = {}
-        if result.message.purpose == Message.Purpose.OUT_OF_SESSION:
-            options["priority"] = dispatch.LOW_PRIORITY  # behind the forwards (rule 6)
+        # Retry on time, ahead of the newly queued messages (`dispatch.RETRY_PRIORITY`); the
+        # sweep would also find it, later.
+        reply = result.message.purpose == Message.Purpose.OUT_OF_SESSION
         deliver_message.apply_async(
-            args=(message_id,), eta=result.message.next_attempt_at, **options
+            args=(message_id,),
+            eta=result.message.next_attempt_at,
+            # A reply stays behind the forwards (rule 6).
+            priority=dispatch.LOW_PRIORITY if reply else dispatch.RETRY_PRIORITY,
         )
     logger.info(
         "Message %s: %s %s",

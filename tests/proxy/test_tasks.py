@@ -86,7 +86,11 @@ def test_deliver_message_schedules_its_own_retry(settings, monkeypatch) -> None:
         assert deliver_message(message.pk) == "retry"
 
     message.refresh_from_db()
-    assert enqueue.call_args.kwargs == {"args": (message.pk,), "eta": message.next_attempt_at}
+    assert enqueue.call_args.kwargs == {
+        "args": (message.pk,),
+        "eta": message.next_attempt_at,
+        "priority": dispatch.RETRY_PRIORITY,  # ahead of the newly queued messages
+    }
 
 
 def test_a_throttled_reply_is_rescheduled_behind_the_forwards(settings, monkeypatch) -> None:
@@ -260,6 +264,43 @@ def test_a_real_worker_sends_a_duplicated_text_exactly_once(
     assert len(CountingProvider.sends) == 1
     assert CountingProvider.sends[0]["client_ref"] == str(forward.pk)
     assert Message.objects.filter(direction=Message.Direction.INBOUND).count() == 1
+
+
+@pytest.mark.celery
+@needs_broker
+def test_a_message_that_comes_back_is_taken_off_the_queue_before_the_backlog(
+    settings, monkeypatch
+) -> None:
+    """A worker holds an eta task until its time only once it took it off the list: behind a
+    backlog, a retry "about a second later" (or a number's reserved slot) came after all of it
+    (bench/throttling.py)."""
+    settings.CELERY_BROKER_URL = BROKER_URL
+    settings.SMS_RATE_LIMIT = 0
+
+    class Throttled:
+        def send_sms(self, **kwargs: Any) -> SendResult:
+            raise TransientProviderError("Throughput Rate Exceeded", "1")
+
+    monkeypatch.setattr(delivery, "get_provider", Throttled)
+    backlog = [MessageFactory.create() for _ in range(3)]
+    throttled = MessageFactory.create()
+    with celery_broker(BROKER_URL):
+        celery_app.control.purge()
+        for message in backlog:
+            dispatch.message_dispatch(message_id=message.pk)
+        assert deliver_message(throttled.pk) == "retry"  # re-enqueues itself, with an eta
+
+        taken = []
+        with celery_app.connection_for_read() as broker:
+            queue = broker.SimpleQueue("celery")
+            for _ in range(4):
+                delivered = queue.get(timeout=5)
+                args, _kwargs, _embed = delivered.decode()
+                taken.append((args[0], bool(delivered.headers.get("eta"))))
+                delivered.ack()
+            queue.close()
+
+    assert taken == [(throttled.pk, True)] + [(message.pk, False) for message in backlog]
 
 
 # --- the workers' database connections -----------------------------------------------------------

@@ -9,8 +9,9 @@ Outcomes:
 - Vonage accepted every part → `sent`, with one MessagePart per part (its message id and price)
   for the receipts.
 - The sending number is at SMS_RATE_LIMIT_PER_SENDER (its own bucket, not the shared one, is
-  empty) → back to `queued` at once, due when its token is there, the attempt given back, and
-  nothing sent: the worker goes on with other numbers' messages instead of sleeping (`ratelimit`).
+  empty) → back to `queued` at once, due when its token is there (with Celery, when the slot the
+  shared limiter reserved for it is), the attempt given back, and nothing sent: the worker goes
+  on with other numbers' messages instead of sleeping (`ratelimit`).
 - Throttled (status 1, HTTP 429) → back to `queued`, due again in about a second
   (THROTTLE_RETRY_DELAY, jittered), the attempt given back: throttling is not a failure, so no
   throttle however long fails a message. The limiter is told, and slows the shared rate down
@@ -184,7 +185,7 @@ def _message_deliver(*, message_id: int) -> tuple[DeliveryResult, str]:
         return intercepted, NO_STATUS
     limiter = rate_limiter_get()
     try:
-        limiter.acquire(message.sender, defer_busy_sender=True)
+        limiter.acquire(message.sender, defer_busy_sender=True, ticket=str(message.pk))
     except SenderBusy as busy:
         # Sleeping here would hold every other number's messages behind this one's cap.
         return outcome_write(

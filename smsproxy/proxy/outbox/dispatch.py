@@ -15,9 +15,19 @@ logger = logging.getLogger(__name__)
 # The delivery task's name: deployed workers and queued tasks know it by this name.
 DELIVER_TASK = "smsproxy.proxy.deliver_message"
 
-# Rule 6: replies never delay forwards. On Redis a task's priority picks one of the queue's
-# lists (0 is the queue itself, served first; 9 is served only when the others are empty), so
-# an out-of-session reply waits behind every forward and intro already enqueued.
+# On Redis a task's priority picks one of the queue's lists, and a worker takes from the first
+# list that is not empty: 0 (the queue itself), then 3, 6 and 9.
+# A message that was due already and comes back (put back for its number's slot, throttled, a
+# transient failure: `tasks.deliver_message` re-enqueues it with an eta) goes ahead of the newly
+# queued ones. It is the older, as the embedded worker serves the oldest first; and a worker
+# holds an eta task until its time only once it has taken it off the list, so behind a backlog
+# the retry "about a second later" came after the whole backlog instead, and a number's reserved
+# slot went by unused (bench/throttling.py).
+RETRY_PRIORITY = 0
+# Forwards and intros, newly queued.
+PRIORITY = 3
+# Rule 6: replies never delay forwards: an out-of-session reply waits behind every forward and
+# intro already enqueued (9 is served only when the other lists are empty).
 LOW_PRIORITY = 9
 
 # A broker that does not answer must not hold up the request that queued the message (Vonage
@@ -46,7 +56,7 @@ def message_dispatch(*, message_id: int, low_priority: bool = False) -> None:
             args=(message_id,),
             retry=True,
             retry_policy=_PUBLISH_RETRY_POLICY,
-            priority=LOW_PRIORITY if low_priority else None,
+            priority=LOW_PRIORITY if low_priority else PRIORITY,
         )
     except Exception:
         logger.exception(

@@ -8,11 +8,16 @@ broker), updated atomically by a Lua script that reads the clock of the Redis se
 hosts' own clocks do not matter.
 
 A bucket holds at most one token: sends are spaced evenly (1/rate apart) rather than burst, so
-no one-second window ever sees more than about `rate` sends. A rate of 0 or less disables that
-limit.
+no one-second window ever sees more than about `rate` sends. (The shared Redis bucket spaces
+them at SHARED_PACING of the rate and holds up to SHARED_BURST: see there.) A rate of 0 or
+less disables that limit.
 
-Adapting to throttling (DESIGN.md §6, AIMD): each throttled answer halves the shared rate
-(`throttled()`), down to THROTTLE_FLOOR messages per second; from then on the rate climbs back
+Adapting to throttling (DESIGN.md §6, AIMD): a throttled answer halves the shared rate
+(`throttled()`), down to THROTTLE_FLOOR messages per second, once per round: a send that took its
+token before the last decrease does not lower it again (the sends in flight when Vonage began to
+throttle went out at the old rate, and their answers say nothing more than the first; as TCP
+halves once per window). Two throttled answers 50 ms apart halved 30/s twice, to 7.5/s, and two
+Celery workers took 22 s to climb back (bench/throttling.py). From a decrease the rate climbs back
 by 1/RECOVERY_SECONDS of `SMS_RATE_LIMIT` per second, so about RECOVERY_SECONDS after the last
 throttle it is `SMS_RATE_LIMIT` again. Vonage's real throughput is unknown to us and changes
 (other senders on the account, carriers), so the limiter probes: it slows down at once when
@@ -27,6 +32,21 @@ when that token is there. A worker sleeping a second for one number would leave 
 number's messages waiting behind it: measured with a pool of 40 numbers at 30/s, the embedded
 worker then sent 6 a second (bench/throttling.py). The embedded worker also asks which numbers
 are busy (`sender_waits`) and leaves their messages queued rather than claim them to put back.
+
+Celery workers cannot choose: each task is one message, taken in the queue's order. Put back
+for "when the token is there", every deferred message of a busy number came back at the same
+moment, one was sent and the others were put back again: with a backlog on 40 numbers at 1/s,
+two workers ran each message 5.5 times (4.5 deferrals; bench/throttling.py, 2,000 messages),
+58.8 ms of CPU per message sent, and reached 85 % of the allowed rate. So the Redis limiter
+keeps the deferred messages in line: a deferred message, named by its `ticket`, gets the first
+slot free both for its number (one 1/SMS_RATE_LIMIT_PER_SENDER after the number's last one
+reserved) and on the account (one 1/rate after the account's last one), and is due then; a
+message that holds a slot only needs the tokens (it waits out a late predecessor's last fraction
+of a second); a message without one queues behind the slots reserved. The account's slots keep
+the deferred messages from coming back faster than the shared rate lets them out: 40 numbers'
+slots at 1/s each against 30/s made every message later than the last, and each waited on a
+worker for its number's token. A reservation nobody comes back for (a cancelled message) leaves
+its slots unused.
 """
 
 from __future__ import annotations
@@ -51,16 +71,33 @@ THROTTLE_FLOOR = 1.0
 THROTTLE_DECREASE = 0.5
 # Seconds the rate takes to climb from 0 back to SMS_RATE_LIMIT once throttling stops.
 RECOVERY_SECONDS = 30.0
+# The Redis limiter spaces its tokens at this share of the rate. Its tokens are spent by many
+# processes, whose requests reach Vonage tens of milliseconds apart from when each took its
+# token (process scheduling, connection reuse); spaced at exactly 1/rate, that jitter put a
+# 31st send into a one-second window now and then, and each throttle halved the rate for
+# seconds: two Celery workers reached 86 % of 30/s with 4 throttles (bench/throttling.py). The
+# embedded worker sends from one process and keeps the whole rate.
+SHARED_PACING = 0.97
+# The Redis bucket holds up to this many tokens, though a send takes a whole one: a token taken
+# late (a process woken a few ms after it was due, a Redis round trip) leaves its lateness,
+# up to half a token, to the next send instead of losing it. Spaced at SHARED_PACING of the
+# rate, one second still sees at most rate * SHARED_PACING + SHARED_BURST < rate + 1 sends.
+SHARED_BURST = 1.5
 # How long Redis keeps the state of a quiet bucket: longer than a full recovery.
 _STATE_TTL_MS = 3_600_000
 # A bucket this close to a whole token has one: float rounding must not leave a waiter asking
 # for a wait too short to move the clock.
 _EPSILON = 1e-9
+# What the Redis limiter's take says of a ticket: its number's next free slot was reserved for
+# it just now (RESERVED), or it holds one already (HELD).
+RESERVED = "reserved"
+HELD = "held"
 
 
 class SenderBusy(Exception):
     """The sending number's own bucket holds this send back `wait` seconds, longer than the
-    shared bucket would: nothing was taken."""
+    shared bucket would: nothing was taken (the Redis limiter reserved the number's next free
+    slot for the ticket, `wait` seconds away)."""
 
     def __init__(self, wait: float) -> None:
         super().__init__(f"the sending number's own rate limit: {wait:.2f}s to wait")
@@ -68,16 +105,21 @@ class SenderBusy(Exception):
 
 
 class RateLimiter(Protocol):
-    def acquire(self, sender: str = "", *, defer_busy_sender: bool = False) -> float:
+    def acquire(
+        self, sender: str = "", *, defer_busy_sender: bool = False, ticket: str = ""
+    ) -> float:
         """Block until a send from `sender` may go out; return the seconds waited.
 
         With `defer_busy_sender`, raise SenderBusy instead of waiting for the sender's own
-        bucket longer than for the shared one.
+        bucket longer than for the shared one. With a `ticket` as well (the message's id),
+        a limiter shared by many workers reserves the sender's next free slot for it: the
+        ticket is next for that number then, and later messages queue behind it.
         """
         ...
 
     def throttled(self) -> None:
-        """Vonage throttled a send: slow the shared rate down."""
+        """Vonage throttled the send this thread last took a token for: slow the shared rate
+        down, unless it was lowered since that token was taken."""
         ...
 
     def current_rate(self) -> float:
@@ -95,7 +137,9 @@ class RateLimiter(Protocol):
 
 
 class UnlimitedRateLimiter:
-    def acquire(self, sender: str = "", *, defer_busy_sender: bool = False) -> float:
+    def acquire(
+        self, sender: str = "", *, defer_busy_sender: bool = False, ticket: str = ""
+    ) -> float:
         return 0.0
 
     def throttled(self) -> None:
@@ -144,6 +188,8 @@ class LocalRateLimiter:
         # Set by a throttle: the rate then, and when; None while not adapted.
         self._throttled_rate: float | None = None
         self._throttled_at = now
+        self._decreases = 0  # throttles that lowered the rate so far
+        self._seen = threading.local()  # `decreases` when this thread last took a token
         self._senders: dict[str, tuple[float, float]] = {}  # sender → (tokens, updated)
 
     def _current(self, now: float) -> float:
@@ -173,14 +219,18 @@ class LocalRateLimiter:
         if self.rate <= 0:
             return
         with self._lock:
+            seen = getattr(self._seen, "decreases", None)
+            if seen is not None and seen != self._decreases:
+                return  # the send took its token before the last decrease (module docstring)
             now = self._clock()
             floor = min(THROTTLE_FLOOR, self.rate)
             self._throttled_rate = max(floor, self._current(now) * THROTTLE_DECREASE)
             self._throttled_at = now
+            self._decreases += 1
 
-    def _take(self, sender: str) -> tuple[float, float]:
+    def _take(self, sender: str) -> tuple[float, float, str]:
         """Take the tokens if they are there; otherwise how long until each bucket has one
-        (shared, sender's)."""
+        (shared, sender's), and no reservation (the third value)."""
         with self._lock:
             now = self._clock()
             shared_wait = sender_wait = 0.0
@@ -198,13 +248,14 @@ class LocalRateLimiter:
                 if sender_tokens < 1.0 - _EPSILON:
                     sender_wait = (1.0 - sender_tokens) / self.per_sender
             if shared_wait > 0 or sender_wait > 0:
-                return shared_wait, sender_wait
+                return shared_wait, sender_wait, ""
             if self.rate > 0:
                 self._tokens = max(0.0, self._tokens - 1.0)
             if self.per_sender > 0 and sender:
                 self._senders[sender] = (max(0.0, sender_tokens - 1.0), now)
                 self._forget_idle_senders(now)
-            return 0.0, 0.0
+            self._seen.decreases = self._decreases
+            return 0.0, 0.0, ""
 
     def _forget_idle_senders(self, now: float) -> None:
         # A sender whose bucket is full again needs no entry: keeps the dict small.
@@ -214,16 +265,28 @@ class LocalRateLimiter:
                 sender: state for sender, state in self._senders.items() if now - state[1] < idle
             }
 
-    def acquire(self, sender: str = "", *, defer_busy_sender: bool = False) -> float:
+    # The ticket is not used: the embedded worker, one process, does not hand out a busy
+    # number's message (`sender_waits`), so it has no queue of deferred messages to order.
+    def acquire(
+        self, sender: str = "", *, defer_busy_sender: bool = False, ticket: str = ""
+    ) -> float:
         return _wait_for_token(lambda: self._take(sender), self._sleep, defer_busy_sender)
 
 
-# KEYS[1] the shared bucket, KEYS[2] the sender's bucket (or "" for none).
+# KEYS[1] the shared bucket, KEYS[2] the sender's bucket (or "" for none), KEYS[3] the sender's
+# reservations (ticket → slot).
 # ARGV[1] "take", "throttle" or "rate"; ARGV[2] SMS_RATE_LIMIT; ARGV[3] per-sender rate;
 # ARGV[4] THROTTLE_FLOOR; ARGV[5] THROTTLE_DECREASE; ARGV[6] RECOVERY_SECONDS;
-# ARGV[7] the state's time to live (ms).
-# "take" returns {shared wait, sender's wait}: both "0" when the tokens were taken, else the
-# seconds until each bucket has one; "throttle" and "rate" return the shared rate after the
+# ARGV[7] the state's time to live (ms); ARGV[8] for "take" the ticket ("" for none), for
+# "throttle" the count of decreases when the throttled send took its token ("" if unknown);
+# ARGV[9] SHARED_PACING: tokens come at that share of the rate; ARGV[10] SHARED_BURST: the
+# shared bucket holds up to that many.
+# "take" returns {shared wait, sender's wait, state, decreases}: both waits "0" when the tokens
+# were taken, else the seconds until each bucket has one (for a message without a slot while
+# slots are reserved, until the first one free for its number and on the account); state is
+# RESERVED when that slot was just reserved for the ticket, HELD when the ticket holds one
+# already, else ""; decreases counts the throttles that lowered the rate so far. The slots
+# reserved end at `horizon` of each hash. "throttle" and "rate" return the shared rate after the
 # call. Strings: Redis would truncate a Lua number.
 _TOKEN_BUCKET_LUA = """
 local op = ARGV[1]
@@ -232,7 +295,8 @@ local per_sender = tonumber(ARGV[3])
 local epsilon = 1e-9
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) + tonumber(clock[2]) / 1000000
-local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'rate', 'since')
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'updated', 'rate', 'since', 'decreases')
+local decreases = state[5] or '0'
 local rate = max_rate
 local throttled_rate = tonumber(state[3])
 local since = tonumber(state[4])
@@ -244,15 +308,20 @@ if op == 'rate' then
   return tostring(rate)
 end
 if op == 'throttle' then
+  if ARGV[8] ~= '' and ARGV[8] ~= decreases then
+    return tostring(rate)
+  end
   local floor = math.min(tonumber(ARGV[4]), max_rate)
   rate = math.max(floor, rate * tonumber(ARGV[5]))
   redis.call('HSET', KEYS[1], 'rate', tostring(rate), 'since', tostring(now))
+  redis.call('HINCRBY', KEYS[1], 'decreases', 1)
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]))
   return tostring(rate)
 end
 local wait = 0
 local sender_wait = 0
 local tokens = 1
+rate = rate * tonumber(ARGV[9])
 if max_rate > 0 then
   tokens = tonumber(state[1])
   local updated = tonumber(state[2])
@@ -260,15 +329,16 @@ if max_rate > 0 then
     tokens = 1
     updated = now
   end
-  tokens = math.min(1, tokens + math.max(0, now - updated) * rate)
+  tokens = math.min(tonumber(ARGV[10]), tokens + math.max(0, now - updated) * rate)
   if tokens < 1 - epsilon then
     wait = (1 - tokens) / rate
   end
 end
-local sender_tokens = 1
+local ticket = ARGV[8]
+local result = ''
 if per_sender > 0 and KEYS[2] ~= '' then
-  local sender_state = redis.call('HMGET', KEYS[2], 'tokens', 'updated')
-  sender_tokens = tonumber(sender_state[1])
+  local sender_state = redis.call('HMGET', KEYS[2], 'tokens', 'updated', 'horizon')
+  local sender_tokens = tonumber(sender_state[1])
   local sender_updated = tonumber(sender_state[2])
   if sender_tokens == nil or sender_updated == nil then
     sender_tokens = 1
@@ -278,20 +348,50 @@ if per_sender > 0 and KEYS[2] ~= '' then
   if sender_tokens < 1 - epsilon then
     sender_wait = (1 - sender_tokens) / per_sender
   end
-end
-if wait == 0 and sender_wait == 0 then
+  local horizon = tonumber(sender_state[3]) or 0
+  local holding = ticket ~= '' and redis.call('HEXISTS', KEYS[3], ticket) == 1
+  if not holding then
+    -- Deferred messages hold the next slots of this number, and of the account: this one
+    -- queues behind them.
+    local queued = math.max(horizon, tonumber(redis.call('HGET', KEYS[1], 'horizon')) or 0)
+    sender_wait = math.max(sender_wait, queued - now)
+  end
+  if wait == 0 and sender_wait == 0 then
+    tokens = math.max(0, tokens - 1)
+    sender_tokens = math.max(0, sender_tokens - 1)
+    if holding then
+      redis.call('HDEL', KEYS[3], ticket)
+    end
+  elseif holding then
+    result = 'held'
+  elseif ticket ~= '' and sender_wait > wait then
+    -- Deferred: the first slot free for this number and on the account. The account's next
+    -- slot moves on only when it is the one taken: a slot the number's own queue puts later
+    -- leaves the account's free for the next message.
+    local slot = now + sender_wait
+    horizon = slot + 1 / per_sender
+    if max_rate > 0 then
+      local account = math.max(now, tonumber(redis.call('HGET', KEYS[1], 'horizon')) or 0)
+      if slot < account + 1 / rate then
+        redis.call('HSET', KEYS[1], 'horizon', tostring(account + 1 / rate))
+      end
+    end
+    redis.call('HSET', KEYS[3], ticket, tostring(slot))
+    redis.call('PEXPIRE', KEYS[3], math.ceil((horizon - now) * 1000) + tonumber(ARGV[7]))
+    result = 'reserved'
+  end
+  redis.call('HSET', KEYS[2], 'tokens', tostring(sender_tokens), 'updated', tostring(now),
+    'horizon', tostring(horizon))
+  redis.call('PEXPIRE', KEYS[2],
+    math.ceil(1000 * math.max(1 / per_sender, horizon - now)) + 1000)
+elseif wait == 0 then
   tokens = math.max(0, tokens - 1)
-  sender_tokens = math.max(0, sender_tokens - 1)
 end
 if max_rate > 0 then
   redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'updated', tostring(now))
   redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[7]))
 end
-if per_sender > 0 and KEYS[2] ~= '' then
-  redis.call('HSET', KEYS[2], 'tokens', tostring(sender_tokens), 'updated', tostring(now))
-  redis.call('PEXPIRE', KEYS[2], math.ceil(1000 / per_sender) + 1000)
-end
-return {tostring(wait), tostring(sender_wait)}
+return {tostring(wait), tostring(sender_wait), result, decreases}
 """
 
 
@@ -308,11 +408,12 @@ class RedisRateLimiter:
         self.key = key
         self._client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
         self._script = self._client.register_script(_TOKEN_BUCKET_LUA)
+        self._seen = threading.local()  # `decreases` when this thread last took a token
 
     def sender_key(self, sender: str) -> str:
         return f"{self.key}:sender:{sender}" if sender and self.per_sender > 0 else ""
 
-    def _call(self, op: str, sender: str = "") -> Any:
+    def _call(self, op: str, sender: str = "", extra: str = "") -> Any:
         args = [
             op,
             repr(max(self.rate, 0.0)),
@@ -321,19 +422,30 @@ class RedisRateLimiter:
             repr(THROTTLE_DECREASE),
             repr(RECOVERY_SECONDS),
             str(_STATE_TTL_MS),
+            extra,
+            repr(SHARED_PACING),
+            repr(SHARED_BURST),
         ]
-        return self._script(keys=[self.key, self.sender_key(sender)], args=args)
+        sender_key = self.sender_key(sender)
+        reservations = f"{sender_key}:reserved" if sender_key else ""
+        return self._script(keys=[self.key, sender_key, reservations], args=args)
 
-    def _take(self, sender: str) -> tuple[float, float]:
-        shared_wait, sender_wait = self._call("take", sender)
-        return float(shared_wait), float(sender_wait)
+    def _take(self, sender: str, ticket: str = "") -> tuple[float, float, str]:
+        shared_wait, sender_wait, state, decreases = self._call("take", sender, ticket)
+        shared_wait, sender_wait = float(shared_wait), float(sender_wait)
+        if shared_wait <= 0 and sender_wait <= 0:
+            self._seen.decreases = _text(decreases)
+        return shared_wait, sender_wait, _text(state)
 
-    def acquire(self, sender: str = "", *, defer_busy_sender: bool = False) -> float:
-        return _wait_for_token(lambda: self._take(sender), time.sleep, defer_busy_sender)
+    def acquire(
+        self, sender: str = "", *, defer_busy_sender: bool = False, ticket: str = ""
+    ) -> float:
+        ticket = ticket if defer_busy_sender else ""
+        return _wait_for_token(lambda: self._take(sender, ticket), time.sleep, defer_busy_sender)
 
     def throttled(self) -> None:
         if self.rate > 0:
-            self._call("throttle")
+            self._call("throttle", extra=getattr(self._seen, "decreases", ""))
 
     def current_rate(self) -> float:
         return float(self._call("rate")) if self.rate > 0 else 0.0
@@ -347,17 +459,24 @@ class RedisRateLimiter:
         return 0.0
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def _wait_for_token(
-    take: Callable[[], tuple[float, float]],
+    take: Callable[[], tuple[float, float, str]],
     sleep: Callable[[float], None],
     defer_busy_sender: bool,
 ) -> float:
     waited = 0.0
     while True:
-        shared_wait, sender_wait = take()
+        shared_wait, sender_wait, state = take()
         if shared_wait <= 0 and sender_wait <= 0:
             return waited
-        if defer_busy_sender and sender_wait > shared_wait:
+        # A message holding its number's slot is next for that number: it waits out the
+        # token's last fraction of a second (a late predecessor) rather than go round again.
+        held = state == HELD and sender_wait <= _MAX_SLEEP
+        if defer_busy_sender and sender_wait > shared_wait and not held:
             raise SenderBusy(sender_wait)
         pause = min(max(shared_wait, sender_wait), _MAX_SLEEP)
         sleep(pause)

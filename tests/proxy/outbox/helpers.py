@@ -86,12 +86,17 @@ def celery_broker(url: str) -> Iterator[None]:
     """Point the Celery app at `url` for the block (its connection pools are built afresh)."""
 
     def reset_pools() -> None:
+        from kombu import pools
+
         amqp = celery_app.__dict__.get("amqp")
         for owner, attribute in ((celery_app, "_pool"), (amqp, "_producer_pool")):
             pool = getattr(owner, attribute, None) if owner is not None else None
             if pool is not None:
                 pool.force_close_all()
                 setattr(owner, attribute, None)
+        # kombu keeps the app's pool in a registry by connection: a second block on the same
+        # URL would be handed the closed one.
+        pools.reset()
 
     previous = celery_app.conf.broker_url
     celery_app.conf.update(broker_url=url)

@@ -204,7 +204,9 @@ class SlowLimiter:
         real_now = timezone.now
         monkeypatch.setattr(timezone, "now", lambda: real_now() + self.offset)
 
-    def acquire(self, sender: str = "", *, defer_busy_sender: bool = False) -> float:
+    def acquire(
+        self, sender: str = "", *, defer_busy_sender: bool = False, ticket: str = ""
+    ) -> float:
         self.offset += self.waited
         if self.sweep:  # the stale sweep runs at the end of the wait
             outbox_recover_stale()

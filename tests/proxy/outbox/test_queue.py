@@ -203,12 +203,13 @@ def test_an_out_of_session_reply_is_enqueued_behind_the_forwards(
         )
         message_queue_outbound(sender=BOB_PROXY, recipient=BOB, text="hello")
 
-    # On Redis, priority 9 is served only when nothing of priority 0 (the default) waits.
+    # On Redis, priority 9 is served only when nothing of priority 0, 3 or 6 waits; 0 is left
+    # to the messages that come back (retries, a number's reserved slot), ahead of new ones.
     assert [call.kwargs["priority"] for call in enqueue.call_args_list] == [
         dispatch.LOW_PRIORITY,
-        None,
+        dispatch.PRIORITY,
     ]
-    assert dispatch.LOW_PRIORITY == 9
+    assert dispatch.RETRY_PRIORITY < dispatch.PRIORITY < dispatch.LOW_PRIORITY == 9
 
 
 def test_the_sweep_re_enqueues_replies_behind_the_forwards_too() -> None:

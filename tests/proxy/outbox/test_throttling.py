@@ -162,6 +162,26 @@ def test_a_success_does_not_lower_the_rate(
 # --- the limiter ---------------------------------------------------------------------------------
 
 
+def test_the_sends_in_flight_when_vonage_began_to_throttle_halve_the_rate_once(
+    clock: FakeClock,
+) -> None:
+    """Two throttled answers 50 ms apart halved 30/s twice, and two Celery workers took 22 s
+    to climb back from 7.5/s (bench/throttling.py): sends that went out at the old rate say
+    nothing more than the first."""
+    limiter = LocalRateLimiter(30, clock=clock, sleep=clock.sleep)
+    for _ in range(3):  # three sends in flight
+        limiter.acquire()
+
+    for _ in range(3):  # all three throttled
+        limiter.throttled()
+
+    assert limiter.current_rate() == 15
+    # A send at the new rate, throttled too: Vonage keeps throttling, the rate drops again.
+    limiter.acquire()
+    limiter.throttled()
+    assert limiter.current_rate() == pytest.approx(7.5, abs=0.1)
+
+
 def test_the_floor_is_never_above_the_configured_rate(clock: FakeClock) -> None:
     limiter = LocalRateLimiter(0.5, clock=clock, sleep=clock.sleep)
 
@@ -202,11 +222,13 @@ def test_without_a_shared_rate_the_per_sender_cap_still_applies(settings) -> Non
 def test_delivery_takes_the_token_of_the_sending_number(
     vonage: responses.RequestsMock, monkeypatch
 ) -> None:
-    taken: list[str] = []
+    taken: list[tuple[str, str]] = []
 
     class Recording:
-        def acquire(self, sender: str = "", *, defer_busy_sender: bool = False) -> float:
-            taken.append(sender)
+        def acquire(
+            self, sender: str = "", *, defer_busy_sender: bool = False, ticket: str = ""
+        ) -> float:
+            taken.append((sender, ticket))
             return 0.0
 
         def throttled(self) -> None:
@@ -221,4 +243,5 @@ def test_delivery_takes_the_token_of_the_sending_number(
 
     message_deliver(message_id=message.pk)
 
-    assert taken == [message.sender]
+    # The message's id is its ticket: the Redis limiter's reservation of a slot of that number.
+    assert taken == [(message.sender, str(message.pk))]
