@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from io import StringIO
 
@@ -34,18 +35,25 @@ class Clock:
         return self.current
 
 
-# The loop's close_old_connections() would close a test transaction's connection.
-@pytest.mark.django_db(transaction=True)
-def test_the_loop_beats_at_most_every_heartbeat_interval(monkeypatch) -> None:
-    beats: list[datetime] = []
+def stop_after_polls(passes: int) -> Callable[..., list[object]]:
+    """An `outbox_due` that finds nothing and stops the loop (SIGTERM) at its `passes`-th poll."""
     polls = 0
 
     def due_ids(*, limit: int, busy_senders: object = ()) -> list[object]:
         nonlocal polls
         polls += 1
-        if polls == 6:
+        if polls == passes:
             os.kill(os.getpid(), signal.SIGTERM)
         return []
+
+    return due_ids
+
+
+# The loop's close_old_connections() would close a test transaction's connection.
+@pytest.mark.django_db(transaction=True)
+def test_the_loop_beats_at_most_every_heartbeat_interval(monkeypatch) -> None:
+    beats: list[datetime] = []
+    due_ids = stop_after_polls(6)
 
     clock = Clock(step=HEARTBEAT_EVERY * 0.4)  # every pass 4 s later: a beat every third pass
     record = command_module.heartbeat_record
@@ -71,15 +79,8 @@ def test_the_loop_beats_at_most_every_heartbeat_interval(monkeypatch) -> None:
 @pytest.mark.django_db(transaction=True)
 def test_the_loop_looks_for_provisioning_jobs_at_most_every_second(monkeypatch) -> None:
     looked: list[datetime] = []
-    polls = 0
+    due_ids = stop_after_polls(6)
     clock = Clock(step=command_module.PROVISIONING_EVERY * 0.4)
-
-    def due_ids(*, limit: int, busy_senders: object = ()) -> list[object]:
-        nonlocal polls
-        polls += 1
-        if polls == 6:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return []
 
     def provisioning() -> list[object]:
         looked.append(clock.current)
